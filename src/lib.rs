@@ -1,0 +1,6 @@
+//! virtmasq: DHCP, DNS and PXE for libvirt virtual networks from dnsmasq.
+//!
+//! Data flows one way: sources (libvirt, the hook, the configuration) give the desired state,
+//! a pure planner compares it with what is observed, and small backends apply the plan.
+
+pub mod model;

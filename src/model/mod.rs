@@ -1,0 +1,39 @@
+//! Validated domain types. Every value that reaches a dnsmasq file, a file name or a command line
+//! passes through one of these constructors, so nothing that could end a dnsmasq line or start a
+//! new option (newline, comma, `#`, NUL, `=`) can get through by construction.
+
+mod ip;
+mod lease;
+mod mac;
+mod names;
+mod network;
+
+pub use ip::{Ipv4Net, Ipv4Range};
+pub use lease::LeaseTime;
+pub use mac::MacAddr;
+pub use names::{DnsName, IfName, NetworkName};
+pub use network::{DhcpIntent, DhcpRange, IntentSource, ManagedNetwork, StaticHost};
+
+use thiserror::Error;
+
+/// A value that failed validation: what kind of value, the input as given, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("invalid {kind} {input:?}: {reason}")]
+pub struct InvalidValue {
+    /// What the value was meant to be ("MAC address", "interface name", ...).
+    pub kind: &'static str,
+    /// The input as given (shown with escapes, so a newline is visible).
+    pub input: String,
+    /// What is wrong with it, in words a user can act on.
+    pub reason: String,
+}
+
+impl InvalidValue {
+    pub(crate) fn new(kind: &'static str, input: &str, reason: &str) -> Self {
+        Self {
+            kind,
+            input: input.to_owned(),
+            reason: reason.to_owned(),
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! Names: libvirt network names, Linux interface names and DNS names, each restricted to what is
+//! safe in a dnsmasq configuration line and a file name.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::InvalidValue;
+
+macro_rules! string_newtype {
+    ($name:ident, $validate:path) => {
+        impl $name {
+            /// The validated name.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = InvalidValue;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                $validate(s)?;
+                Ok(Self(s.to_owned()))
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = InvalidValue;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                $validate(&s)?;
+                Ok(Self(s))
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Self::try_from(s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+/// A libvirt network name that virtmasq can manage. It becomes part of file names
+/// (`virtmasq-<name>.conf`) and dnsmasq tags, so it is limited to ASCII letters, digits, `_`, `-`,
+/// `.` and `+`, at most 64 bytes, and may not start with `.` or `-`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NetworkName(String);
+string_newtype!(NetworkName, validate_network_name);
+
+fn validate_network_name(s: &str) -> Result<(), InvalidValue> {
+    let bad = |reason: &str| Err(InvalidValue::new("network name", s, reason));
+    if s.is_empty() {
+        return bad("it is empty");
+    }
+    if s.len() > 64 {
+        return bad("it is longer than 64 bytes");
+    }
+    if s.starts_with('.') || s.starts_with('-') {
+        return bad("it may not start with '.' or '-'");
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '+')))
+    {
+        return bad(&format!(
+            "character {c:?} is not allowed (use letters, digits, '_', '-', '.', '+')"
+        ));
+    }
+    Ok(())
+}
+
+/// A Linux network interface name: 1 to 15 bytes, not `.` or `..`, no `/`, `:` or whitespace
+/// (the kernel's rules), and additionally none of the characters that are special to dnsmasq
+/// (`,`, `#`, `=`) or control characters.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IfName(String);
+string_newtype!(IfName, validate_ifname);
+
+fn validate_ifname(s: &str) -> Result<(), InvalidValue> {
+    let bad = |reason: &str| Err(InvalidValue::new("interface name", s, reason));
+    if s.is_empty() {
+        return bad("it is empty");
+    }
+    if s.len() > 15 {
+        return bad(&format!(
+            "it is {} bytes long; Linux allows at most 15",
+            s.len()
+        ));
+    }
+    if s == "." || s == ".." {
+        return bad("'.' and '..' are not interface names");
+    }
+    if let Some(c) = s.chars().find(|c| {
+        c.is_whitespace() || c.is_control() || matches!(c, '/' | ':' | ',' | '#' | '=' | '*')
+    }) {
+        return bad(&format!("character {c:?} is not allowed"));
+    }
+    Ok(())
+}
+
+/// A DNS name (host name or domain): dot-separated labels of ASCII letters, digits and `-`,
+/// each 1-63 bytes, at most 253 bytes in all. Used for `<host name>`, `<domain name>`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DnsName(String);
+string_newtype!(DnsName, validate_dns_name);
+
+fn validate_dns_name(s: &str) -> Result<(), InvalidValue> {
+    let bad = |reason: String| Err(InvalidValue::new("DNS name", s, &reason));
+    if s.is_empty() || s.len() > 253 {
+        return bad("it must be 1 to 253 bytes long".into());
+    }
+    for label in s.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return bad("each dot-separated label must be 1 to 63 bytes".into());
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return bad(format!("label {label:?} may not start or end with '-'"));
+        }
+        if let Some(c) = label
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
+        {
+            return bad(format!(
+                "character {c:?} is not allowed (letters, digits, '-')"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_names() {
+        for ok in ["default", "lab-1", "pxe_net.2", "a+b", "N"] {
+            assert!(ok.parse::<NetworkName>().is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "../x",
+            "a/b",
+            "net\nwork",
+            "a,b",
+            "a#b",
+            "a b",
+            ".hidden",
+            "-x",
+            "a=b",
+            "é",
+            &"x".repeat(65),
+        ] {
+            let err = bad.parse::<NetworkName>().unwrap_err();
+            assert!(err.to_string().contains("network name"), "{err}");
+        }
+    }
+
+    #[test]
+    fn interface_names() {
+        for ok in [
+            "virbr0",
+            "br-lab",
+            "vnet12",
+            "a",
+            "eth0.100",
+            &"x".repeat(15),
+        ] {
+            assert!(ok.parse::<IfName>().is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "a:b",
+            "a b",
+            "a\tb",
+            "a\nb",
+            "a,b",
+            "a#b",
+            "a\0b",
+            &"x".repeat(16),
+            &"b".repeat(40),
+        ] {
+            let err = bad.parse::<IfName>().unwrap_err();
+            assert!(err.to_string().contains("interface name"), "{err}");
+        }
+    }
+
+    #[test]
+    fn forty_byte_bridge_name_error_says_why() {
+        let name = "b".repeat(40);
+        let err = name.parse::<IfName>().unwrap_err().to_string();
+        assert!(err.contains(&name) && err.contains("at most 15"), "{err}");
+    }
+
+    #[test]
+    fn dns_names() {
+        for ok in ["lab", "lab.example", "host-1.lab", "a1"] {
+            assert!(ok.parse::<DnsName>().is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "a..b",
+            "-a",
+            "a-",
+            "a_b",
+            "a,b",
+            "a\nb",
+            "a b",
+            ".",
+            "x.",
+            &"a".repeat(64),
+        ] {
+            assert!(bad.parse::<DnsName>().is_err(), "{bad}");
+        }
+    }
+}
