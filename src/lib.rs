@@ -4,3 +4,5 @@
 //! a pure planner compares it with what is observed, and small backends apply the plan.
 
 pub mod model;
+pub mod filter;
+pub mod libvirt;

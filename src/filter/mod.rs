@@ -1,0 +1,1 @@
+//! The PXE MAC filter: a dnsmasq dhcp-hostsdir with one file per MAC.

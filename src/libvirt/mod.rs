@@ -1,0 +1,4 @@
+//! libvirt: network and hookData XML, virtmasq's metadata namespace, and networks read through
+//! the `virt` crate.
+
+pub mod xml;

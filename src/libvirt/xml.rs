@@ -1,0 +1,1 @@
+//! libvirt network and hookData XML parsing.
