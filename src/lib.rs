@@ -3,6 +3,9 @@
 //! Data flows one way: sources (libvirt, the hook, the configuration) give the desired state,
 //! a pure planner compares it with what is observed, and small backends apply the plan.
 
-pub mod model;
+pub mod config;
+pub mod dnsmasq;
 pub mod filter;
+pub mod fsutil;
 pub mod libvirt;
+pub mod model;

@@ -1,4 +1,5 @@
 //! libvirt: network and hookData XML, virtmasq's metadata namespace, and networks read through
 //! the `virt` crate.
 
+pub mod source;
 pub mod xml;

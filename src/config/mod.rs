@@ -1,0 +1,154 @@
+//! virtmasq's TOML configuration: every path the agent touches, how it reaches libvirt, and the
+//! DHCP intent of networks whose libvirt version cannot keep it in `<metadata>`.
+//!
+//! Unknown keys are errors (a typo must not be silently ignored) and every error carries the
+//! file name with the line and column that toml reports.
+
+mod networks;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::model::NetworkName;
+
+pub use networks::{NetworkConfig, RangeConfig};
+
+/// Where the configuration lives unless `--config` says otherwise.
+pub const DEFAULT_PATH: &str = "/etc/virtmasq/virtmasq.toml";
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Files and programs the agent uses.
+    #[serde(default)]
+    pub paths: Paths,
+    /// How networks are read from libvirt.
+    #[serde(default)]
+    pub libvirt: LibvirtConfig,
+    /// How generated dnsmasq configuration behaves.
+    #[serde(default)]
+    pub dnsmasq: DnsmasqConfig,
+    // FILTER-FIELD
+    /// DHCP intent per libvirt network name (`[networks.<name>]`).
+    #[serde(default)]
+    pub networks: BTreeMap<NetworkName, NetworkConfig>,
+}
+
+/// Every path the agent reads or writes, so tests and demos never touch the real `/etc`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Paths {
+    /// The dnsmasq binary.
+    pub dnsmasq: PathBuf,
+    /// Persistent state: lease files (kept across restarts and mode changes), filter policy.
+    pub state_dir: PathBuf,
+    /// Runtime files: private instances' configuration, hosts files and pid files.
+    pub run_dir: PathBuf,
+    /// The system dnsmasq's configuration directory, where system-mode fragments go.
+    pub conf_dir: PathBuf,
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Self {
+            dnsmasq: "/usr/sbin/dnsmasq".into(),
+            state_dir: "/var/lib/virtmasq".into(),
+            run_dir: "/run/virtmasq".into(),
+            conf_dir: "/etc/dnsmasq.d".into(),
+        }
+    }
+}
+
+/// How the agent talks to libvirt.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LibvirtConfig {
+    /// The libvirt connection URI (`--libvirt-uri` overrides it).
+    pub uri: String,
+    /// Seconds between two reads of libvirt's networks by the daemon, as a safety net beside
+    /// hook events.
+    pub poll_interval_secs: u64,
+}
+
+impl Default for LibvirtConfig {
+    fn default() -> Self {
+        Self {
+            uri: "qemu:///system".into(),
+            poll_interval_secs: 30,
+        }
+    }
+}
+
+impl LibvirtConfig {
+    /// The poll interval, at least one second.
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_secs(self.poll_interval_secs.max(1))
+    }
+}
+
+/// Behaviour of the dnsmasq configuration virtmasq generates.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsmasqConfig {
+    /// Skip dnsmasq's ICMP check of an address before offering it (`no-ping`). The check
+    /// delays each first offer by about three seconds.
+    pub no_ping: bool,
+}
+
+/// A configuration that could not be loaded.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema (toml's message has line and column).
+    #[error("configuration {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's message, with the line, column and a caret under the culprit.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Loads and validates the configuration from `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Loads `path` if it exists, or the built-in defaults if it does not and it is the default
+    /// path (an explicit `--config` that does not exist is an error).
+    pub fn load_or_default(path: &Path, explicit: bool) -> Result<Self, ConfigError> {
+        if !explicit && !path.exists() {
+            return Ok(Self::default());
+        }
+        Self::load(path)
+    }
+
+    /// Parses configuration text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,7 @@
+//! dnsmasq: rendering its configuration (pure), running private instances, and (in system mode)
+//! working with the system's own dnsmasq.
+
+pub mod private;
+pub mod process;
+pub mod render;
+pub mod validate;

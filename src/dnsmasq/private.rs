@@ -1,0 +1,427 @@
+//! Private mode: one dnsmasq per managed network, bound to that network's bridge only, kept
+//! running (restarted with backoff when it dies) and stopped with the agent.
+//!
+//! `plan` is pure: it compares the rendered text of what runs with what is wanted. `Supervisor`
+//! applies the plan: files, validation with `dnsmasq --test`, processes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::process;
+use super::render::{render_private, InstancePaths, PrivateRender, RenderOptions};
+use crate::fsutil;
+use crate::model::{ManagedNetwork, NetworkName};
+
+/// What to do with one network's instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Write its files and start it.
+    Start(NetworkName),
+    /// Its configuration changed: rewrite and restart.
+    Restart(NetworkName),
+    /// Only its hosts changed: rewrite the hosts file and SIGHUP.
+    Reload(NetworkName),
+    /// No longer wanted: stop it and remove its runtime files (the lease file stays).
+    Stop(NetworkName),
+}
+
+/// The actions that turn `running` into `desired`.
+pub fn plan(
+    running: &BTreeMap<NetworkName, PrivateRender>,
+    desired: &BTreeMap<NetworkName, PrivateRender>,
+) -> Vec<Action> {
+    let mut actions = Vec::new();
+    for name in running.keys().filter(|n| !desired.contains_key(*n)) {
+        actions.push(Action::Stop(name.clone()));
+    }
+    for (name, want) in desired {
+        match running.get(name) {
+            None => actions.push(Action::Start(name.clone())),
+            Some(have) if have.conf != want.conf => actions.push(Action::Restart(name.clone())),
+            Some(have) if have.hosts != want.hosts => actions.push(Action::Reload(name.clone())),
+            Some(_) => {}
+        }
+    }
+    actions
+}
+
+/// A failure for one network; the others carry on.
+#[derive(Debug, Error)]
+pub enum PrivateError {
+    /// A file could not be written or removed.
+    #[error("network '{network}': cannot write {path}")]
+    Io {
+        /// The network.
+        network: NetworkName,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// dnsmasq refused the generated configuration.
+    #[error("network '{network}': dnsmasq rejected the configuration: {message}")]
+    Invalid {
+        /// The network.
+        network: NetworkName,
+        /// dnsmasq's own words.
+        message: String,
+    },
+}
+
+/// What a person (and `status`) can learn about a running instance.
+#[derive(Debug, Clone, Default)]
+pub struct InstanceStatus {
+    /// The current dnsmasq's pid, if one runs.
+    pub pid: Option<u32>,
+    /// How many times it has been started.
+    pub starts: u32,
+    /// How its last process ended, if one has.
+    pub last_exit: Option<String>,
+}
+
+enum Control {
+    Restart,
+    Reload,
+    Stop,
+}
+
+struct Instance {
+    render: PrivateRender,
+    paths: InstancePaths,
+    control: mpsc::UnboundedSender<Control>,
+    task: JoinHandle<()>,
+    status: Arc<Mutex<InstanceStatus>>,
+}
+
+/// Runs the private instances.
+pub struct Supervisor {
+    /// The dnsmasq binary.
+    binary: PathBuf,
+    /// Root of the instances' runtime files.
+    run_dir: PathBuf,
+    /// Root of persistent state (lease files).
+    state_dir: PathBuf,
+    /// Backoff bounds for restarting an instance that died.
+    backoff: Backoff,
+    instances: BTreeMap<NetworkName, Instance>,
+}
+
+/// Restart delays: doubling from `min` to `max`, reset once an instance has run `stable`.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    /// First delay.
+    pub min: Duration,
+    /// Largest delay.
+    pub max: Duration,
+    /// Run time after which a death counts as the first again.
+    pub stable: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            min: Duration::from_millis(250),
+            max: Duration::from_secs(10),
+            stable: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Supervisor {
+    /// A supervisor with no instances.
+    pub fn new(binary: PathBuf, run_dir: PathBuf, state_dir: PathBuf) -> Self {
+        Self {
+            binary,
+            run_dir,
+            state_dir,
+            backoff: Backoff::default(),
+            instances: BTreeMap::new(),
+        }
+    }
+
+    /// Brings the instances in line with `desired`. Returns the failures, one per network.
+    pub async fn reconcile(
+        &mut self,
+        desired: &[ManagedNetwork],
+        opts: &RenderOptions,
+    ) -> Vec<PrivateError> {
+        let wanted: BTreeMap<NetworkName, (PrivateRender, InstancePaths)> = desired
+            .iter()
+            .map(|n| {
+                let paths = InstancePaths::new(&self.run_dir, &self.state_dir, n.name.as_str());
+                (n.name.clone(), (render_private(n, &paths, opts), paths))
+            })
+            .collect();
+        let running = self
+            .instances
+            .iter()
+            .map(|(k, v)| (k.clone(), v.render.clone()))
+            .collect();
+        let renders = wanted
+            .iter()
+            .map(|(k, v)| (k.clone(), v.0.clone()))
+            .collect();
+        let mut errors = Vec::new();
+        for action in plan(&running, &renders) {
+            tracing::info!(?action, "private instance");
+            let result = match action {
+                Action::Stop(name) => self.stop(&name).await,
+                Action::Start(name) => {
+                    let (render, paths) = wanted[&name].clone();
+                    self.start(name, render, paths)
+                }
+                Action::Restart(name) => self.restart(&name, wanted[&name].0.clone()),
+                Action::Reload(name) => self.reload(&name, wanted[&name].0.clone()),
+            };
+            if let Err(e) = result {
+                tracing::error!(error = %e, "private instance");
+                errors.push(e);
+            }
+        }
+        errors
+    }
+
+    /// The networks with an instance, and each one's status.
+    pub fn status(&self) -> BTreeMap<NetworkName, InstanceStatus> {
+        self.instances
+            .iter()
+            .map(|(k, v)| (k.clone(), lock(&v.status).clone()))
+            .collect()
+    }
+
+    /// Stops every instance (the agent is stopping).
+    pub async fn shutdown(&mut self) {
+        let names: Vec<_> = self.instances.keys().cloned().collect();
+        for name in names {
+            if let Err(e) = self.stop(&name).await {
+                tracing::warn!(error = %e, "stopping private instance");
+            }
+        }
+    }
+
+    fn start(
+        &mut self,
+        name: NetworkName,
+        render: PrivateRender,
+        paths: InstancePaths,
+    ) -> Result<(), PrivateError> {
+        write_files(&self.binary, &name, &paths, &render, true)?;
+        if process::stop_stale(&paths.pid, &paths.conf) {
+            tracing::warn!(network = %name, "stopped a dnsmasq left by an earlier run");
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let status = Arc::new(Mutex::new(InstanceStatus::default()));
+        let task = tokio::spawn(run_instance(
+            name.clone(),
+            self.binary.clone(),
+            paths.conf.clone(),
+            self.backoff,
+            rx,
+            status.clone(),
+        ));
+        self.instances.insert(
+            name,
+            Instance {
+                render,
+                paths,
+                control: tx,
+                task,
+                status,
+            },
+        );
+        Ok(())
+    }
+
+    fn restart(&mut self, name: &NetworkName, render: PrivateRender) -> Result<(), PrivateError> {
+        let inst = self
+            .instances
+            .get_mut(name)
+            .expect("planned from instances");
+        write_files(&self.binary, name, &inst.paths, &render, true)?;
+        inst.render = render;
+        let _ = inst.control.send(Control::Restart);
+        Ok(())
+    }
+
+    fn reload(&mut self, name: &NetworkName, render: PrivateRender) -> Result<(), PrivateError> {
+        let inst = self
+            .instances
+            .get_mut(name)
+            .expect("planned from instances");
+        write_files(&self.binary, name, &inst.paths, &render, false)?;
+        inst.render = render;
+        let _ = inst.control.send(Control::Reload);
+        Ok(())
+    }
+
+    async fn stop(&mut self, name: &NetworkName) -> Result<(), PrivateError> {
+        let Some(inst) = self.instances.remove(name) else {
+            return Ok(());
+        };
+        let _ = inst.control.send(Control::Stop);
+        let _ = inst.task.await;
+        for path in [&inst.paths.conf, &inst.paths.hosts, &inst.paths.pid] {
+            match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(io_err(name, path, e))
+                }
+                _ => {}
+            }
+        }
+        if let Some(dir) = inst.paths.conf.parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
+        Ok(())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn io_err(network: &NetworkName, path: &Path, source: std::io::Error) -> PrivateError {
+    PrivateError::Io {
+        network: network.clone(),
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Writes the hosts file and, with `conf`, the configuration after `dnsmasq --test` accepted it.
+/// dnsmasq drops privileges, so directories and files are world-readable.
+fn write_files(
+    binary: &Path,
+    name: &NetworkName,
+    paths: &InstancePaths,
+    render: &PrivateRender,
+    conf: bool,
+) -> Result<(), PrivateError> {
+    for dir in [paths.conf.parent(), paths.leases.parent()]
+        .into_iter()
+        .flatten()
+    {
+        fsutil::ensure_dir(dir, 0o755).map_err(|e| io_err(name, dir, e))?;
+    }
+    fsutil::write_atomic(&paths.hosts, render.hosts.as_bytes(), 0o644)
+        .map_err(|e| io_err(name, &paths.hosts, e))?;
+    if conf {
+        super::validate::check_text(binary, &paths.conf, &render.conf).map_err(|message| {
+            PrivateError::Invalid {
+                network: name.clone(),
+                message,
+            }
+        })?;
+        fsutil::write_atomic(&paths.conf, render.conf.as_bytes(), 0o644)
+            .map_err(|e| io_err(name, &paths.conf, e))?;
+    }
+    Ok(())
+}
+
+/// One instance's life: start dnsmasq, forward its log, restart it with backoff when it dies,
+/// obey control messages.
+async fn run_instance(
+    name: NetworkName,
+    binary: PathBuf,
+    conf: PathBuf,
+    backoff: Backoff,
+    mut control: mpsc::UnboundedReceiver<Control>,
+    status: Arc<Mutex<InstanceStatus>>,
+) {
+    let mut delay = backoff.min;
+    loop {
+        let started = tokio::time::Instant::now();
+        let mut child = match process::dnsmasq_command(&binary, &conf).spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(network = %name, error = %e, "cannot start dnsmasq");
+                lock(&status).last_exit = Some(format!("could not start: {e}"));
+                if !wait_or_stop(&mut control, delay).await {
+                    return;
+                }
+                delay = (delay * 2).min(backoff.max);
+                continue;
+            }
+        };
+        {
+            let mut s = lock(&status);
+            s.pid = child.id();
+            s.starts += 1;
+        }
+        tracing::info!(network = %name, pid = child.id(), "dnsmasq started");
+        if let Some(stderr) = child.stderr.take() {
+            let net = name.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    tracing::info!(network = %net, "dnsmasq: {line}");
+                }
+            });
+        }
+        let exit = loop {
+            tokio::select! {
+                res = child.wait() => break Some(res),
+                msg = control.recv() => match msg {
+                    Some(Control::Reload) => {
+                        if let Err(e) = process::hangup(&child) {
+                            tracing::warn!(network = %name, error = %e, "SIGHUP to dnsmasq");
+                        }
+                    }
+                    Some(Control::Restart) => {
+                        process::terminate(&mut child, Duration::from_secs(3)).await;
+                        break None;
+                    }
+                    Some(Control::Stop) | None => {
+                        process::terminate(&mut child, Duration::from_secs(3)).await;
+                        lock(&status).pid = None;
+                        return;
+                    }
+                },
+            }
+        };
+        lock(&status).pid = None;
+        let Some(res) = exit else {
+            delay = backoff.min;
+            continue;
+        };
+        let how = match res {
+            Ok(s) => s.to_string(),
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(network = %name, exit = %how, "dnsmasq ended; restarting");
+        lock(&status).last_exit = Some(how);
+        if started.elapsed() >= backoff.stable {
+            delay = backoff.min;
+        }
+        if !wait_or_stop(&mut control, delay).await {
+            return;
+        }
+        delay = (delay * 2).min(backoff.max);
+    }
+}
+
+/// Sleeps `delay` unless told to stop meanwhile; returns false when told to stop.
+async fn wait_or_stop(control: &mut mpsc::UnboundedReceiver<Control>, delay: Duration) -> bool {
+    let sleep = tokio::time::sleep(delay);
+    tokio::pin!(sleep);
+    loop {
+        tokio::select! {
+            _ = &mut sleep => return true,
+            msg = control.recv() => match msg {
+                Some(Control::Stop) | None => return false,
+                // Nothing runs to reload; a restart is what the sleep leads to anyway.
+                Some(Control::Reload) | Some(Control::Restart) => {}
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
