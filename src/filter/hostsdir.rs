@@ -1,0 +1,281 @@
+//! Reading and writing the hostsdir: the effects behind [`super::plan`]. Files are written
+//! under a dot-name and renamed into place, so dnsmasq (which skips dotfiles and reacts to
+//! IN_MOVED_TO) never reads a half-written file; durability comes from one `syncfs` per batch
+//! or one `fsync` per file, as configured.
+
+use std::fs::{self, File, OpenOptions, Permissions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use super::config::Durability;
+use super::entry::{classify, temp_name, NameKind, Target};
+use super::error::FilterError;
+use super::plan::{FileAction, FileState, ObservedDir};
+
+/// Mode of files and of a directory we create: dnsmasq reads them after dropping to `nobody`.
+const FILE_MODE: u32 = 0o644;
+const DIR_MODE: u32 = 0o755;
+
+/// How much of each file [`observe`] looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verify {
+    /// Sizes only (allow and deny lines differ in length): one `stat` per file, the way
+    /// ironic reads its cache. Used while dnsmasq runs, when only we write under the lock.
+    Sizes,
+    /// Exact contents: catches files emptied by a crash before a `syncfs` or edited by hand.
+    /// Used at start-up.
+    Contents,
+}
+
+/// What a batch of actions did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Files written (new or replaced).
+    pub written: usize,
+    /// Of those, files that replaced an existing one (dnsmasq keeps the old entry until SIGHUP).
+    pub rewritten: usize,
+    /// Files removed.
+    pub removed: usize,
+}
+
+/// Creates the hostsdir (mode 0755) if it is missing.
+pub fn ensure_dir(dir: &Path) -> Result<(), FilterError> {
+    match fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(FilterError::Io {
+            action: "use as the filter's hostsdir",
+            path: dir.to_owned(),
+            source: ErrorKind::NotADirectory.into(),
+        }),
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            fs::create_dir_all(dir).map_err(FilterError::io("create", dir))?;
+            fs::set_permissions(dir, Permissions::from_mode(DIR_MODE))
+                .map_err(FilterError::io("set the mode of", dir))
+        }
+        Err(e) => Err(FilterError::io("inspect", dir)(e)),
+    }
+}
+
+/// Lists the hostsdir and classifies every entry (see [`super::entry::classify`]).
+pub fn observe(dir: &Path, verify: Verify) -> Result<ObservedDir, FilterError> {
+    let mut observed = ObservedDir::default();
+    let entries = fs::read_dir(dir).map_err(FilterError::io("list", dir))?;
+    for entry in entries {
+        let entry = entry.map_err(FilterError::io("list", dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        match classify(&name) {
+            NameKind::Leftover => observed.leftovers.push(name),
+            NameKind::Skipped => {}
+            NameKind::Foreign => observed.foreign.push(name),
+            NameKind::Ours(target) => {
+                // DirEntry::metadata does not follow symlinks: a link is never one of our
+                // files, so it counts as damaged and is replaced by the rename.
+                let meta = entry
+                    .metadata()
+                    .map_err(FilterError::io("stat", entry.path()))?;
+                if meta.is_dir() {
+                    observed.foreign.push(name);
+                    continue;
+                }
+                let state = if meta.is_file() {
+                    file_state(&entry.path(), target, meta.len(), verify)?
+                } else {
+                    FileState::Other
+                };
+                observed.files.insert(target, state);
+            }
+        }
+    }
+    observed.leftovers.sort();
+    observed.foreign.sort();
+    Ok(observed)
+}
+
+fn file_state(
+    path: &Path,
+    target: Target,
+    len: u64,
+    verify: Verify,
+) -> Result<FileState, FilterError> {
+    let Some(by_len) = target.verdict_from_len(len) else {
+        return Ok(FileState::Other);
+    };
+    if verify == Verify::Sizes {
+        return Ok(by_len.into());
+    }
+    let bytes = fs::read(path).map_err(FilterError::io("read", path))?;
+    Ok(target
+        .verdict_from_content(&bytes)
+        .map_or(FileState::Other, FileState::from))
+}
+
+/// Carries out `actions` in order, then makes them durable as `durability` says.
+pub fn apply(
+    dir: &Path,
+    actions: &[FileAction],
+    durability: Durability,
+) -> Result<Applied, FilterError> {
+    let mut done = Applied::default();
+    for action in actions {
+        match action {
+            FileAction::Write {
+                target,
+                verdict,
+                replaces,
+            } => {
+                let name = target.file_name();
+                let content = target.content(*verdict);
+                write_atomically(dir, &name, content.as_bytes(), durability)?;
+                done.written += 1;
+                done.rewritten += usize::from(*replaces);
+            }
+            FileAction::Remove { name } => {
+                let path = dir.join(name);
+                match fs::remove_file(&path) {
+                    Ok(()) => done.removed += 1,
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => return Err(FilterError::io("remove", path)(e)),
+                }
+            }
+        }
+    }
+    if !actions.is_empty() {
+        flush(dir, durability)?;
+    }
+    Ok(done)
+}
+
+/// Writes `name` through a temporary dot-file and a rename. With `FsyncEach` the data is
+/// synced before the rename, so the name never points at unsynced data.
+pub fn write_atomically(
+    dir: &Path,
+    name: &str,
+    content: &[u8],
+    durability: Durability,
+) -> Result<(), FilterError> {
+    let temp = dir.join(temp_name(name));
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(FILE_MODE)
+            .open(&temp)
+            .map_err(FilterError::io("create", &temp))?;
+        // The umask may have removed bits that dnsmasq, running as nobody, needs.
+        file.set_permissions(Permissions::from_mode(FILE_MODE))
+            .map_err(FilterError::io("set the mode of", &temp))?;
+        file.write_all(content)
+            .map_err(FilterError::io("write", &temp))?;
+        if durability == Durability::FsyncEach {
+            file.sync_data().map_err(FilterError::io("fsync", &temp))?;
+        }
+        drop(file);
+        let path = dir.join(name);
+        fs::rename(&temp, &path).map_err(FilterError::io("rename into place", path))
+    })();
+    if result.is_err() {
+        // Best effort: a temporary file left here is removed by the next sync anyway.
+        let _ = fs::remove_file(&temp);
+    }
+    result
+}
+
+/// Makes a finished batch durable: `syncfs` covers data and renames alike; after per-file
+/// fsyncs only the directory (the renames) remains.
+pub fn flush(dir: &Path, durability: Durability) -> Result<(), FilterError> {
+    let handle = File::open(dir).map_err(FilterError::io("open", dir))?;
+    match durability {
+        Durability::Syncfs => {
+            nix::unistd::syncfs(&handle).map_err(|e| FilterError::io("syncfs", dir)(e.into()))
+        }
+        Durability::FsyncEach => handle.sync_all().map_err(FilterError::io("fsync", dir)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::entry::Verdict;
+    use crate::model::MacAddr;
+
+    #[test]
+    fn observe_classifies_and_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let a = Target::Mac(MacAddr::new([0xaa, 0, 0, 0, 0, 1]));
+        let b = Target::Mac(MacAddr::new([0xaa, 0, 0, 0, 0, 2]));
+        let c = Target::Mac(MacAddr::new([0xaa, 0, 0, 0, 0, 3]));
+        fs::write(d.join(a.file_name()), a.content(Verdict::Deny)).unwrap();
+        // Right length, wrong MAC: only a content check notices.
+        fs::write(d.join(b.file_name()), a.content(Verdict::Allow)).unwrap();
+        fs::write(d.join(c.file_name()), "").unwrap();
+        fs::write(d.join(".virtmasq-tmp.aa-00-00-00-00-09"), "x").unwrap();
+        fs::write(d.join("README"), "x").unwrap();
+        fs::write(d.join(".keep"), "").unwrap();
+        fs::create_dir(d.join("aa-00-00-00-00-04")).unwrap();
+        let cases = [
+            (Verify::Sizes, FileState::Allow),
+            (Verify::Contents, FileState::Other),
+        ];
+        for (verify, b_state) in cases {
+            let seen = observe(d, verify).unwrap();
+            assert_eq!(seen.files.get(&a), Some(&FileState::Deny));
+            assert_eq!(seen.files.get(&b), Some(&b_state), "{verify:?}");
+            assert_eq!(seen.files.get(&c), Some(&FileState::Other));
+            assert_eq!(seen.leftovers, [".virtmasq-tmp.aa-00-00-00-00-09"]);
+            assert_eq!(seen.foreign, ["README", "aa-00-00-00-00-04"]);
+        }
+    }
+
+    #[test]
+    fn apply_writes_with_mode_and_no_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("hd");
+        ensure_dir(&d).unwrap();
+        let a = Target::Mac(MacAddr::new([0xaa, 0, 0, 0, 0, 1]));
+        for durability in [Durability::Syncfs, Durability::FsyncEach] {
+            let actions = [
+                FileAction::Write {
+                    target: a,
+                    verdict: Verdict::Deny,
+                    replaces: false,
+                },
+                FileAction::Write {
+                    target: Target::Unknown,
+                    verdict: Verdict::Allow,
+                    replaces: true,
+                },
+                FileAction::Remove {
+                    name: "gone".into(),
+                },
+            ];
+            let done = apply(&d, &actions, durability).unwrap();
+            assert_eq!(
+                done,
+                Applied {
+                    written: 2,
+                    rewritten: 1,
+                    removed: 0
+                }
+            );
+            let text = fs::read_to_string(d.join("aa-00-00-00-00-01")).unwrap();
+            assert_eq!(text, a.content(Verdict::Deny));
+            let mode = fs::metadata(d.join("unknown-macs"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o644);
+            let names: Vec<_> = fs::read_dir(&d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(names.len(), 2, "{names:?}");
+        }
+        assert_eq!(
+            fs::metadata(&d).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
+    }
+}

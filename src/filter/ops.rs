@@ -1,0 +1,236 @@
+//! [`PxeFilter`]: the operations the CLI and the daemon call. Each change takes the lock,
+//! stores the new policy first (it is the source of truth: if we stop half-way, the next sync
+//! or start-up finishes the job), then brings the hostsdir in line with it.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::config::{FilterConfig, UnknownPolicy};
+use super::entry::Verdict;
+use super::error::FilterError;
+use super::hostsdir::{self, Applied, Verify};
+use super::plan::{plan, plan_purge};
+use super::policy::{check_request, DesiredLists, Policy};
+use super::store::{Store, StoredPolicy};
+use crate::model::MacAddr;
+
+/// How long a writer waits for another one before giving up.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// dnsmasq's inotify handling has no overflow recovery: events beyond the kernel's queue
+/// (`fs.inotify.max_queued_events`, 16384 by default) are lost until SIGHUP. Each file we
+/// write queues two events (the temporary file's close, the rename), so a batch larger than
+/// a quarter of the queue asks for a compaction, whatever the counter says.
+const MAX_QUEUED_EVENTS: &str = "/proc/sys/fs/inotify/max_queued_events";
+
+/// What a change did to the hostsdir.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Files written and removed.
+    pub applied: Applied,
+    /// Files in the hostsdir that dnsmasq reads but we did not write; removed at start-up.
+    pub foreign: Vec<String>,
+    /// Whether the caller should now have dnsmasq re-read the directory (SIGHUP), then call
+    /// [`PxeFilter::compacted`].
+    pub needs_compaction: bool,
+    /// Time spent, lock wait included.
+    pub elapsed: Duration,
+}
+
+/// The PXE MAC filter of one host: its configuration and its state directory.
+#[derive(Debug, Clone)]
+pub struct PxeFilter {
+    cfg: FilterConfig,
+    store: Store,
+    lock_timeout: Duration,
+}
+
+impl PxeFilter {
+    /// A filter configured by `cfg` that keeps its state in `state_dir`.
+    pub fn new(cfg: FilterConfig, state_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            cfg,
+            store: Store::new(state_dir),
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+        }
+    }
+
+    /// Changes how long a change waits for another writer.
+    pub fn with_lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
+    }
+
+    /// The hostsdir this filter maintains.
+    pub fn hostsdir(&self) -> &Path {
+        &self.cfg.hostsdir
+    }
+
+    /// The effective policy: stored lists, unknown policy with any override applied.
+    pub fn list(&self) -> Result<Policy, FilterError> {
+        Ok(self.effective(self.store.load()?))
+    }
+
+    /// Allows `macs` (each named once).
+    pub fn allow(&self, macs: &[MacAddr]) -> Result<SyncReport, FilterError> {
+        self.set(macs, Some(Verdict::Allow))
+    }
+
+    /// Denies `macs` (each named once).
+    pub fn deny(&self, macs: &[MacAddr]) -> Result<SyncReport, FilterError> {
+        self.set(macs, Some(Verdict::Deny))
+    }
+
+    /// Returns `macs` to the unknown-MAC policy. Their files are rewritten to that policy
+    /// (dnsmasq ignores deletions) and dropped at the next start-up purge.
+    pub fn forget(&self, macs: &[MacAddr]) -> Result<SyncReport, FilterError> {
+        self.set(macs, None)
+    }
+
+    fn set(&self, macs: &[MacAddr], verdict: Option<Verdict>) -> Result<SyncReport, FilterError> {
+        check_request(macs)?;
+        self.change(|stored| {
+            for mac in macs {
+                stored.allow.remove(mac);
+                stored.deny.remove(mac);
+                match verdict {
+                    Some(Verdict::Allow) => stored.allow.insert(*mac),
+                    Some(Verdict::Deny) => stored.deny.insert(*mac),
+                    None => false,
+                };
+            }
+        })
+    }
+
+    /// Replaces both lists with `desired` (`filter sync --from FILE`); MACs in neither list
+    /// fall back to the unknown-MAC policy.
+    pub fn replace_all(&self, desired: DesiredLists) -> Result<SyncReport, FilterError> {
+        self.change(|stored| {
+            stored.allow = desired.allow;
+            stored.deny = desired.deny;
+        })
+    }
+
+    /// Overrides the configured unknown-MAC policy (`None`: back to the configuration).
+    pub fn set_unknown(&self, unknown: Option<UnknownPolicy>) -> Result<SyncReport, FilterError> {
+        self.change(|stored| stored.unknown = unknown)
+    }
+
+    /// Brings the hostsdir in line with the stored policy (the daemon's periodic check, and
+    /// the repair after an interrupted change). Writes only what differs.
+    pub fn sync(&self) -> Result<SyncReport, FilterError> {
+        self.change(|_| {})
+    }
+
+    /// Rebuilds the hostsdir from the stored policy, removing stale, foreign and leftover
+    /// files and verifying every remaining file's content. Call it before dnsmasq starts:
+    /// deleting files is only safe while no dnsmasq holds their old entries.
+    pub fn purge_and_rebuild(&self) -> Result<SyncReport, FilterError> {
+        let start = Instant::now();
+        let _lock = self.store.lock(self.lock_timeout)?;
+        let policy = self.effective(self.store.load()?);
+        if !self.cfg.enabled {
+            return Ok(SyncReport::default());
+        }
+        let dir = &self.cfg.hostsdir;
+        hostsdir::ensure_dir(dir)?;
+        let observed = hostsdir::observe(dir, Verify::Contents)?;
+        for name in &observed.foreign {
+            tracing::warn!(file = %dir.join(name).display(), "removing a file the PXE filter did not write");
+        }
+        let actions = plan_purge(&observed, &policy);
+        let applied = hostsdir::apply(dir, &actions, self.cfg.durability)?;
+        // dnsmasq starts afresh: nothing is stale any more.
+        self.store.set_rewrites(0)?;
+        tracing::info!(
+            written = applied.written,
+            removed = applied.removed,
+            "PXE filter hostsdir rebuilt"
+        );
+        Ok(SyncReport {
+            applied,
+            foreign: Vec::new(),
+            needs_compaction: false,
+            elapsed: start.elapsed(),
+        })
+    }
+
+    /// Whether enough rewrites piled up in dnsmasq's memory that it should re-read the
+    /// hostsdir (SIGHUP): after [`FilterConfig::compact_after`] rewrites, or after one batch
+    /// too large for the inotify queue.
+    pub fn needs_compaction(&self) -> Result<bool, FilterError> {
+        Ok(self.store.rewrites()? >= u64::from(self.cfg.compact_after))
+    }
+
+    /// Records that dnsmasq has re-read the hostsdir (the caller sent SIGHUP).
+    pub fn compacted(&self) -> Result<(), FilterError> {
+        let _lock = self.store.lock(self.lock_timeout)?;
+        self.store.set_rewrites(0)
+    }
+
+    fn effective(&self, stored: StoredPolicy) -> Policy {
+        Policy {
+            unknown: stored.unknown.unwrap_or(self.cfg.unknown),
+            allow: stored.allow,
+            deny: stored.deny,
+        }
+    }
+
+    /// Under the lock: edit and store the policy, then sync the hostsdir to it.
+    fn change(&self, edit: impl FnOnce(&mut StoredPolicy)) -> Result<SyncReport, FilterError> {
+        let start = Instant::now();
+        let _lock = self.store.lock(self.lock_timeout)?;
+        let before = self.store.load()?;
+        let mut stored = before.clone();
+        edit(&mut stored);
+        if stored != before {
+            self.store.save(&stored)?;
+        }
+        if !self.cfg.enabled {
+            return Ok(SyncReport {
+                elapsed: start.elapsed(),
+                ..SyncReport::default()
+            });
+        }
+        let dir = &self.cfg.hostsdir;
+        hostsdir::ensure_dir(dir)?;
+        let observed = hostsdir::observe(dir, Verify::Sizes)?;
+        let actions = plan(&observed, &self.effective(stored));
+        let applied = hostsdir::apply(dir, &actions, self.cfg.durability)?;
+        let needs_compaction = self.count(&applied)?;
+        for name in &observed.foreign {
+            tracing::warn!(file = %dir.join(name).display(), "file not written by the PXE filter in its hostsdir; it is removed at the next start");
+        }
+        Ok(SyncReport {
+            applied,
+            foreign: observed.foreign,
+            needs_compaction,
+            elapsed: start.elapsed(),
+        })
+    }
+
+    /// Adds this batch to the rewrite counter; true if a compaction is now due.
+    fn count(&self, applied: &Applied) -> Result<bool, FilterError> {
+        let before = self.store.rewrites()?;
+        let mut after = before.saturating_add(applied.rewritten as u64);
+        if applied.written as u64 > inotify_safe_batch() {
+            after = after.max(u64::from(self.cfg.compact_after));
+        }
+        if after != before {
+            self.store.set_rewrites(after)?;
+        }
+        Ok(after >= u64::from(self.cfg.compact_after))
+    }
+}
+
+/// The largest batch dnsmasq is sure to see event by event (see [`MAX_QUEUED_EVENTS`]).
+fn inotify_safe_batch() -> u64 {
+    std::fs::read_to_string(MAX_QUEUED_EVENTS)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(16384)
+        / 4
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,180 @@
+//! Tests of the filter operations against a temporary state directory and hostsdir.
+
+use std::fs;
+use std::path::Path;
+
+use super::*;
+use crate::filter::config::Durability;
+
+fn mac(last: u8) -> MacAddr {
+    MacAddr::new([0xaa, 0, 0, 0, 0, last])
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    filter: PxeFilter,
+}
+
+fn fixture(unknown: UnknownPolicy, compact_after: u32) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = FilterConfig {
+        enabled: true,
+        hostsdir: dir.path().join("hostsdir"),
+        unknown,
+        durability: Durability::Syncfs,
+        compact_after,
+        ..FilterConfig::default()
+    };
+    let filter = PxeFilter::new(cfg, dir.path().join("state"));
+    Fixture { _dir: dir, filter }
+}
+
+/// The hostsdir as "name=content" lines, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let text = fs::read_to_string(e.path()).unwrap();
+            format!("{}={}", e.file_name().to_string_lossy(), text.trim_end())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+const DENY_1: &str =
+    "aa-00-00-00-00-01=tag:virtmasq-filter,aa:00:00:00:00:01,set:virtmasq-deny,ignore";
+const ALLOW_1: &str = "aa-00-00-00-00-01=tag:virtmasq-filter,aa:00:00:00:00:01";
+const ALLOW_2: &str = "aa-00-00-00-00-02=tag:virtmasq-filter,aa:00:00:00:00:02";
+const WILD_DENY: &str = "unknown-macs=tag:virtmasq-filter,*:*:*:*:*:*,set:virtmasq-deny,ignore";
+const WILD_ALLOW: &str = "unknown-macs=tag:virtmasq-filter,*:*:*:*:*:*";
+
+#[test]
+fn operations_shape_the_directory() {
+    let f = fixture(UnknownPolicy::Allow, 100);
+    let hd = f.filter.hostsdir().to_owned();
+    type Step = fn(&PxeFilter) -> Result<SyncReport, FilterError>;
+    let steps: [(&str, Step, &[&str]); 6] = [
+        (
+            "allow under unknown=allow needs no file",
+            |f| f.allow(&[mac(2)]),
+            &[],
+        ),
+        ("deny writes a deny file", |f| f.deny(&[mac(1)]), &[DENY_1]),
+        (
+            "forget rewrites, never deletes",
+            |f| f.forget(&[mac(1)]),
+            &[ALLOW_1],
+        ),
+        (
+            "unknown=deny: the allowed MAC gets a file, the forgotten one follows the wildcard",
+            |f| f.set_unknown(Some(UnknownPolicy::Deny)),
+            &[DENY_1, ALLOW_2, WILD_DENY],
+        ),
+        (
+            "back to the configured policy",
+            |f| f.set_unknown(None),
+            &[ALLOW_1, ALLOW_2, WILD_ALLOW],
+        ),
+        (
+            "purge keeps only what is needed",
+            |f| f.purge_and_rebuild(),
+            &[],
+        ),
+    ];
+    for (what, step, want) in steps {
+        step(&f.filter).unwrap();
+        assert_eq!(listing(&hd), want, "{what}");
+    }
+    let policy = f.filter.list().unwrap();
+    assert_eq!(policy.allow, [mac(2)].into());
+    assert!(policy.deny.is_empty());
+}
+
+#[test]
+fn bad_requests_change_nothing() {
+    let f = fixture(UnknownPolicy::Allow, 100);
+    f.filter.deny(&[mac(1)]).unwrap();
+    let before = (f.filter.list().unwrap(), listing(f.filter.hostsdir()));
+    let err = f.filter.allow(&[mac(1), mac(2), mac(1)]).unwrap_err();
+    assert!(err.to_string().contains("aa:00:00:00:00:01"), "{err}");
+    let err = DesiredLists::parse("aa:00:00:00:00:03\nnot-a-mac\n", "list.txt").unwrap_err();
+    assert!(err.to_string().contains("list.txt, line 2"), "{err}");
+    assert_eq!(
+        (f.filter.list().unwrap(), listing(f.filter.hostsdir())),
+        before
+    );
+}
+
+#[test]
+fn replace_all_and_sync_repair() {
+    let f = fixture(UnknownPolicy::Deny, 100);
+    let hd = f.filter.hostsdir().to_owned();
+    let desired = DesiredLists::parse(
+        "{\"allow\": [\"aa:00:00:00:00:01\"], \"deny\": [\"aa:00:00:00:00:02\"]}",
+        "x",
+    )
+    .unwrap();
+    f.filter.replace_all(desired).unwrap();
+    assert_eq!(listing(&hd), [ALLOW_1, WILD_DENY]);
+    // A damaged file of the wrong length, a leftover temporary file and a foreign file.
+    fs::write(hd.join("aa-00-00-00-00-01"), "").unwrap();
+    fs::write(hd.join(".virtmasq-tmp.unknown-macs"), "x").unwrap();
+    fs::write(hd.join("stray"), "aa:00:00:00:00:09\n").unwrap();
+    let report = f.filter.sync().unwrap();
+    assert_eq!(report.foreign, ["stray"]);
+    assert_eq!(
+        listing(&hd),
+        [ALLOW_1, "stray=aa:00:00:00:00:09", WILD_DENY]
+    );
+    f.filter.purge_and_rebuild().unwrap();
+    assert_eq!(listing(&hd), [ALLOW_1, WILD_DENY]);
+}
+
+#[test]
+fn rewrites_are_counted_until_compaction() {
+    let f = fixture(UnknownPolicy::Allow, 3);
+    let filter = &f.filter;
+    let cases: [(Step, bool); 5] = [
+        (|f| f.deny(&[mac(1), mac(2)]), false),
+        (|f| f.allow(&[mac(1), mac(2)]), false),
+        (|f| f.deny(&[mac(1)]), true),
+        (|f| f.compacted().map(|()| SyncReport::default()), false),
+        (|f| f.purge_and_rebuild(), false),
+    ];
+    type Step = fn(&PxeFilter) -> Result<SyncReport, FilterError>;
+    for (i, (step, due)) in cases.into_iter().enumerate() {
+        step(filter).unwrap();
+        assert_eq!(filter.needs_compaction().unwrap(), due, "step {i}");
+    }
+}
+
+#[test]
+fn concurrent_writers_lose_nothing() {
+    let f = fixture(UnknownPolicy::Allow, 1000);
+    std::thread::scope(|s| {
+        for t in 0..4u8 {
+            let filter = f.filter.clone();
+            s.spawn(move || {
+                for i in 0..25u8 {
+                    filter.deny(&[MacAddr::new([0xbb, t, 0, 0, 0, i])]).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(f.filter.list().unwrap().deny.len(), 100);
+    assert_eq!(listing(f.filter.hostsdir()).len(), 100);
+}
+
+#[test]
+fn disabled_filter_only_stores_the_policy() {
+    let mut f = fixture(UnknownPolicy::Allow, 100);
+    let mut cfg = f.filter.cfg.clone();
+    cfg.enabled = false;
+    f.filter = PxeFilter::new(cfg, f.filter.store.dir().to_owned());
+    f.filter.deny(&[mac(1)]).unwrap();
+    f.filter.purge_and_rebuild().unwrap();
+    assert!(!f.filter.hostsdir().exists());
+    assert_eq!(f.filter.list().unwrap().deny, [mac(1)].into());
+}
