@@ -3,8 +3,12 @@
 //! Data flows one way: sources (libvirt, the hook, the configuration) give the desired state,
 //! a pure planner compares it with what is observed, and small backends apply the plan.
 
+pub mod agent;
+pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod dnsmasq;
+pub mod exit;
 pub mod filter;
 pub mod fsutil;
 pub mod libvirt;

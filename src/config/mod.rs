@@ -92,12 +92,24 @@ impl LibvirtConfig {
 }
 
 /// Behaviour of the dnsmasq configuration virtmasq generates.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DnsmasqConfig {
     /// Skip dnsmasq's ICMP check of an address before offering it (`no-ping`). The check
     /// delays each first offer by about three seconds.
     pub no_ping: bool,
+    /// The account private instances run as (`nobody` if it does not exist). They start
+    /// unprivileged with only their network capabilities, so they stay tied to the agent.
+    pub user: String,
+}
+
+impl Default for DnsmasqConfig {
+    fn default() -> Self {
+        Self {
+            no_ping: false,
+            user: "dnsmasq".into(),
+        }
+    }
 }
 
 /// A configuration that could not be loaded.

@@ -14,7 +14,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::process;
+use super::process::{self, RunAs};
 use super::render::{render_private, InstancePaths, PrivateRender, RenderOptions};
 use crate::fsutil;
 use crate::model::{ManagedNetwork, NetworkName};
@@ -109,6 +109,8 @@ pub struct Supervisor {
     run_dir: PathBuf,
     /// Root of persistent state (lease files).
     state_dir: PathBuf,
+    /// The unprivileged account dnsmasq runs as.
+    run_as: RunAs,
     /// Backoff bounds for restarting an instance that died.
     backoff: Backoff,
     instances: BTreeMap<NetworkName, Instance>,
@@ -137,11 +139,12 @@ impl Default for Backoff {
 
 impl Supervisor {
     /// A supervisor with no instances.
-    pub fn new(binary: PathBuf, run_dir: PathBuf, state_dir: PathBuf) -> Self {
+    pub fn new(binary: PathBuf, run_dir: PathBuf, state_dir: PathBuf, run_as: RunAs) -> Self {
         Self {
             binary,
             run_dir,
             state_dir,
+            run_as,
             backoff: Backoff::default(),
             instances: BTreeMap::new(),
         }
@@ -214,6 +217,7 @@ impl Supervisor {
         paths: InstancePaths,
     ) -> Result<(), PrivateError> {
         write_files(&self.binary, &name, &paths, &render, true)?;
+        prepare_writable(&paths, self.run_as).map_err(|(p, e)| io_err(&name, &p, e))?;
         if process::stop_stale(&paths.pid, &paths.conf) {
             tracing::warn!(network = %name, "stopped a dnsmasq left by an earlier run");
         }
@@ -223,6 +227,7 @@ impl Supervisor {
             name.clone(),
             self.binary.clone(),
             paths.conf.clone(),
+            self.run_as,
             self.backoff,
             rx,
             status.clone(),
@@ -325,12 +330,32 @@ fn write_files(
     Ok(())
 }
 
+/// dnsmasq runs unprivileged and writes its pid file and lease file itself: its runtime
+/// directory, the lease directory and an existing lease file belong to its account.
+fn prepare_writable(paths: &InstancePaths, run_as: RunAs) -> Result<(), (PathBuf, std::io::Error)> {
+    let owner = |p: &Path| {
+        std::os::unix::fs::chown(p, Some(run_as.uid), Some(run_as.gid))
+            .map_err(|e| (p.to_owned(), e))
+    };
+    if let Some(dir) = paths.pid.parent() {
+        owner(dir)?;
+    }
+    if let Some(dir) = paths.leases.parent() {
+        owner(dir)?;
+    }
+    if paths.leases.exists() {
+        owner(&paths.leases)?;
+    }
+    Ok(())
+}
+
 /// One instance's life: start dnsmasq, forward its log, restart it with backoff when it dies,
 /// obey control messages.
 async fn run_instance(
     name: NetworkName,
     binary: PathBuf,
     conf: PathBuf,
+    run_as: RunAs,
     backoff: Backoff,
     mut control: mpsc::UnboundedReceiver<Control>,
     status: Arc<Mutex<InstanceStatus>>,
@@ -338,7 +363,7 @@ async fn run_instance(
     let mut delay = backoff.min;
     loop {
         let started = tokio::time::Instant::now();
-        let mut child = match process::dnsmasq_command(&binary, &conf).spawn() {
+        let mut child = match process::dnsmasq_command(&binary, &conf, run_as).spawn() {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(network = %name, error = %e, "cannot start dnsmasq");

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs the system packages virtmasq's build, tests and demo need (Debian 12, as root).
+# Idempotent: packages already present are left alone; no service is started on this host.
+set -euo pipefail
+
+PACKAGES=(
+  dnsmasq-base        # the dnsmasq binary (the `dnsmasq` package would also add a service)
+  iproute2            # ip netns / veth / bridge for the lab
+  busybox             # udhcpc, a real DHCP client
+  python3-scapy       # one-shot DHCP probes (PXE vendor class, no-offer checks)
+  libvirt-dev         # the virt crate links libvirt
+  libvirt-clients     # virsh
+  libvirt-daemon      # the test driver and a real libvirtd
+  pkg-config
+  dbus                # a private dbus-daemon for D-Bus tests
+  systemd-container   # systemd-nspawn: a booted Debian with a system dnsmasq
+  debootstrap
+  ca-certificates
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing packages (${missing[*]}); run as root" >&2
+  exit 1
+fi
+
+# Keep package scripts from starting services on this host while installing.
+created_policy=no
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+  chmod 0755 /usr/sbin/policy-rc.d
+  created_policy=yes
+fi
+cleanup() { [ "$created_policy" = yes ] && rm -f /usr/sbin/policy-rc.d; }
+trap cleanup EXIT
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"

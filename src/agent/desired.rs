@@ -1,0 +1,129 @@
+//! The desired state: which libvirt networks virtmasq serves, and with what. Pure: libvirt's
+//! answers and the configuration go in, validated networks and the reasons for the others come
+//! out.
+
+use std::fmt;
+
+use crate::config::Config;
+use crate::libvirt::source::LibvirtNetwork;
+use crate::libvirt::xml::NetworkXml;
+use crate::model::{IntentSource, ManagedNetwork, NetworkName};
+
+/// Why a network is not served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skip {
+    /// It is not running.
+    Inactive,
+    /// libvirt runs its own dnsmasq for it (it has `<dhcp>` or DNS enabled).
+    ServedByLibvirt,
+    /// It has no bridge (e.g. a macvtap or hostdev network).
+    NoBridge,
+    /// Neither its metadata nor the configuration gives it a DHCP intent.
+    NoIntent,
+    /// Its XML or intent is invalid: the message names the value.
+    Invalid(String),
+}
+
+impl Skip {
+    /// Whether a person should be told (an invalid network is an error; the others are normal).
+    pub fn is_error(&self) -> bool {
+        matches!(self, Skip::Invalid(_))
+    }
+}
+
+impl fmt::Display for Skip {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Skip::Inactive => f.write_str("not active"),
+            Skip::ServedByLibvirt => f.write_str(
+                "libvirt serves it itself (it has <dhcp> or DNS enabled); see `virtmasq adopt`",
+            ),
+            Skip::NoBridge => f.write_str("it has no bridge"),
+            Skip::NoIntent => f.write_str(
+                "no DHCP intent: neither virtmasq metadata nor a [networks.<name>] section",
+            ),
+            Skip::Invalid(msg) => f.write_str(msg),
+        }
+    }
+}
+
+/// A network virtmasq serves, with where its intent came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    /// The validated network.
+    pub network: ManagedNetwork,
+    /// Metadata or configuration.
+    pub source: IntentSource,
+}
+
+/// The outcome for every network libvirt reported.
+#[derive(Debug, Clone, Default)]
+pub struct Desired {
+    /// Networks to serve, sorted by name.
+    pub served: Vec<Served>,
+    /// The others, by libvirt's name, with the reason.
+    pub skipped: Vec<(String, Skip)>,
+}
+
+impl Desired {
+    /// The managed networks alone.
+    pub fn networks(&self) -> Vec<ManagedNetwork> {
+        self.served.iter().map(|s| s.network.clone()).collect()
+    }
+}
+
+/// Decides, for each network libvirt reported, whether and how virtmasq serves it.
+pub fn desired(nets: &[LibvirtNetwork], cfg: &Config) -> Desired {
+    let mut out = Desired::default();
+    for net in nets {
+        if !net.active {
+            out.skipped.push((net.name.clone(), Skip::Inactive));
+            continue;
+        }
+        match managed(&net.xml, cfg) {
+            Ok(served) => out.served.push(served),
+            Err(skip) => out.skipped.push((net.name.clone(), skip)),
+        }
+    }
+    out.served
+        .sort_by(|a, b| a.network.name.cmp(&b.network.name));
+    out
+}
+
+/// The managed form of one network's XML, or why there is none.
+pub fn managed(xml: &str, cfg: &Config) -> Result<Served, Skip> {
+    let parsed = NetworkXml::parse(xml).map_err(|e| Skip::Invalid(e.to_string()))?;
+    managed_parsed(&parsed, cfg)
+}
+
+/// As [`managed`], for XML already parsed (the hook's `<hookData>`).
+pub fn managed_parsed(xml: &NetworkXml, cfg: &Config) -> Result<Served, Skip> {
+    if xml.served_by_libvirt() {
+        return Err(Skip::ServedByLibvirt);
+    }
+    let bridge = xml.bridge.clone().ok_or(Skip::NoBridge)?;
+    let (intent, source) = match (&xml.metadata, cfg.networks.get(&xml.name)) {
+        (Some(meta), _) => (meta.clone(), IntentSource::Metadata),
+        (None, Some(conf)) => (conf.intent(), IntentSource::Config),
+        (None, None) => return Err(Skip::NoIntent),
+    };
+    let mut intent = intent;
+    if intent.domain.is_none() {
+        intent.domain = xml.domain.clone();
+    }
+    let network = ManagedNetwork::new(xml.name.clone(), bridge, xml.ipv4_subnets(), intent)
+        .map_err(|e| Skip::Invalid(format!("network '{}': {e}", xml.name)))?;
+    Ok(Served { network, source })
+}
+
+/// Finds one network by name in libvirt's answer and returns its managed form.
+pub fn find(nets: &[LibvirtNetwork], name: &NetworkName, cfg: &Config) -> Result<Served, Skip> {
+    let net = nets
+        .iter()
+        .find(|n| n.name == name.as_str())
+        .ok_or_else(|| Skip::Invalid(format!("libvirt has no network named '{name}'")))?;
+    managed(&net.xml, cfg)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,50 @@
+//! The command line: one subcommand per verb, each in `commands/`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::commands;
+use crate::config::{Config, DEFAULT_PATH};
+
+/// DHCP, DNS and PXE for libvirt virtual networks from dnsmasq.
+#[derive(Debug, Parser)]
+#[command(name = "virtmasq", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log filter (error, warn, info, debug, trace, or tracing's directive syntax).
+    #[arg(long, global = true, default_value = "info", value_name = "FILTER")]
+    pub log_level: String,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run in the foreground, keeping every managed network served.
+    Daemon(commands::daemon::Args),
+    /// Print what would be written for one network, without writing anything.
+    Render(commands::render::Args),
+    /// Check the configuration file and print it with every default filled in.
+    CheckConfig,
+}
+
+impl Cli {
+    /// The configuration path and whether it was given explicitly.
+    pub fn config_path(&self) -> (PathBuf, bool) {
+        match &self.config {
+            Some(p) => (p.clone(), true),
+            None => (PathBuf::from(DEFAULT_PATH), false),
+        }
+    }
+
+    /// Loads the configuration (built-in defaults when the default file is absent).
+    pub fn load_config(&self) -> anyhow::Result<Config> {
+        let (path, explicit) = self.config_path();
+        Ok(Config::load_or_default(&path, explicit)?)
+    }
+}

@@ -1,0 +1,5 @@
+//! One module per verb: an `Args` struct and an `exec` function.
+
+pub mod check_config;
+pub mod daemon;
+pub mod render;

@@ -1,0 +1,40 @@
+//! The one place where errors become exit codes (sysexits.h values) and printed messages.
+
+use crate::config::ConfigError;
+use crate::libvirt::source::LibvirtError;
+use crate::model::InvalidValue;
+
+/// Bad input data (a network, a MAC, a file of MACs).
+pub const DATAERR: u8 = 65;
+/// A service is unavailable (libvirt, D-Bus, dnsmasq).
+pub const UNAVAILABLE: u8 = 69;
+/// An internal error.
+pub const SOFTWARE: u8 = 70;
+/// An I/O error.
+pub const IOERR: u8 = 74;
+/// A configuration error.
+pub const CONFIG: u8 = 78;
+
+/// The exit code for an error, from the first error in its chain that has a known kind.
+pub fn code_for(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if cause.is::<ConfigError>() {
+            return CONFIG;
+        }
+        if cause.is::<InvalidValue>() {
+            return DATAERR;
+        }
+        if cause.is::<LibvirtError>() {
+            return UNAVAILABLE;
+        }
+        if cause.is::<std::io::Error>() {
+            return IOERR;
+        }
+    }
+    1
+}
+
+/// The message for an error: each cause in the chain, joined with ": ".
+pub fn message(err: &anyhow::Error) -> String {
+    format!("{err:#}")
+}
