@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::filter::FilterConfig;
 use crate::model::NetworkName;
 
 pub use networks::{NetworkConfig, RangeConfig};
@@ -33,7 +34,9 @@ pub struct Config {
     /// How generated dnsmasq configuration behaves.
     #[serde(default)]
     pub dnsmasq: DnsmasqConfig,
-    // FILTER-FIELD
+    /// The PXE MAC filter.
+    #[serde(default)]
+    pub filter: FilterConfig,
     /// DHCP intent per libvirt network name (`[networks.<name>]`).
     #[serde(default)]
     pub networks: BTreeMap<NetworkName, NetworkConfig>,
