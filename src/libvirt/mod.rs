@@ -1,5 +1,6 @@
 //! libvirt: network and hookData XML, virtmasq's metadata namespace, and networks read through
 //! the `virt` crate.
 
+pub mod metadata;
 pub mod source;
 pub mod xml;

@@ -1,1 +1,805 @@
-//! libvirt network and hookData XML parsing.
+//! libvirt's network XML (`virsh net-dumpxml`) and the network hook's `<hookData>`, parsed into
+//! validated types. Only what virtmasq needs is read; libvirt's many other elements (`<mtu>`,
+//! `<portgroup>`, `<route>`, `<dnsmasq:options>`, ...) are ignored. Every value that could later
+//! reach a dnsmasq file is validated here, and an error names the element, attribute and value.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use roxmltree::{Document, Node};
+use thiserror::Error;
+
+use super::metadata;
+use crate::model::{
+    DhcpIntent, DnsName, IfName, InvalidValue, Ipv4Net, LeaseTime, MacAddr, NetworkName,
+};
+
+/// A libvirt network as `virsh net-dumpxml` shows it, reduced to what virtmasq uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkXml {
+    /// `<name>`: libvirt's key for the network, and part of virtmasq's file names.
+    pub name: NetworkName,
+    /// `<uuid>`, lowercase, checked to be 8-4-4-4-12 hex digits.
+    pub uuid: Option<String>,
+    /// `<bridge name=...>`: the interface DHCP is served on. None for networks without one.
+    pub bridge: Option<IfName>,
+    /// `<forward mode=...>` (`nat`, `route`, `open`, `bridge`, ...); None for an isolated network.
+    pub forward_mode: Option<String>,
+    /// The `<ip>` elements, IPv4 and IPv6.
+    pub ips: Vec<IpXml>,
+    /// False only for `<dns enable='no'/>`: libvirt's dnsmasq answers DNS otherwise.
+    pub dns_enabled: bool,
+    /// `<domain name=...>`: the guests' DNS domain.
+    pub domain: Option<DnsName>,
+    /// virtmasq's DHCP intent from `<metadata>` (see [`metadata`]); None if there is none.
+    pub metadata: Option<DhcpIntent>,
+}
+
+/// The address family of an `<ip>` element.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpFamily {
+    /// `family='ipv4'`, libvirt's default.
+    V4,
+    /// `family='ipv6'`.
+    V6,
+}
+
+/// One `<ip>` of a network: the bridge's address and what libvirt serves on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpXml {
+    /// The family, checked to match the address.
+    pub family: IpFamily,
+    /// The bridge's own address.
+    pub address: IpAddr,
+    /// The prefix length, from `prefix=`, `netmask=` or libvirt's default (classful for IPv4,
+    /// 64 for IPv6).
+    pub prefix: u8,
+    /// `<dhcp>`, if present (possibly empty).
+    pub dhcp: Option<DhcpXml>,
+    /// `<tftp root=...>`: an absolute path with no whitespace, `,` or `#`.
+    pub tftp_root: Option<PathBuf>,
+}
+
+/// libvirt's `<dhcp>` of one `<ip>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DhcpXml {
+    /// `<range>` elements, in the `<ip>`'s family, start not after end.
+    pub ranges: Vec<RangeXml>,
+    /// `<host>` elements.
+    pub hosts: Vec<HostXml>,
+    /// `<bootp>`: the PXE boot file (IPv4 only).
+    pub bootp: Option<BootpXml>,
+}
+
+/// `<range start= end=><lease expiry= unit=/></range>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RangeXml {
+    /// First address.
+    pub start: IpAddr,
+    /// Last address.
+    pub end: IpAddr,
+    /// The range's lease time, if set.
+    pub lease: Option<LeaseTime>,
+}
+
+/// `<host mac= id= ip= name=>`; libvirt needs `mac` (IPv4) or `id`/`mac` (IPv6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostXml {
+    /// The client's MAC.
+    pub mac: Option<MacAddr>,
+    /// A DHCPv6 client DUID, colon-separated hex.
+    pub id: Option<String>,
+    /// Its fixed address, in the `<ip>`'s family.
+    pub ip: Option<IpAddr>,
+    /// Its host name.
+    pub name: Option<DnsName>,
+    /// Its lease time, if set.
+    pub lease: Option<LeaseTime>,
+}
+
+/// `<bootp file= server=>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootpXml {
+    /// The boot file: a path or URL of ASCII letters, digits and `._-/+:@~%` only, so it can be
+    /// put in a dnsmasq `dhcp-boot=` as is.
+    pub file: String,
+    /// The TFTP server, when it is not the bridge itself.
+    pub server: Option<Ipv4Addr>,
+}
+
+/// The network libvirt's hook script receives on stdin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookData {
+    /// The network being started, stopped or plugged into.
+    pub network: NetworkXml,
+    /// `<networkport><mac address=...>`: the guest interface of a `port-created` or
+    /// `port-deleted` event.
+    pub port_mac: Option<MacAddr>,
+}
+
+/// Why libvirt's XML was refused.
+#[derive(Debug, Error)]
+pub enum XmlError {
+    /// The text is not XML; roxmltree's message gives line and column.
+    #[error("not well-formed XML: {0}")]
+    Syntax(roxmltree::Error),
+    /// The document's root element is not the one expected.
+    #[error("expected a <{expected}> document, found <{found}>")]
+    Root {
+        /// The element expected.
+        expected: &'static str,
+        /// The element found.
+        found: String,
+    },
+    /// A missing element or attribute, or a value virtmasq refuses.
+    #[error("{context}: {at}: {reason}")]
+    Value {
+        /// The network (`network 'lab'`) or the part of the document.
+        context: String,
+        /// The element and attribute, with the value as given.
+        at: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A value a validated model type refused; the source says why.
+    #[error("{context}: {at}")]
+    Invalid {
+        /// The network (`network 'lab'`) or the part of the document.
+        context: String,
+        /// The element and attribute, with the value as given.
+        at: String,
+        /// The model type's refusal.
+        #[source]
+        source: InvalidValue,
+    },
+}
+
+impl XmlError {
+    /// Puts `outer` in front of the error's context (`network 'lab': virtmasq metadata`).
+    fn within(mut self, outer: &str) -> Self {
+        if let Self::Value { context, .. } | Self::Invalid { context, .. } = &mut self {
+            *context = format!("{outer}: {context}");
+        }
+        self
+    }
+}
+
+/// Forward modes in which libvirt owns the bridge and may start a dnsmasq on it
+/// (`networkStartNetworkVirtual`); with no `<forward>` the network is isolated, also one of them.
+const VIRTUAL_MODES: [&str; 3] = ["nat", "route", "open"];
+
+impl NetworkXml {
+    /// Parses a `<network>` document.
+    pub fn parse(xml: &str) -> Result<NetworkXml, XmlError> {
+        let doc = Document::parse(xml).map_err(XmlError::Syntax)?;
+        parse_network(expect_root(&doc, "network")?)
+    }
+
+    /// Whether libvirt starts its own dnsmasq for this network, decided as libvirt's
+    /// `networkStartDhcpDaemon` does: the network is isolated, nat, route or open, has an
+    /// `<ip>`, and either an `<ip>` has DHCP ranges, hosts or a TFTP root, or DNS is enabled.
+    /// (An empty `<dhcp/>` starts nothing; a `<forward mode='bridge'>` network has no dnsmasq.)
+    pub fn served_by_libvirt(&self) -> bool {
+        let owns_bridge = (self.forward_mode.as_deref()).is_none_or(|m| VIRTUAL_MODES.contains(&m));
+        let dhcp_or_tftp = self.ips.iter().any(|ip| {
+            let dhcp = ip.dhcp.as_ref();
+            ip.tftp_root.is_some()
+                || dhcp.is_some_and(|d| !d.ranges.is_empty() || !d.hosts.is_empty())
+        });
+        owns_bridge && !self.ips.is_empty() && (self.dns_enabled || dhcp_or_tftp)
+    }
+
+    /// The bridge's IPv4 addresses with their prefixes.
+    pub fn ipv4_subnets(&self) -> Vec<Ipv4Net> {
+        let v4 = |ip: &IpXml| match ip.address {
+            IpAddr::V4(addr) => Ipv4Net::new(addr, ip.prefix).ok(),
+            IpAddr::V6(_) => None,
+        };
+        self.ips.iter().filter_map(v4).collect()
+    }
+}
+
+impl HookData {
+    /// Parses the `<hookData>` document libvirt writes to the network hook's stdin.
+    pub fn parse(xml: &str) -> Result<HookData, XmlError> {
+        let doc = Document::parse(xml).map_err(XmlError::Syntax)?;
+        let root = expect_root(&doc, "hookData")?;
+        let no_network = || Cx::new("hookData").value("<hookData>".into(), "it has no <network>");
+        let network = parse_network(child(root, "network").ok_or_else(no_network)?)?;
+        let cx = Cx::new(format!("network '{}'", network.name));
+        let mac = child(root, "networkport").and_then(|p| child(p, "mac"));
+        let port_mac = mac.map(|m| cx.parsed_req(m, "address")).transpose()?;
+        Ok(HookData { network, port_mac })
+    }
+}
+
+fn expect_root<'a, 'i>(
+    doc: &'a Document<'i>,
+    expected: &'static str,
+) -> Result<Node<'a, 'i>, XmlError> {
+    let root = doc.root_element();
+    if !is_libvirt(&root, expected) {
+        return Err(XmlError::Root {
+            expected,
+            found: shown(root.tag_name().name()),
+        });
+    }
+    Ok(root)
+}
+
+fn parse_network(net: Node) -> Result<NetworkXml, XmlError> {
+    let unnamed = Cx::new("network");
+    let name_el =
+        child(net, "name").ok_or_else(|| unnamed.value("<network>".into(), "it has no <name>"))?;
+    let text = name_el.text().unwrap_or("");
+    let at_name = || format!("<name>{}</name>", shown(text));
+    let name: NetworkName = text.parse().map_err(|e| unnamed.invalid(at_name(), e))?;
+    let cx = Cx::new(format!("network '{name}'"));
+    let dns = child(net, "dns")
+        .map(|d| yes_no(&cx, d, "enable"))
+        .transpose()?;
+    let ips = net.children().filter(|n| is_libvirt(n, "ip"));
+    let metadata = child(net, "metadata")
+        .map(metadata::find_intent)
+        .transpose();
+    Ok(NetworkXml {
+        uuid: child(net, "uuid").map(|u| uuid(&cx, u)).transpose()?,
+        bridge: child(net, "bridge")
+            .map(|b| cx.parsed(b, "name"))
+            .transpose()?
+            .flatten(),
+        forward_mode: child(net, "forward")
+            .map(|f| forward_mode(&cx, f))
+            .transpose()?,
+        ips: ips.map(|ip| parse_ip(&cx, ip)).collect::<Result<_, _>>()?,
+        dns_enabled: dns.flatten().unwrap_or(true),
+        domain: child(net, "domain")
+            .map(|d| cx.parsed_req(d, "name"))
+            .transpose()?,
+        metadata: metadata.map_err(|e| e.within(&cx.0))?.flatten(),
+        name,
+    })
+}
+
+fn uuid(cx: &Cx, el: Node) -> Result<String, XmlError> {
+    let text = el.text().unwrap_or("");
+    let groups: Vec<&str> = text.split('-').collect();
+    let lengths: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+    let hex = groups
+        .iter()
+        .all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()));
+    if lengths != [8, 4, 4, 4, 12] || !hex {
+        let at = format!("<uuid>{}</uuid>", shown(text));
+        return Err(cx.value(at, "not a UUID (8-4-4-4-12 hex digits)"));
+    }
+    Ok(text.to_ascii_lowercase())
+}
+
+fn forward_mode(cx: &Cx, el: Node) -> Result<String, XmlError> {
+    // libvirt's default for a bare <forward/> is nat. Modes are kept as libvirt names them, so
+    // a mode added by a later libvirt is not an error; only the characters are checked.
+    let mode = el.attribute("mode").unwrap_or("nat");
+    let token = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-';
+    if mode.is_empty() || mode.len() > 32 || !mode.bytes().all(token) {
+        return Err(cx.value(at(el, "mode", mode), "not a libvirt forward mode"));
+    }
+    Ok(mode.to_owned())
+}
+
+pub(super) fn yes_no(cx: &Cx, el: Node, attr: &str) -> Result<Option<bool>, XmlError> {
+    match el.attribute(attr) {
+        None => Ok(None),
+        Some("yes") => Ok(Some(true)),
+        Some("no") => Ok(Some(false)),
+        Some(other) => Err(cx.value(at(el, attr, other), "expected yes or no")),
+    }
+}
+
+fn parse_ip(cx: &Cx, el: Node) -> Result<IpXml, XmlError> {
+    let address: IpAddr = cx.required_as(el, "address", "not an IP address")?;
+    let family = if address.is_ipv4() {
+        IpFamily::V4
+    } else {
+        IpFamily::V6
+    };
+    match (el.attribute("family"), family) {
+        (None | Some("ipv4"), IpFamily::V4) | (None | Some("ipv6"), IpFamily::V6) => {}
+        (Some(f @ ("ipv4" | "ipv6")), _) => {
+            let reason = format!("{address} is not an {f} address");
+            return Err(cx.value(at(el, "family", f), reason));
+        }
+        (Some(f), _) => return Err(cx.value(at(el, "family", f), "expected ipv4 or ipv6")),
+    }
+    Ok(IpXml {
+        family,
+        address,
+        prefix: prefix(cx, el, address)?,
+        dhcp: child(el, "dhcp")
+            .map(|d| parse_dhcp(cx, d, family))
+            .transpose()?,
+        tftp_root: child(el, "tftp").map(|t| tftp_root(cx, t)).transpose()?,
+    })
+}
+
+/// libvirt's rules (`virSocketAddrGetIPPrefix`): `prefix` or `netmask` (IPv4 only), not both;
+/// without either, IPv6 gets 64 and IPv4 its classful prefix (A /8, B /16, C /24).
+fn prefix(cx: &Cx, el: Node, address: IpAddr) -> Result<u8, XmlError> {
+    let max = if address.is_ipv4() { 32 } else { 128 };
+    match (el.attribute("prefix"), el.attribute("netmask"), address) {
+        (Some(_), Some(_), _) => Err(cx.value(tag(el), "it has both a prefix and a netmask")),
+        (Some(p), None, _) => match p.parse::<u8>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(cx.value(
+                at(el, "prefix", p),
+                format!("expected a prefix length of 1 to {max}"),
+            )),
+        },
+        (None, Some(m), IpAddr::V6(_)) => Err(cx.value(
+            at(el, "netmask", m),
+            "a netmask is only allowed for IPv4; use prefix",
+        )),
+        (None, Some(m), IpAddr::V4(addr)) => {
+            let mask: Ipv4Addr = cx.required_as(el, "netmask", "not a dotted IPv4 netmask")?;
+            match Ipv4Net::with_netmask(addr, mask) {
+                Ok(net) if net.prefix() > 0 => Ok(net.prefix()),
+                Ok(_) => Err(cx.value(at(el, "netmask", m), "a /0 network is not a subnet")),
+                Err(e) => Err(cx.invalid(at(el, "netmask", m), e)),
+            }
+        }
+        (None, None, IpAddr::V6(_)) => Ok(64),
+        (None, None, IpAddr::V4(addr)) => match addr.octets()[0] {
+            1..=127 => Ok(8),
+            128..=191 => Ok(16),
+            192..=223 => Ok(24),
+            _ => Err(cx.value(
+                tag(el),
+                "no prefix or netmask, and the address is not class A, B or C",
+            )),
+        },
+    }
+}
+
+fn tftp_root(cx: &Cx, el: Node) -> Result<PathBuf, XmlError> {
+    let root = cx.required(el, "root")?;
+    let bad = |c: char| c.is_whitespace() || c.is_control() || c == ',' || c == '#';
+    if !root.starts_with('/') || root.chars().any(bad) {
+        let reason = "expected an absolute path without whitespace, ',' or '#'";
+        return Err(cx.value(at(el, "root", root), reason));
+    }
+    Ok(PathBuf::from(root))
+}
+
+fn parse_dhcp(cx: &Cx, el: Node, family: IpFamily) -> Result<DhcpXml, XmlError> {
+    let mut dhcp = DhcpXml::default();
+    for item in el
+        .children()
+        .filter(|n| n.is_element() && n.tag_name().namespace().is_none())
+    {
+        match item.tag_name().name() {
+            "range" => {
+                let start = cx.ip_in(item, "start", family)?;
+                let end = cx.ip_in(item, "end", family)?;
+                if start > end {
+                    return Err(cx.value(tag(item), "its start is after its end"));
+                }
+                let lease = lease(cx, item)?;
+                dhcp.ranges.push(RangeXml { start, end, lease });
+            }
+            "host" => dhcp.hosts.push(host(cx, item, family)?),
+            "bootp" if dhcp.bootp.is_none() => {
+                let file = cx.required(item, "file")?;
+                check_boot_file(file).map_err(|r| cx.value(at(item, "file", file), r))?;
+                let server = cx.attr_as(item, "server", "not an IPv4 address")?;
+                dhcp.bootp = Some(BootpXml {
+                    file: file.to_owned(),
+                    server,
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(dhcp)
+}
+
+fn host(cx: &Cx, el: Node, family: IpFamily) -> Result<HostXml, XmlError> {
+    let duid = |id: &str| id.len() <= 400 && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b':');
+    let id = match el.attribute("id") {
+        Some(id) if id.is_empty() || !duid(id) => {
+            return Err(cx.value(at(el, "id", id), "not a DUID (colon-separated hex)"))
+        }
+        id => id.map(str::to_owned),
+    };
+    let mac = cx.parsed(el, "mac")?;
+    if mac.is_none() && id.is_none() {
+        return Err(cx.value(tag(el), "it has neither a mac nor an id"));
+    }
+    Ok(HostXml {
+        mac,
+        id,
+        ip: el
+            .attribute("ip")
+            .map(|_| cx.ip_in(el, "ip", family))
+            .transpose()?,
+        name: cx.parsed(el, "name")?,
+        lease: lease(cx, el)?,
+    })
+}
+
+fn lease(cx: &Cx, parent: Node) -> Result<Option<LeaseTime>, XmlError> {
+    let Some(el) = child(parent, "lease") else {
+        return Ok(None);
+    };
+    let expiry: u64 = cx.required_as(el, "expiry", "expiry is not a number")?;
+    let unit = el.attribute("unit").unwrap_or("");
+    let lease = LeaseTime::from_libvirt(expiry, unit);
+    let at = || format!("<lease expiry='{expiry}' unit='{}'>", shown(unit));
+    lease.map(Some).map_err(|e| cx.invalid(at(), e))
+}
+
+/// dnsmasq's `dhcp-boot=` splits on `,` and a config line ends at `#` or a newline; quotes and
+/// backslashes are dnsmasq escapes. A boot file is a path or a URL, so this set suffices.
+fn check_boot_file(file: &str) -> Result<(), String> {
+    if file.is_empty() || file.len() > 255 {
+        return Err("a boot file name must be 1 to 255 bytes".to_owned());
+    }
+    let ok = |c: char| c.is_ascii_alphanumeric() || "._-/+:@~%".contains(c);
+    match file.chars().find(|c| !ok(*c)) {
+        Some(c) => Err(format!(
+            "character {c:?} is not allowed (letters, digits, ._-/+:@~% only)"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The context errors are reported in (`network 'lab'`), and the attribute readers that name
+/// element, attribute and value when they refuse one.
+pub(super) struct Cx(String);
+
+impl Cx {
+    pub(super) fn new(context: impl Into<String>) -> Self {
+        Self(context.into())
+    }
+
+    pub(super) fn value(&self, at: String, reason: impl Into<String>) -> XmlError {
+        XmlError::Value {
+            context: self.0.clone(),
+            at,
+            reason: reason.into(),
+        }
+    }
+
+    pub(super) fn invalid(&self, at: String, source: InvalidValue) -> XmlError {
+        XmlError::Invalid {
+            context: self.0.clone(),
+            at,
+            source,
+        }
+    }
+
+    /// A mandatory attribute.
+    pub(super) fn required<'a>(&self, el: Node<'a, '_>, attr: &str) -> Result<&'a str, XmlError> {
+        let missing = || self.value(tag(el), format!("the '{attr}' attribute is missing"));
+        el.attribute(attr).ok_or_else(missing)
+    }
+
+    /// An optional attribute parsed into a validated model type.
+    pub(super) fn parsed<T>(&self, el: Node, attr: &str) -> Result<Option<T>, XmlError>
+    where
+        T: FromStr<Err = InvalidValue>,
+    {
+        let parse = |v: &str| v.parse().map_err(|e| self.invalid(at(el, attr, v), e));
+        el.attribute(attr).map(parse).transpose()
+    }
+
+    /// A mandatory attribute parsed into a validated model type.
+    pub(super) fn parsed_req<T>(&self, el: Node, attr: &str) -> Result<T, XmlError>
+    where
+        T: FromStr<Err = InvalidValue>,
+    {
+        self.required(el, attr)?;
+        Ok(self.parsed(el, attr)?.expect("the attribute is present"))
+    }
+
+    /// An optional attribute of a std type (address, number); `reason` says what it is not.
+    pub(super) fn attr_as<T: FromStr>(
+        &self,
+        el: Node,
+        attr: &str,
+        reason: &str,
+    ) -> Result<Option<T>, XmlError> {
+        let parse = |v: &str| v.parse().map_err(|_| self.value(at(el, attr, v), reason));
+        el.attribute(attr).map(parse).transpose()
+    }
+
+    /// A mandatory attribute of a std type.
+    pub(super) fn required_as<T: FromStr>(
+        &self,
+        el: Node,
+        attr: &str,
+        reason: &str,
+    ) -> Result<T, XmlError> {
+        self.required(el, attr)?;
+        Ok(self
+            .attr_as(el, attr, reason)?
+            .expect("the attribute is present"))
+    }
+
+    /// An address that must be in the family of its `<ip>`.
+    fn ip_in(&self, el: Node, attr: &str, family: IpFamily) -> Result<IpAddr, XmlError> {
+        let ip: IpAddr = self.required_as(el, attr, "not an IP address")?;
+        if ip.is_ipv4() != (family == IpFamily::V4) {
+            let v = el.attribute(attr).unwrap_or_default();
+            return Err(self.value(at(el, attr, v), "not in the address family of its <ip>"));
+        }
+        Ok(ip)
+    }
+}
+
+/// The first child element of libvirt's (no namespace) with this name.
+fn child<'a, 'i>(el: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
+    el.children().find(|n| is_libvirt(n, name))
+}
+
+fn is_libvirt(node: &Node, name: &str) -> bool {
+    node.is_element() && node.tag_name().name() == name && node.tag_name().namespace().is_none()
+}
+
+/// An element as shown in errors: `<ip>`, or `<virtmasq:range>` for ours whatever its prefix.
+pub(super) fn tag(el: Node) -> String {
+    format!("<{}>", tag_name(el))
+}
+
+fn tag_name(el: Node) -> String {
+    let name = shown(el.tag_name().name());
+    match el.tag_name().namespace() {
+        Some(metadata::NAMESPACE) => format!("{}:{name}", metadata::PREFIX),
+        _ => name,
+    }
+}
+
+/// An attribute as shown in errors, after the attribute that identifies its element, if any:
+/// `<host mac='52:54:00:00:00:01' name='a,b'>`.
+pub(super) fn at(el: Node, attr: &str, value: &str) -> String {
+    let key = ["address", "mac", "start"]
+        .into_iter()
+        .filter(|k| *k != attr)
+        .find_map(|k| el.attribute(k).map(|v| format!(" {k}='{}'", shown(v))))
+        .unwrap_or_default();
+    format!("<{}{key} {attr}='{}'>", tag_name(el), shown(value))
+}
+
+/// A value from the document as it may be shown: escaped, so a newline is visible, and cut
+/// short, so a hostile megabyte does not end up in a log line.
+fn shown(value: &str) -> String {
+    const MAX: usize = 64;
+    match value.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}...", value[..cut].escape_debug()),
+        None => value.escape_debug().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+    use std::fmt::Write as _;
+
+    use super::*;
+
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/libvirt");
+
+    fn fixture(name: &str) -> String {
+        std::fs::read_to_string(format!("{FIXTURES}/{name}")).unwrap()
+    }
+
+    /// The message with its sources, as the binary prints it.
+    fn chain(err: &XmlError) -> String {
+        let mut out = err.to_string();
+        let mut source = err.source();
+        while let Some(s) = source {
+            write!(out, ": {s}").unwrap();
+            source = s.source();
+        }
+        out
+    }
+
+    /// Every fixture against its parse result in `<fixture>.parsed`, which spells out each
+    /// field; `VIRTMASQ_BLESS=1` rewrites them after a deliberate change (review the diff).
+    #[test]
+    fn fixtures_parse_to_their_snapshots() {
+        let mut names: Vec<String> = std::fs::read_dir(FIXTURES)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".xml") && !n.ends_with(".input.xml"))
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), 11, "{names:?}");
+        for name in names {
+            let xml = fixture(&name);
+            let parsed = match name.starts_with("hook-") {
+                true => format!("{:#?}\n", HookData::parse(&xml).unwrap()),
+                false => format!("{:#?}\n", NetworkXml::parse(&xml).unwrap()),
+            };
+            let snapshot = format!("{FIXTURES}/{}.parsed", name.trim_end_matches(".xml"));
+            if std::env::var_os("VIRTMASQ_BLESS").is_some() {
+                std::fs::write(&snapshot, &parsed).unwrap();
+            }
+            let expected = std::fs::read_to_string(&snapshot).unwrap_or_default();
+            assert_eq!(parsed, expected, "{name} no longer parses to {snapshot}");
+        }
+    }
+
+    #[test]
+    fn what_virtmasq_decides_from_each_fixture() {
+        // (fixture, served by libvirt, IPv4 subnets, has virtmasq metadata)
+        let cases: [(&str, bool, &[&str], bool); 7] = [
+            (
+                "test-driver-default.xml",
+                true,
+                &["192.168.122.1/24"],
+                false,
+            ),
+            ("libvirtd-nat.xml", true, &["10.77.0.1/24"], false),
+            (
+                "libvirtd-isolated-metadata.xml",
+                false,
+                &["10.78.0.1/24"],
+                true,
+            ),
+            ("libvirtd-ipv6.xml", true, &["10.79.0.1/24"], false),
+            ("libvirtd-classful.xml", true, &["172.20.0.1/16"], false),
+            ("libvirtd-bridge-inactive.xml", false, &[], false),
+            ("libvirtd-metadata-one-per-namespace.xml", false, &[], true),
+        ];
+        for (name, served, subnets, meta) in cases {
+            let net = NetworkXml::parse(&fixture(name)).unwrap();
+            assert_eq!(net.served_by_libvirt(), served, "{name}");
+            let shown: Vec<String> = net.ipv4_subnets().iter().map(|n| n.to_string()).collect();
+            assert_eq!(shown, subnets, "{name}");
+            assert_eq!(net.metadata.is_some(), meta, "{name}");
+        }
+        // libvirt kept the first element of our namespace and dropped the second; we refuse.
+        let input = fixture("libvirtd-metadata-one-per-namespace.input.xml");
+        let err = NetworkXml::parse(&input).unwrap_err().to_string();
+        assert!(
+            err.contains("<virtmasq:dhcp>: there is more than one"),
+            "{err}"
+        );
+        let port = HookData::parse(&fixture("hook-isolated-port-created.xml")).unwrap();
+        assert_eq!(port.port_mac, Some("52:54:00:aa:bb:cc".parse().unwrap()));
+        let started = HookData::parse(&fixture("hook-isolated-started.xml")).unwrap();
+        assert_eq!(started.port_mac, None);
+        let dumped = NetworkXml::parse(&fixture("libvirtd-isolated-metadata.xml")).unwrap();
+        assert_eq!(started.network, dumped);
+    }
+
+    fn net(body: &str) -> String {
+        format!("<network><name>lab</name><bridge name='vqbr0'/>{body}</network>")
+    }
+
+    fn ip(attributes: &str) -> String {
+        net(&format!("<ip {attributes}/>"))
+    }
+
+    fn tftp(root: &str) -> String {
+        net(&format!(
+            "<ip address='10.0.0.1'><tftp root='{root}'/></ip>"
+        ))
+    }
+
+    fn lease(attributes: &str) -> String {
+        dhcp(&format!(
+            "<host mac='52:54:00:00:00:01'><lease {attributes}/></host>"
+        ))
+    }
+
+    fn dhcp(inner: &str) -> String {
+        net(&format!(
+            "<ip address='10.0.0.1' prefix='24'><dhcp>{inner}</dhcp></ip>"
+        ))
+    }
+
+    #[test]
+    fn libvirt_elements_virtmasq_does_not_use_are_ignored() {
+        let xml = net(concat!(
+            "<mtu size='9000'/><portgroup name='a'><virtualport type='openvswitch'/></portgroup>",
+            "<bandwidth><inbound average='1'/></bandwidth><port isolated='yes'/>",
+            "<route address='192.0.2.0' prefix='24' gateway='10.0.0.2'/><future x='y'/>",
+            "<forward mode='nat'><nat><port start='1024' end='65535'/></nat></forward>",
+            "<dnsmasq:options xmlns:dnsmasq='http://libvirt.org/schemas/network/dnsmasq/1.0'>",
+            "<dnsmasq:option value='dhcp-range=1,2'/></dnsmasq:options>",
+            "<ip address='10.0.0.1' prefix='24'><dhcp><future/></dhcp></ip>",
+        ));
+        let parsed = NetworkXml::parse(&xml).unwrap();
+        assert_eq!(parsed.forward_mode.as_deref(), Some("nat"));
+        assert_eq!(parsed.ips[0].dhcp, Some(DhcpXml::default()));
+        assert!(parsed.served_by_libvirt(), "DNS is on");
+        let v6 = net("<dns enable='no'/><ip address='fd00::1'><dhcp/></ip>");
+        let isolated = NetworkXml::parse(&v6).unwrap();
+        assert_eq!(
+            (isolated.ips[0].family, isolated.ips[0].prefix),
+            (IpFamily::V6, 64)
+        );
+        assert!(
+            !isolated.served_by_libvirt(),
+            "an empty <dhcp/> starts no dnsmasq"
+        );
+    }
+
+    /// (document, texts its error chain must contain): one line each, to read as a table.
+    #[rustfmt::skip]
+    fn hostile_cases() -> Vec<(String, &'static [&'static str])> {
+        const LONG: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+        let bridge = format!("<network><name>lab</name><bridge name='{LONG}'/></network>");
+        let meta = "<metadata><v:dhcp xmlns:v='http://virtmasq.org/xmlns/network/1.0'><v:hots/>";
+        let meta = net(&format!("{meta}</v:dhcp></metadata>"));
+        let huge = net(&format!("<domain name='{}'/>", "x".repeat(5000)));
+        vec![
+            ("<network><name>lab\nx</name></network>".into(), &["network: <name>lab\\nx</name>"]),
+            ("<network><name>a,b</name></network>".into(), &["<name>a,b</name>", "','"]),
+            ("<network><uuid>x</uuid></network>".into(), &["it has no <name>"]),
+            (bridge, &[LONG, "40 bytes", "at most 15"]),
+            (dhcp("<host mac='zz:00:00:00:00:00'/>"), &["mac='zz:00:00:00:00:00'", "MAC"]),
+            (dhcp("<host mac='52:54:00:00:00:01' name='a,b'/>"), &["name='a,b'>", "DNS name"]),
+            (lease("expiry='5' unit='days'"), &["<lease expiry='5' unit='days'>", "lease unit"]),
+            (lease("expiry='1' unit='seconds'"), &["120 seconds"]),
+            (lease("expiry='-1'"), &["expiry='-1'", "not a number"]),
+            (dhcp("<range start='10.0.0.9' end='10.0.0.2'/>"), &["<range>: its start is after"]),
+            (dhcp("<range start='fd00::2' end='fd00::9'/>"), &["start='fd00::2'", "family"]),
+            (dhcp("<host ip='10.0.0.5'/>"), &["neither a mac nor an id"]),
+            (dhcp("<host id='0:1:zz'/>"), &["id='0:1:zz'", "DUID"]),
+            (dhcp("<bootp file='pxelinux.0,tag'/>"), &["file='pxelinux.0,tag'", "','"]),
+            (dhcp("<bootp file='a b'/>"), &["' '"]),
+            (dhcp("<bootp file='boot#1'/>"), &["'#'"]),
+            (dhcp("<bootp file='x' server='fd00::1'/>"), &["server='fd00::1'", "not an IPv4"]),
+            (ip("address='10.0.0.x'"), &["network 'lab': <ip address='10.0.0.x'>: not an IP"]),
+            (ip("address='10.0.0.1' prefix='24' netmask='255.255.255.0'"), &["both a prefix"]),
+            (ip("address='10.0.0.1' prefix='33'"), &["<ip address='10.0.0.1' prefix='33'>"]),
+            (ip("address='10.0.0.1' netmask='255.0.255.0'"), &["'255.0.255.0'", "contiguous"]),
+            (ip("address='10.0.0.1' netmask='0.0.0.0'"), &["/0"]),
+            (ip("family='ipv6' address='fd00::1' netmask='ffff::'"), &["only allowed for IPv4"]),
+            (ip("family='ipv4' address='fd00::1' prefix='64'"), &["fd00::1 is not an ipv4"]),
+            (ip("family='ipx' address='10.0.0.1'"), &["family='ipx'"]),
+            (ip("address='224.0.0.1'"), &["not class A, B or C"]),
+            (tftp("srv/tftp"), &["root='srv/tftp'", "absolute"]),
+            (tftp("/srv/tftp,x"), &["root='/srv/tftp,x'"]),
+            (net("<dns enable='maybe'/>"), &["<dns enable='maybe'>", "yes or no"]),
+            (net("<forward mode='nat,x'/>"), &["mode='nat,x'"]),
+            (net("<domain name='a b'/>"), &["<domain name='a b'>", "DNS name"]),
+            (huge, &["xxx...'>"]),
+            (net("<uuid>dd8fe884-6c02-601e</uuid>"), &["<uuid>dd8fe884-6c02-601e</uuid>", "UUID"]),
+            (meta, &["network 'lab': virtmasq metadata: <virtmasq:hots>: unknown element"]),
+            ("<network><name>lab</nam></network>".into(), &["not well-formed XML: ", "at 1:19"]),
+            ("<network><name>lab</name>".into(), &["not well-formed XML: ", "never closed"]),
+            ("<domain><name>x</name></domain>".into(), &["expected a <network> document"]),
+        ]
+    }
+
+    #[test]
+    fn hostile_input_is_refused_and_named() {
+        for (xml, needles) in hostile_cases() {
+            let err = NetworkXml::parse(&xml).unwrap_err();
+            // Our part is cut short; a model type's message (the source) is its own concern.
+            assert!(err.to_string().len() < 300, "{err}");
+            let err = chain(&err);
+            for needle in needles {
+                assert!(
+                    err.contains(needle),
+                    "{xml}\n  gave: {err}\n  missing: {needle}"
+                );
+            }
+        }
+        let bad_port = "<hookData><network><name>lab</name></network>\
+            <networkport><mac address='52:54:00:zz:00:01'/></networkport></hookData>";
+        let err = chain(&HookData::parse(bad_port).unwrap_err());
+        assert!(
+            err.contains("network 'lab': <mac address='52:54:00:zz:00:01'>"),
+            "{err}"
+        );
+        let err = HookData::parse("<network><name>lab</name></network>").unwrap_err();
+        assert!(
+            err.to_string().contains("expected a <hookData> document"),
+            "{err}"
+        );
+    }
+}
