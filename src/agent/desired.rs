@@ -92,7 +92,7 @@ pub fn desired(nets: &[LibvirtNetwork], cfg: &Config) -> Desired {
 
 /// The managed form of one network's XML, or why there is none.
 pub fn managed(xml: &str, cfg: &Config) -> Result<Served, Skip> {
-    let parsed = NetworkXml::parse(xml).map_err(|e| Skip::Invalid(e.to_string()))?;
+    let parsed = NetworkXml::parse(xml).map_err(|e| Skip::Invalid(crate::exit::chain(&e)))?;
     managed_parsed(&parsed, cfg)
 }
 

@@ -1,0 +1,9 @@
+//! The system's own dnsmasq: what it is (version, unit, effective configuration, who holds its
+//! ports), whether virtmasq should use it (system mode) or run its own (private mode), and
+//! applying fragments to it safely.
+
+pub mod conf;
+pub mod decide;
+pub mod effective;
+pub mod ports;
+pub mod version;
