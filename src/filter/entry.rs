@@ -2,6 +2,8 @@
 //! only from a validated [`MacAddr`], so the directory can be read back from names and sizes
 //! alone, and no file can carry anything but a MAC-only `dhcp-host` line.
 
+use serde::{Deserialize, Serialize};
+
 use crate::model::MacAddr;
 
 /// Tag that the configuration sets (`tag-if`) on requests arriving on an in-scope bridge. Every
@@ -10,8 +12,9 @@ use crate::model::MacAddr;
 /// wildcard would otherwise beat an untagged exact MAC.
 pub const SCOPE_TAG: &str = "virtmasq-filter";
 
-/// Tag that a deny line sets. `ignore` alone does not stop proxy-DHCP PXE replies (dnsmasq's
-/// proxy path skips the disabled check); `dhcp-ignore=tag:virtmasq-deny` does.
+/// Tag that a deny line sets where proxy DHCP is served. `ignore` alone does not stop
+/// proxy-DHCP PXE replies (dnsmasq's proxy path skips the disabled check);
+/// `dhcp-ignore=tag:virtmasq-deny` does.
 pub const DENY_TAG: &str = "virtmasq-deny";
 
 /// Name of the file holding the unknown-MAC policy (a wildcard entry). Not a MAC, and not a
@@ -31,6 +34,40 @@ pub enum Verdict {
     Allow,
     /// dnsmasq ignores it, in proxy mode too.
     Deny,
+}
+
+/// The form of a deny line.
+///
+/// The tagged form is needed for proxy DHCP, but dnsmasq 2.90 and older crash (SIGSEGV) on
+/// SIGHUP once a `dhcp-host` with `set:` has matched a request (fixed in 2.91 by commit
+/// f006be7, "Fix crash when reloading DHCP config on SIGHUP"). So the tag is only written
+/// where some covered network serves proxy DHCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DenyLine {
+    /// `<mac>,ignore`: enough for a DHCP server.
+    #[default]
+    Plain,
+    /// `<mac>,set:virtmasq-deny,ignore`: also silences proxy DHCP.
+    Tagged,
+}
+
+impl DenyLine {
+    /// The form a dnsmasq serving proxy DHCP (`proxy`) or not needs.
+    pub fn for_proxy(proxy: bool) -> Self {
+        if proxy {
+            Self::Tagged
+        } else {
+            Self::Plain
+        }
+    }
+
+    fn suffix(self) -> &'static str {
+        match self {
+            Self::Plain => ",ignore",
+            Self::Tagged => concat!(",set:", "virtmasq-deny", ",ignore"),
+        }
+    }
 }
 
 /// Who a file is about.
@@ -58,18 +95,18 @@ impl Target {
         }
     }
 
-    /// The exact bytes of this target's file for `verdict`.
-    pub fn content(&self, verdict: Verdict) -> String {
+    /// The exact bytes of this target's file for `verdict`, deny lines in `form`.
+    pub fn content(&self, verdict: Verdict, form: DenyLine) -> String {
         let mac = self.mac_text();
         match verdict {
             Verdict::Allow => format!("tag:{SCOPE_TAG},{mac}\n"),
-            Verdict::Deny => format!("tag:{SCOPE_TAG},{mac},set:{DENY_TAG},ignore\n"),
+            Verdict::Deny => format!("tag:{SCOPE_TAG},{mac}{}\n", form.suffix()),
         }
     }
 
-    /// File length for `verdict`: allow and deny differ, so a size tells them apart without
-    /// reading the file (the way ironic's filter reads its cache).
-    pub fn content_len(&self, verdict: Verdict) -> u64 {
+    /// File length for `verdict`. Allow and both deny forms differ in length, so a size
+    /// tells them apart without reading the file (the way ironic's filter reads its cache).
+    pub fn content_len(&self, verdict: Verdict, form: DenyLine) -> u64 {
         let mac_len = match self {
             Self::Mac(_) => 17,
             Self::Unknown => WILDCARD_MAC.len(),
@@ -77,23 +114,24 @@ impl Target {
         let base = "tag:".len() + SCOPE_TAG.len() + 1 + mac_len + 1;
         let extra = match verdict {
             Verdict::Allow => 0,
-            Verdict::Deny => ",set:".len() + DENY_TAG.len() + ",ignore".len(),
+            Verdict::Deny => form.suffix().len(),
         };
         (base + extra) as u64
     }
 
-    /// The verdict a file of `len` bytes holds, if it has one of our two lengths.
-    pub fn verdict_from_len(&self, len: u64) -> Option<Verdict> {
+    /// The verdict a file of `len` bytes holds, if it has one of our lengths for `form` (a
+    /// deny line of the other form counts as no verdict, so it gets rewritten).
+    pub fn verdict_from_len(&self, len: u64, form: DenyLine) -> Option<Verdict> {
         [Verdict::Allow, Verdict::Deny]
             .into_iter()
-            .find(|v| self.content_len(*v) == len)
+            .find(|v| self.content_len(*v, form) == len)
     }
 
-    /// The verdict `bytes` holds, if they are exactly what we would write.
-    pub fn verdict_from_content(&self, bytes: &[u8]) -> Option<Verdict> {
+    /// The verdict `bytes` holds, if they are exactly what we would write in `form`.
+    pub fn verdict_from_content(&self, bytes: &[u8], form: DenyLine) -> Option<Verdict> {
         [Verdict::Allow, Verdict::Deny]
             .into_iter()
-            .find(|v| self.content(*v).as_bytes() == bytes)
+            .find(|v| self.content(*v, form).as_bytes() == bytes)
     }
 }
 
@@ -149,47 +187,71 @@ mod tests {
     #[test]
     fn contents_and_lengths_agree() {
         for target in [Target::Mac(mac("de:ad:be:ef:00:01")), Target::Unknown] {
-            for verdict in [Verdict::Allow, Verdict::Deny] {
-                let content = target.content(verdict);
-                assert_eq!(
-                    content.len() as u64,
-                    target.content_len(verdict),
-                    "{content}"
-                );
-                assert_eq!(target.verdict_from_len(content.len() as u64), Some(verdict));
-                assert_eq!(
-                    target.verdict_from_content(content.as_bytes()),
-                    Some(verdict)
-                );
+            for form in [DenyLine::Plain, DenyLine::Tagged] {
+                for verdict in [Verdict::Allow, Verdict::Deny] {
+                    let content = target.content(verdict, form);
+                    let len = content.len() as u64;
+                    assert_eq!(len, target.content_len(verdict, form), "{content}");
+                    assert_eq!(target.verdict_from_len(len, form), Some(verdict));
+                    let bytes = content.as_bytes();
+                    assert_eq!(target.verdict_from_content(bytes, form), Some(verdict));
+                }
             }
+            // A deny line of the other form is not ours: it gets rewritten.
+            let tagged = target.content(Verdict::Deny, DenyLine::Tagged);
+            let len = tagged.len() as u64;
+            assert_eq!(target.verdict_from_len(len, DenyLine::Plain), None);
         }
     }
 
     #[test]
     fn exact_lines() {
         let m = Target::Mac(mac("DE-AD-BE-EF-00-01"));
+        let u = Target::Unknown;
+        let (plain, tagged) = (DenyLine::Plain, DenyLine::Tagged);
         let cases = [
-            (m, Verdict::Allow, "tag:virtmasq-filter,de:ad:be:ef:00:01\n"),
+            (
+                m,
+                Verdict::Allow,
+                plain,
+                "tag:virtmasq-filter,de:ad:be:ef:00:01\n",
+            ),
             (
                 m,
                 Verdict::Deny,
+                plain,
+                "tag:virtmasq-filter,de:ad:be:ef:00:01,ignore\n",
+            ),
+            (
+                m,
+                Verdict::Deny,
+                tagged,
                 "tag:virtmasq-filter,de:ad:be:ef:00:01,set:virtmasq-deny,ignore\n",
             ),
             (
-                Target::Unknown,
+                u,
                 Verdict::Allow,
+                tagged,
                 "tag:virtmasq-filter,*:*:*:*:*:*\n",
             ),
             (
-                Target::Unknown,
+                u,
                 Verdict::Deny,
+                plain,
+                "tag:virtmasq-filter,*:*:*:*:*:*,ignore\n",
+            ),
+            (
+                u,
+                Verdict::Deny,
+                tagged,
                 "tag:virtmasq-filter,*:*:*:*:*:*,set:virtmasq-deny,ignore\n",
             ),
         ];
-        for (target, verdict, want) in cases {
-            assert_eq!(target.content(verdict), want);
+        for (target, verdict, form, want) in cases {
+            assert_eq!(target.content(verdict, form), want);
         }
         assert_eq!(m.file_name(), "de-ad-be-ef-00-01");
+        assert_eq!(DenyLine::Tagged.suffix(), format!(",set:{DENY_TAG},ignore"));
     }
 
     #[test]
@@ -201,10 +263,14 @@ mod tests {
             b"",
             b"tag:virtmasq-filter,de:ad:be:ef:00:01",
         ] {
-            assert_eq!(m.verdict_from_content(bytes), None, "{bytes:?}");
+            assert_eq!(
+                m.verdict_from_content(bytes, DenyLine::Plain),
+                None,
+                "{bytes:?}"
+            );
         }
-        assert_eq!(m.verdict_from_len(0), None);
-        assert_eq!(m.verdict_from_len(25), None);
+        assert_eq!(m.verdict_from_len(0, DenyLine::Plain), None);
+        assert_eq!(m.verdict_from_len(25, DenyLine::Tagged), None);
     }
 
     #[test]

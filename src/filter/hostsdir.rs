@@ -9,7 +9,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use super::config::Durability;
-use super::entry::{classify, temp_name, NameKind, Target};
+use super::entry::{classify, temp_name, DenyLine, NameKind, Target};
 use super::error::FilterError;
 use super::plan::{FileAction, FileState, ObservedDir};
 
@@ -57,8 +57,9 @@ pub fn ensure_dir(dir: &Path) -> Result<(), FilterError> {
     }
 }
 
-/// Lists the hostsdir and classifies every entry (see [`super::entry::classify`]).
-pub fn observe(dir: &Path, verify: Verify) -> Result<ObservedDir, FilterError> {
+/// Lists the hostsdir and classifies every entry (see [`super::entry::classify`]); a deny
+/// file counts as such only in `form`.
+pub fn observe(dir: &Path, verify: Verify, form: DenyLine) -> Result<ObservedDir, FilterError> {
     let mut observed = ObservedDir::default();
     let entries = fs::read_dir(dir).map_err(FilterError::io("list", dir))?;
     for entry in entries {
@@ -79,7 +80,7 @@ pub fn observe(dir: &Path, verify: Verify) -> Result<ObservedDir, FilterError> {
                     continue;
                 }
                 let state = if meta.is_file() {
-                    file_state(&entry.path(), target, meta.len(), verify)?
+                    file_state(&entry.path(), target, meta.len(), (verify, form))?
                 } else {
                     FileState::Other
                 };
@@ -96,9 +97,9 @@ fn file_state(
     path: &Path,
     target: Target,
     len: u64,
-    verify: Verify,
+    (verify, form): (Verify, DenyLine),
 ) -> Result<FileState, FilterError> {
-    let Some(by_len) = target.verdict_from_len(len) else {
+    let Some(by_len) = target.verdict_from_len(len, form) else {
         return Ok(FileState::Other);
     };
     if verify == Verify::Sizes {
@@ -106,14 +107,16 @@ fn file_state(
     }
     let bytes = fs::read(path).map_err(FilterError::io("read", path))?;
     Ok(target
-        .verdict_from_content(&bytes)
+        .verdict_from_content(&bytes, form)
         .map_or(FileState::Other, FileState::from))
 }
 
-/// Carries out `actions` in order, then makes them durable as `durability` says.
+/// Carries out `actions` in order (deny lines in `form`), then makes them durable as
+/// `durability` says.
 pub fn apply(
     dir: &Path,
     actions: &[FileAction],
+    form: DenyLine,
     durability: Durability,
 ) -> Result<Applied, FilterError> {
     let mut done = Applied::default();
@@ -125,7 +128,7 @@ pub fn apply(
                 replaces,
             } => {
                 let name = target.file_name();
-                let content = target.content(*verdict);
+                let content = target.content(*verdict, form);
                 write_atomically(dir, &name, content.as_bytes(), durability)?;
                 done.written += 1;
                 done.rewritten += usize::from(*replaces);
@@ -207,9 +210,10 @@ mod tests {
         let a = Target::Mac(MacAddr::new([0xaa, 0, 0, 0, 0, 1]));
         let b = Target::Mac(MacAddr::new([0xaa, 0, 0, 0, 0, 2]));
         let c = Target::Mac(MacAddr::new([0xaa, 0, 0, 0, 0, 3]));
-        fs::write(d.join(a.file_name()), a.content(Verdict::Deny)).unwrap();
+        let plain = DenyLine::Plain;
+        fs::write(d.join(a.file_name()), a.content(Verdict::Deny, plain)).unwrap();
         // Right length, wrong MAC: only a content check notices.
-        fs::write(d.join(b.file_name()), a.content(Verdict::Allow)).unwrap();
+        fs::write(d.join(b.file_name()), a.content(Verdict::Allow, plain)).unwrap();
         fs::write(d.join(c.file_name()), "").unwrap();
         fs::write(d.join(".virtmasq-tmp.aa-00-00-00-00-09"), "x").unwrap();
         fs::write(d.join("README"), "x").unwrap();
@@ -220,7 +224,7 @@ mod tests {
             (Verify::Contents, FileState::Other),
         ];
         for (verify, b_state) in cases {
-            let seen = observe(d, verify).unwrap();
+            let seen = observe(d, verify, plain).unwrap();
             assert_eq!(seen.files.get(&a), Some(&FileState::Deny));
             assert_eq!(seen.files.get(&b), Some(&b_state), "{verify:?}");
             assert_eq!(seen.files.get(&c), Some(&FileState::Other));
@@ -251,7 +255,7 @@ mod tests {
                     name: "gone".into(),
                 },
             ];
-            let done = apply(&d, &actions, durability).unwrap();
+            let done = apply(&d, &actions, DenyLine::Tagged, durability).unwrap();
             assert_eq!(
                 done,
                 Applied {
@@ -261,7 +265,7 @@ mod tests {
                 }
             );
             let text = fs::read_to_string(d.join("aa-00-00-00-00-01")).unwrap();
-            assert_eq!(text, a.content(Verdict::Deny));
+            assert_eq!(text, a.content(Verdict::Deny, DenyLine::Tagged));
             let mode = fs::metadata(d.join("unknown-macs"))
                 .unwrap()
                 .permissions()

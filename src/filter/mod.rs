@@ -4,7 +4,7 @@
 //! holds one MAC-only `dhcp-host` line that allows or denies it; `unknown-macs` holds the
 //! wildcard for MACs without a file. Every line requires the tag `virtmasq-filter`, which the
 //! configuration sets only on the bridges the filter covers ([`dnsmasq_lines`]), and a deny
-//! line also sets `virtmasq-deny`, which proxy-DHCP configurations ignore.
+//! line served next to proxy DHCP also sets `virtmasq-deny`, which the configuration ignores.
 //!
 //! The desired policy lives in the state directory ([`store`]) and is the source of truth;
 //! the hostsdir is derived from it by a pure planner ([`plan`]) and an applier
@@ -22,9 +22,9 @@ pub mod policy;
 pub mod store;
 
 pub use config::{dnsmasq_lines, Durability, FilterConfig, UnknownPolicy};
-pub use entry::{Target, Verdict, DENY_TAG, SCOPE_TAG, WILDCARD_FILE};
+pub use entry::{DenyLine, Target, Verdict, DENY_TAG, SCOPE_TAG, WILDCARD_FILE};
 pub use error::FilterError;
-pub use ops::{PxeFilter, SyncReport};
+pub use ops::{sighup_is_safe, PxeFilter, SyncReport};
 pub use plan::{plan, plan_purge, FileAction, FileState, ObservedDir};
 pub use policy::{DesiredLists, Policy};
 

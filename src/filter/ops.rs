@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::config::{FilterConfig, UnknownPolicy};
-use super::entry::Verdict;
+use super::entry::{DenyLine, Verdict};
 use super::error::FilterError;
 use super::hostsdir::{self, Applied, Verify};
 use super::plan::{plan, plan_purge};
@@ -123,23 +123,34 @@ impl PxeFilter {
     }
 
     /// Rebuilds the hostsdir from the stored policy, removing stale, foreign and leftover
-    /// files and verifying every remaining file's content. Call it before dnsmasq starts:
-    /// deleting files is only safe while no dnsmasq holds their old entries.
-    pub fn purge_and_rebuild(&self) -> Result<SyncReport, FilterError> {
+    /// files and verifying every remaining file's content. Call it before dnsmasq starts,
+    /// when no dnsmasq reads the hostsdir (with several private instances sharing it: before
+    /// the first starts, and not again while any runs): deleting files is only safe while no
+    /// dnsmasq holds their old entries.
+    ///
+    /// `proxy` says whether any covered network serves proxy DHCP, as given to
+    /// [`super::dnsmasq_lines`]; it decides the deny-line form ([`DenyLine`]) that this and
+    /// every later change writes.
+    pub fn purge_and_rebuild(&self, proxy: bool) -> Result<SyncReport, FilterError> {
         let start = Instant::now();
         let _lock = self.store.lock(self.lock_timeout)?;
-        let policy = self.effective(self.store.load()?);
+        let mut stored = self.store.load()?;
+        if stored.deny_line != DenyLine::for_proxy(proxy) {
+            stored.deny_line = DenyLine::for_proxy(proxy);
+            self.store.save(&stored)?;
+        }
+        let policy = self.effective(stored);
         if !self.cfg.enabled {
             return Ok(SyncReport::default());
         }
         let dir = &self.cfg.hostsdir;
         hostsdir::ensure_dir(dir)?;
-        let observed = hostsdir::observe(dir, Verify::Contents)?;
+        let observed = hostsdir::observe(dir, Verify::Contents, policy.deny_line)?;
         for name in &observed.foreign {
             tracing::warn!(file = %dir.join(name).display(), "removing a file the PXE filter did not write");
         }
         let actions = plan_purge(&observed, &policy);
-        let applied = hostsdir::apply(dir, &actions, self.cfg.durability)?;
+        let applied = hostsdir::apply(dir, &actions, policy.deny_line, self.cfg.durability)?;
         // dnsmasq starts afresh: nothing is stale any more.
         self.store.set_rewrites(0)?;
         tracing::info!(
@@ -156,8 +167,9 @@ impl PxeFilter {
     }
 
     /// Whether enough rewrites piled up in dnsmasq's memory that it should re-read the
-    /// hostsdir (SIGHUP): after [`FilterConfig::compact_after`] rewrites, or after one batch
-    /// too large for the inotify queue.
+    /// hostsdir: after [`FilterConfig::compact_after`] rewrites, or after one batch too large
+    /// for the inotify queue. Compact with SIGHUP where [`sighup_is_safe`] says so, else by a
+    /// restart (`purge_and_rebuild`, then start).
     pub fn needs_compaction(&self) -> Result<bool, FilterError> {
         Ok(self.store.rewrites()? >= u64::from(self.cfg.compact_after))
     }
@@ -173,6 +185,7 @@ impl PxeFilter {
             unknown: stored.unknown.unwrap_or(self.cfg.unknown),
             allow: stored.allow,
             deny: stored.deny,
+            deny_line: stored.deny_line,
         }
     }
 
@@ -194,9 +207,10 @@ impl PxeFilter {
         }
         let dir = &self.cfg.hostsdir;
         hostsdir::ensure_dir(dir)?;
-        let observed = hostsdir::observe(dir, Verify::Sizes)?;
-        let actions = plan(&observed, &self.effective(stored));
-        let applied = hostsdir::apply(dir, &actions, self.cfg.durability)?;
+        let policy = self.effective(stored);
+        let observed = hostsdir::observe(dir, Verify::Sizes, policy.deny_line)?;
+        let actions = plan(&observed, &policy);
+        let applied = hostsdir::apply(dir, &actions, policy.deny_line, self.cfg.durability)?;
         let needs_compaction = self.count(&applied)?;
         for name in &observed.foreign {
             tracing::warn!(file = %dir.join(name).display(), "file not written by the PXE filter in its hostsdir; it is removed at the next start");
@@ -221,6 +235,14 @@ impl PxeFilter {
         }
         Ok(after >= u64::from(self.cfg.compact_after))
     }
+}
+
+/// Whether a SIGHUP (or D-Bus ClearCache) is safe for a dnsmasq of `version` (major, minor)
+/// reading this filter's hostsdir with `proxy` deny lines: dnsmasq up to 2.90 frees the tags
+/// of re-read `dhcp-host` entries wrongly and crashes once a `set:` entry has matched a
+/// request (fixed in 2.91). Plain deny lines carry no `set:`.
+pub fn sighup_is_safe(version: (u32, u32), proxy: bool) -> bool {
+    !proxy || version >= (2, 91)
 }
 
 /// The largest batch dnsmasq is sure to see event by event (see [`MAX_QUEUED_EVENTS`]).

@@ -8,7 +8,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::config::UnknownPolicy;
-use super::entry::Verdict;
+use super::entry::{DenyLine, Verdict};
 use super::error::FilterError;
 use crate::model::MacAddr;
 
@@ -21,6 +21,8 @@ pub struct Policy {
     pub allow: BTreeSet<MacAddr>,
     /// MACs that are ignored.
     pub deny: BTreeSet<MacAddr>,
+    /// How deny lines are written: tagged where proxy DHCP is served.
+    pub deny_line: DenyLine,
 }
 
 impl Policy {
@@ -287,6 +289,7 @@ mod tests {
             unknown: UnknownPolicy::Allow,
             allow: [a].into(),
             deny: [b].into(),
+            deny_line: DenyLine::Plain,
         };
         assert_eq!(
             (p.verdict(&a), p.verdict(&b), p.verdict(&c)),

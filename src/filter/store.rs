@@ -4,8 +4,10 @@
 //! Files, all in the state directory:
 //!
 //! * `filter.json`: `{"version": 1, "unknown": null | "allow" | "deny", "allow": [MAC...],
-//!   "deny": [MAC...]}`. `unknown` null means "as configured" (`[filter] unknown`); a value
-//!   is an override set at run time. Written to a temporary file, fsynced, renamed.
+//!   "deny": [MAC...], "deny_line": "plain" | "tagged"}`. `unknown` null means "as
+//!   configured" (`[filter] unknown`); a value is an override set at run time. `deny_line` is
+//!   set at start-up (tagged where proxy DHCP is served). Written to a temporary file,
+//!   fsynced, renamed.
 //! * `filter.lock`: held with an exclusive `flock` for the whole of every change, so two CLI
 //!   processes, or the CLI and the daemon, never interleave.
 //! * `filter-rewrites`: how many hostsdir files were rewritten since dnsmasq last re-read the
@@ -24,6 +26,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use super::config::UnknownPolicy;
+use super::entry::DenyLine;
 use super::error::FilterError;
 use crate::model::MacAddr;
 
@@ -45,6 +48,10 @@ pub struct StoredPolicy {
     /// MACs that are ignored.
     #[serde(default)]
     pub deny: BTreeSet<MacAddr>,
+    /// Form of deny lines, chosen by the last start-up for the dnsmasq configuration then in
+    /// force, so that every later writer (CLI or daemon) writes the same bytes.
+    #[serde(default)]
+    pub deny_line: DenyLine,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -207,6 +214,7 @@ mod tests {
             unknown: Some(UnknownPolicy::Deny),
             allow: [MacAddr::new([0xaa, 0, 0, 0, 0, 1])].into(),
             deny: BTreeSet::new(),
+            deny_line: DenyLine::Tagged,
         };
         store.save(&policy).unwrap();
         assert_eq!(store.load().unwrap(), policy);

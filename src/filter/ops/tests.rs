@@ -43,11 +43,10 @@ fn listing(dir: &Path) -> Vec<String> {
     out
 }
 
-const DENY_1: &str =
-    "aa-00-00-00-00-01=tag:virtmasq-filter,aa:00:00:00:00:01,set:virtmasq-deny,ignore";
+const DENY_1: &str = "aa-00-00-00-00-01=tag:virtmasq-filter,aa:00:00:00:00:01,ignore";
 const ALLOW_1: &str = "aa-00-00-00-00-01=tag:virtmasq-filter,aa:00:00:00:00:01";
 const ALLOW_2: &str = "aa-00-00-00-00-02=tag:virtmasq-filter,aa:00:00:00:00:02";
-const WILD_DENY: &str = "unknown-macs=tag:virtmasq-filter,*:*:*:*:*:*,set:virtmasq-deny,ignore";
+const WILD_DENY: &str = "unknown-macs=tag:virtmasq-filter,*:*:*:*:*:*,ignore";
 const WILD_ALLOW: &str = "unknown-macs=tag:virtmasq-filter,*:*:*:*:*:*";
 
 #[test]
@@ -79,7 +78,7 @@ fn operations_shape_the_directory() {
         ),
         (
             "purge keeps only what is needed",
-            |f| f.purge_and_rebuild(),
+            |f| f.purge_and_rebuild(false),
             &[],
         ),
     ];
@@ -128,7 +127,7 @@ fn replace_all_and_sync_repair() {
         listing(&hd),
         [ALLOW_1, "stray=aa:00:00:00:00:09", WILD_DENY]
     );
-    f.filter.purge_and_rebuild().unwrap();
+    f.filter.purge_and_rebuild(false).unwrap();
     assert_eq!(listing(&hd), [ALLOW_1, WILD_DENY]);
 }
 
@@ -141,7 +140,7 @@ fn rewrites_are_counted_until_compaction() {
         (|f| f.allow(&[mac(1), mac(2)]), false),
         (|f| f.deny(&[mac(1)]), true),
         (|f| f.compacted().map(|()| SyncReport::default()), false),
-        (|f| f.purge_and_rebuild(), false),
+        (|f| f.purge_and_rebuild(false), false),
     ];
     type Step = fn(&PxeFilter) -> Result<SyncReport, FilterError>;
     for (i, (step, due)) in cases.into_iter().enumerate() {
@@ -174,7 +173,25 @@ fn disabled_filter_only_stores_the_policy() {
     cfg.enabled = false;
     f.filter = PxeFilter::new(cfg, f.filter.store.dir().to_owned());
     f.filter.deny(&[mac(1)]).unwrap();
-    f.filter.purge_and_rebuild().unwrap();
+    f.filter.purge_and_rebuild(false).unwrap();
     assert!(!f.filter.hostsdir().exists());
     assert_eq!(f.filter.list().unwrap().deny, [mac(1)].into());
+}
+
+#[test]
+fn proxy_start_up_switches_deny_lines_to_the_tagged_form() {
+    let f = fixture(UnknownPolicy::Deny, 100);
+    let hd = f.filter.hostsdir().to_owned();
+    f.filter.deny(&[mac(1)]).unwrap();
+    f.filter.allow(&[mac(2)]).unwrap();
+    assert_eq!(listing(&hd), [ALLOW_2, WILD_DENY]);
+    f.filter.set_unknown(Some(UnknownPolicy::Allow)).unwrap();
+    f.filter.purge_and_rebuild(true).unwrap();
+    let tagged = "aa-00-00-00-00-01=tag:virtmasq-filter,aa:00:00:00:00:01,set:virtmasq-deny,ignore";
+    assert_eq!(listing(&hd), [tagged]);
+    // Later writers keep the form chosen at start-up.
+    f.filter.deny(&[mac(3)]).unwrap();
+    assert!(listing(&hd)[1].ends_with("set:virtmasq-deny,ignore"));
+    assert!(!sighup_is_safe((2, 90), true));
+    assert!(sighup_is_safe((2, 90), false) && sighup_is_safe((2, 91), true));
 }

@@ -42,6 +42,7 @@ fn policy(unknown: UnknownPolicy, allow: &[u8], deny: &[u8]) -> Policy {
         unknown,
         allow: allow.iter().map(|n| mac(*n)).collect(),
         deny: deny.iter().map(|n| mac(*n)).collect(),
+        deny_line: Default::default(),
     }
 }
 
