@@ -25,7 +25,8 @@ pub fn system_bus_address() -> String {
         .unwrap_or_else(|| DEFAULT_SYSTEM_BUS_ADDRESS.to_owned())
 }
 
-/// A connection to systemd over D-Bus. Cheap to clone: clones share the connection.
+/// A connection to systemd over D-Bus. Cheap to clone: clones share the connection. Drop it
+/// inside the tokio runtime: zbus removes its signal match rules from there.
 #[derive(Debug, Clone)]
 pub struct Systemd {
     /// The bus connection; one per client, so that systemd's per-connection `Subscribe`
@@ -78,13 +79,14 @@ impl UnitStatus {
 /// True for connection failures that mean "no bus listening here", as opposed to a bus that
 /// refuses us.
 fn is_absent_socket(err: &zbus::Error) -> bool {
-    match err {
-        zbus::Error::InputOutput(io) => matches!(
-            io.kind(),
-            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
-        ),
-        _ => false,
-    }
+    let io = match err {
+        zbus::Error::InputOutput(io) | zbus::Error::Connection(io, _) => io,
+        _ => return false,
+    };
+    matches!(
+        io.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+    )
 }
 
 impl Systemd {
@@ -100,7 +102,7 @@ impl Systemd {
     pub async fn at_address(address: &str) -> Result<Self, SystemdError> {
         let connect_error = |source| SystemdError::Connect {
             address: address.to_owned(),
-            source,
+            source: Box::new(source),
         };
         let conn = zbus::connection::Builder::address(address)
             .map_err(connect_error)?

@@ -26,9 +26,10 @@ pub enum SystemdError {
     Connect {
         /// The bus address tried.
         address: String,
-        /// What zbus reported.
+        /// What zbus reported (boxed, like the other large fields, to keep this error small in
+        /// the `Result`s and error enums that carry it).
         #[source]
-        source: zbus::Error,
+        source: Box<zbus::Error>,
     },
     /// A D-Bus call to systemd about one unit failed.
     #[error("systemd {call} on {unit} failed")]
@@ -39,7 +40,7 @@ pub enum SystemdError {
         call: &'static str,
         /// What systemd or the bus answered.
         #[source]
-        source: zbus::Error,
+        source: Box<zbus::Error>,
     },
     /// The restart job finished but the unit did not end up active.
     #[error("restart of {unit} failed: job result \"{job_result}\", {state}")]
@@ -50,7 +51,7 @@ pub enum SystemdError {
         /// when the job succeeded but the unit then left the active state.
         job_result: String,
         /// The unit's state right after the failure, for the report.
-        state: UnitFailure,
+        state: Box<UnitFailure>,
     },
     /// The restart (job plus reaching "active") took longer than the caller allowed.
     #[error("restart of {unit} did not finish within {timeout:?} ({progress}), {state}")]
@@ -62,7 +63,7 @@ pub enum SystemdError {
         /// How far it got: "job still running" or "job done, unit not yet active".
         progress: &'static str,
         /// The unit's state when the wait gave up.
-        state: UnitFailure,
+        state: Box<UnitFailure>,
     },
 }
 
@@ -80,7 +81,7 @@ impl SystemdError {
         SystemdError::Call {
             unit: unit.to_owned(),
             call,
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -151,7 +152,7 @@ mod tests {
         let err = SystemdError::RestartFailed {
             unit: "dnsmasq.service".into(),
             job_result: "failed".into(),
-            state,
+            state: Box::new(state),
         };
         assert_eq!(
             err.to_string(),
@@ -180,5 +181,13 @@ mod tests {
             mapped.to_string(),
             "systemd RestartUnit on dnsmasq.service failed"
         );
+    }
+
+    /// Other modules' error enums carry this one; keep it well under clippy's
+    /// `result_large_err` threshold (128 bytes) so theirs stay under it too.
+    #[test]
+    fn stays_small() {
+        let size = std::mem::size_of::<SystemdError>();
+        assert!(size <= 72, "SystemdError is {size} bytes");
     }
 }

@@ -68,11 +68,10 @@ impl Systemd {
         };
         let mut start_limit_reset = false;
         let job_result = match self.restart_once(unit, timeout, deadline).await {
-            Err(SystemdError::RestartFailed { state, .. })
-                if state.result.as_deref() == Some(START_LIMIT_HIT) =>
-            {
+            Err(refused) if hit_start_limit(&refused) => {
                 tracing::warn!(
                     unit,
+                    error = %refused,
                     "start limit hit; resetting it and restarting once more"
                 );
                 self.reset_failed(unit).await?;
@@ -135,7 +134,7 @@ impl Systemd {
             return Err(SystemdError::RestartFailed {
                 unit: unit.to_owned(),
                 job_result,
-                state: self.failure_state(unit).await,
+                state: Box::new(self.failure_state(unit).await),
             });
         }
         self.wait_active(unit, timeout, deadline).await?;
@@ -172,7 +171,7 @@ impl Systemd {
                     return Err(SystemdError::RestartFailed {
                         unit: unit.to_owned(),
                         job_result: "done".to_owned(),
-                        state: self.failure_state(unit).await,
+                        state: Box::new(self.failure_state(unit).await),
                     })
                 }
                 _ => {}
@@ -197,7 +196,7 @@ impl Systemd {
             unit: unit.to_owned(),
             timeout,
             progress,
-            state: self.failure_state(unit).await,
+            state: Box::new(self.failure_state(unit).await),
         }
     }
 
@@ -231,6 +230,12 @@ impl Systemd {
         }
         state
     }
+}
+
+/// True when a restart was refused by the unit's start rate limit.
+fn hit_start_limit(err: &SystemdError) -> bool {
+    matches!(err, SystemdError::RestartFailed { state, .. }
+        if state.result.as_deref() == Some(START_LIMIT_HIT))
 }
 
 /// Reads JobRemoved signals until the one for `job`, and returns its result.
