@@ -53,6 +53,10 @@ impl Systemd {
     /// job result and the unit's ActiveState/SubState/Result/ExecMainStatus; running out of time
     /// gives [`SystemdError::RestartTimedOut`]. If the unit was refused by its start rate
     /// limit (Result "start-limit-hit"), the limit is reset once and the restart retried once.
+    ///
+    /// Running out of time abandons the wait, not the job: systemd goes on with the restart.
+    /// Each call is one start towards `StartLimitBurst=` (5 in 10 s by default): callers should
+    /// coalesce restarts rather than lean on the reset.
     pub async fn restart_and_wait(
         &self,
         unit: &str,
