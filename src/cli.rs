@@ -27,6 +27,10 @@ pub struct Cli {
 pub enum Command {
     /// Run in the foreground, keeping every managed network served.
     Daemon(commands::daemon::Args),
+    /// Find the system dnsmasq, say what it is and which mode follows.
+    Detect(commands::detect::Args),
+    /// Apply the desired state once and exit (scripts, the libvirt hook).
+    Sync(commands::sync::Args),
     /// Print what would be written for one network, without writing anything.
     Render(commands::render::Args),
     /// Check the configuration file and print it with every default filled in.
@@ -46,5 +50,16 @@ impl Cli {
     pub fn load_config(&self) -> anyhow::Result<Config> {
         let (path, explicit) = self.config_path();
         Ok(Config::load_or_default(&path, explicit)?)
+    }
+}
+
+/// Writes `text` to standard output. A reader that went away (`virtmasq detect | head`) is
+/// not an error.
+pub fn print_out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
     }
 }

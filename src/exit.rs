@@ -3,6 +3,7 @@
 use crate::config::ConfigError;
 use crate::libvirt::source::LibvirtError;
 use crate::model::InvalidValue;
+use crate::system::apply::ApplyError;
 
 /// Bad input data (a network, a MAC, a file of MACs).
 pub const DATAERR: u8 = 65;
@@ -23,6 +24,16 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
         }
         if cause.is::<InvalidValue>() {
             return DATAERR;
+        }
+        if let Some(e) = cause.downcast_ref::<ApplyError>() {
+            return match e {
+                ApplyError::Invalid { .. } => DATAERR,
+                ApplyError::Io { .. } => IOERR,
+                ApplyError::Restart { .. } | ApplyError::Hangup { .. } => UNAVAILABLE,
+            };
+        }
+        if cause.is::<crate::systemd::SystemdError>() {
+            return UNAVAILABLE;
         }
         if cause.is::<LibvirtError>() {
             return UNAVAILABLE;

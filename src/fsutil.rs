@@ -56,6 +56,52 @@ pub fn ensure_dir(path: &Path, mode: u32) -> io::Result<()> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
 }
 
+/// An exclusive `flock` on a lock file, held until dropped: serialises writers across
+/// processes (two CLI calls, a CLI call and the daemon).
+#[derive(Debug)]
+pub struct FileLock {
+    _lock: nix::fcntl::Flock<File>,
+}
+
+impl FileLock {
+    /// Takes the lock on `path` (created if needed), retrying every 10 ms for at most
+    /// `timeout`; a timeout is `ErrorKind::WouldBlock`.
+    pub fn acquire(path: &Path, timeout: std::time::Duration) -> io::Result<Self> {
+        use nix::errno::Errno;
+        use nix::fcntl::{Flock, FlockArg};
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .open(path)?;
+        let start = std::time::Instant::now();
+        loop {
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => return Ok(Self { _lock: lock }),
+                Err((back, Errno::EWOULDBLOCK)) if start.elapsed() < timeout => {
+                    file = back;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err((_, Errno::EWOULDBLOCK)) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        format!(
+                            "{} is held by another virtmasq process (waited {:?})",
+                            path.display(),
+                            start.elapsed()
+                        ),
+                    ))
+                }
+                Err((_, e)) => return Err(e.into()),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,6 +120,17 @@ mod tests {
         let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1);
         assert_eq!(read_if_exists(&dir.path().join("none")).unwrap(), None);
+    }
+
+    #[test]
+    fn lock_is_exclusive_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.lock");
+        let held = FileLock::acquire(&p, std::time::Duration::ZERO).unwrap();
+        let err = FileLock::acquire(&p, std::time::Duration::from_millis(30)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        drop(held);
+        assert!(FileLock::acquire(&p, std::time::Duration::ZERO).is_ok());
     }
 
     #[test]

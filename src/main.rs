@@ -38,6 +38,8 @@ fn main() -> ExitCode {
 async fn run(cli: &Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Daemon(args) => commands::daemon::exec(cli, args).await,
+        Command::Detect(args) => commands::detect::exec(cli, args).await,
+        Command::Sync(args) => commands::sync::exec(cli, args).await,
         Command::Render(args) => commands::render::exec(cli, args).await,
         Command::CheckConfig => commands::check_config::exec(cli),
     }

@@ -1,18 +1,22 @@
-//! The daemon loop: read networks from libvirt, reconcile the private instances, follow
-//! SIGHUP (reload configuration; a broken one is reported and the old state keeps serving) and
-//! stop cleanly when `shutdown` completes.
+//! The daemon loop: decide the mode, read networks from libvirt, reconcile through the mode's
+//! backend, follow SIGHUP (reload configuration; a broken one is reported and the old state
+//! keeps serving) and SIGUSR1 (reconcile now), and stop cleanly when `shutdown` completes.
+//! Triggers are debounced: a burst of changes within `system.debounce_ms` is one reconcile,
+//! so one restart of a system dnsmasq.
 
 use std::future::Future;
 use std::path::PathBuf;
 
+use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::time::Instant;
 
+use super::backend::{Backend, PrivateBackend, SystemBackend};
 use super::desired::{desired, Desired};
 use crate::config::Config;
-use crate::dnsmasq::private::Supervisor;
-use crate::dnsmasq::process::RunAs;
-use crate::dnsmasq::render::RenderOptions;
 use crate::libvirt::source::{list_networks, LibvirtError, LibvirtNetwork};
+use crate::system::decide::Mode;
+use crate::system::detect::detect;
 
 /// What the daemon needs to start.
 #[derive(Debug, Clone)]
@@ -26,7 +30,8 @@ pub struct DaemonOptions {
 }
 
 impl DaemonOptions {
-    fn load(&self) -> anyhow::Result<Config> {
+    /// Loads the configuration with the command line's overrides.
+    pub fn load(&self) -> anyhow::Result<Config> {
         let mut cfg = Config::load_or_default(&self.config_path, self.config_explicit)?;
         if let Some(uri) = &self.libvirt_uri {
             cfg.libvirt.uri = uri.clone();
@@ -35,22 +40,56 @@ impl DaemonOptions {
     }
 }
 
-/// Runs until `shutdown` completes, then stops every private instance.
+/// The pid file of the running daemon (the hook signals it).
+pub fn pid_file(cfg: &Config) -> PathBuf {
+    cfg.paths.run_dir.join("virtmasq.pid")
+}
+
+/// Runs until `shutdown` completes.
 pub async fn run(opts: DaemonOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let mut cfg = opts.load()?;
-    let run_as = RunAs::lookup(&cfg.dnsmasq.user)?;
-    let mut sup = Supervisor::new(
-        cfg.paths.dnsmasq.clone(),
-        cfg.paths.run_dir.clone(),
-        cfg.paths.state_dir.clone(),
-        run_as,
-    );
+    let cfg = opts.load()?;
+    let (detection, systemd) = detect(&cfg, std::path::Path::new("/"), Vec::new()).await;
+    tracing::info!(mode = ?detection.decision.mode, reasons = ?detection.decision.reasons, "mode decided");
+    for c in &detection.conflicts {
+        tracing::warn!(code = %c.code, "{}", c.message);
+    }
+    crate::fsutil::ensure_dir(&cfg.paths.run_dir, 0o755)
+        .with_context(|| format!("creating {}", cfg.paths.run_dir.display()))?;
+    let pid = pid_file(&cfg);
+    crate::fsutil::write_atomic(&pid, format!("{}\n", std::process::id()).as_bytes(), 0o644)
+        .with_context(|| format!("writing {}", pid.display()))?;
+    let result = match detection.decision.mode {
+        Mode::System => {
+            let systemd = systemd.context("system mode needs systemd on the system bus")?;
+            run_with(SystemBackend { systemd }, cfg, &opts, shutdown).await
+        }
+        Mode::Private => {
+            let backend = PrivateBackend::new(&cfg)?;
+            run_with(backend, cfg, &opts, shutdown).await
+        }
+    };
+    let _ = std::fs::remove_file(&pid);
+    result
+}
+
+async fn run_with<B: Backend>(
+    mut backend: B,
+    mut cfg: Config,
+    opts: &DaemonOptions,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let mut hangup = signal(SignalKind::hangup())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
     tokio::pin!(shutdown);
-    reconcile(&cfg, &mut sup).await;
+    reconcile(&cfg, &mut backend).await;
     let mut tick = tokio::time::interval(cfg.libvirt.poll_interval());
     tick.reset();
+    let mut due: Option<Instant> = None;
     loop {
+        let debounce = cfg.system.debounce();
+        let trigger = |due: &mut Option<Instant>| {
+            due.get_or_insert_with(|| Instant::now() + debounce);
+        };
         tokio::select! {
             _ = &mut shutdown => break,
             _ = hangup.recv() => {
@@ -60,54 +99,69 @@ pub async fn run(opts: DaemonOptions, shutdown: impl Future<Output = ()>) -> any
                         cfg = new;
                         tick = tokio::time::interval(cfg.libvirt.poll_interval());
                         tick.reset();
+                        trigger(&mut due);
                     }
                     Err(e) => tracing::error!(
                         error = %format!("{e:#}"),
                         "configuration not reloaded; the previous one stays in force"
                     ),
                 }
-                reconcile(&cfg, &mut sup).await;
             }
-            _ = tick.tick() => reconcile(&cfg, &mut sup).await,
+            _ = usr1.recv() => trigger(&mut due),
+            _ = tick.tick() => trigger(&mut due),
+            _ = sleep_until(due), if due.is_some() => {
+                due = None;
+                reconcile(&cfg, &mut backend).await;
+            }
         }
     }
-    tracing::info!("stopping private dnsmasq instances");
-    sup.shutdown().await;
+    tracing::info!("stopping");
+    backend.shutdown().await;
     Ok(())
+}
+
+async fn sleep_until(due: Option<Instant>) {
+    if let Some(at) = due {
+        tokio::time::sleep_until(at).await;
+    }
 }
 
 /// Reads libvirt off the event loop (the calls block).
 pub async fn read_libvirt(uri: &str) -> Result<Vec<LibvirtNetwork>, LibvirtError> {
     let uri = uri.to_owned();
+    let what = uri.clone();
     tokio::task::spawn_blocking(move || list_networks(&uri))
         .await
         .unwrap_or_else(|e| {
             Err(LibvirtError::Call {
-                uri: String::new(),
+                uri: what,
                 what: "list networks".into(),
                 message: e.to_string(),
             })
         })
 }
 
-async fn reconcile(cfg: &Config, sup: &mut Supervisor) {
+async fn reconcile<B: Backend>(cfg: &Config, backend: &mut B) {
     let nets = match read_libvirt(&cfg.libvirt.uri).await {
         Ok(n) => n,
         Err(e) => {
-            tracing::error!(error = %e, "libvirt not read; what runs stays as it is");
+            tracing::error!(error = %e, "libvirt not read; what is served stays as it is");
             return;
         }
     };
     let want = desired(&nets, cfg);
     report(&want);
-    let opts = RenderOptions {
-        no_ping: cfg.dnsmasq.no_ping,
-        extra_lines: Vec::new(),
-    };
-    sup.reconcile(&want.networks(), &opts).await;
+    let outcome = backend.reconcile(&want.networks(), cfg).await;
+    for c in &outcome.changes {
+        tracing::info!("{c}");
+    }
+    for e in &outcome.errors {
+        tracing::error!(error = %format!("{e:#}"), "reconcile");
+    }
 }
 
-fn report(want: &Desired) {
+/// Logs the networks not served; invalid ones are errors.
+pub fn report(want: &Desired) {
     for (name, skip) in &want.skipped {
         if skip.is_error() {
             tracing::error!(network = %name.escape_debug(), "not served: {skip}");

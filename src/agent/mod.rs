@@ -1,5 +1,6 @@
 //! The agent: from sources (libvirt, the configuration) to the desired state, and the daemon
 //! loop that keeps what runs in line with it.
 
+pub mod backend;
 pub mod daemon;
 pub mod desired;

@@ -2,4 +2,6 @@
 
 pub mod check_config;
 pub mod daemon;
+pub mod detect;
 pub mod render;
+pub mod sync;

@@ -1,14 +1,17 @@
 //! `virtmasq render <network>`: what would be written for a network, without writing.
 
-use std::io::Write;
-
-use anyhow::Context;
+use std::path::Path;
 
 use crate::agent::daemon::read_libvirt;
 use crate::agent::desired::find;
-use crate::cli::Cli;
+use crate::cli::{print_out, Cli};
+use crate::dnsmasq::fragment::{self, FragmentContext};
 use crate::dnsmasq::render::{render_private, InstancePaths, RenderOptions};
 use crate::model::NetworkName;
+use crate::system::decide::Mode;
+use crate::system::detect::detect;
+use crate::system::effective::EffectiveConfig;
+use crate::system::version::DnsmasqVersion;
 
 /// Options of `render`.
 #[derive(Debug, clap::Args)]
@@ -18,28 +21,77 @@ pub struct Args {
     /// libvirt connection URI (overrides the configuration's `libvirt.uri`).
     #[arg(long, value_name = "URI")]
     pub libvirt_uri: Option<String>,
+    /// Show this mode's files instead of the mode `detect` decides.
+    #[arg(long, value_enum)]
+    pub mode: Option<RenderMode>,
 }
 
-/// Prints the private instance's configuration and hosts file.
+/// The mode to render for.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum RenderMode {
+    /// A fragment for the system dnsmasq's conf-dir.
+    System,
+    /// A private instance's configuration.
+    Private,
+}
+
+/// Prints the files and their paths.
 pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<()> {
-    let cfg = cli.load_config()?;
-    let uri = args.libvirt_uri.as_ref().unwrap_or(&cfg.libvirt.uri);
-    let nets = read_libvirt(uri).await?;
+    let mut cfg = cli.load_config()?;
+    if let Some(uri) = &args.libvirt_uri {
+        cfg.libvirt.uri = uri.clone();
+    }
+    let nets = read_libvirt(&cfg.libvirt.uri).await?;
     let served = find(&nets, &args.network, &cfg)
         .map_err(|skip| anyhow::anyhow!("network '{}' is not served: {skip}", args.network))?;
-    let paths = InstancePaths::new(
-        &cfg.paths.run_dir,
-        &cfg.paths.state_dir,
-        args.network.as_str(),
-    );
-    let opts = RenderOptions {
-        no_ping: cfg.dnsmasq.no_ping,
-        extra_lines: Vec::new(),
+    let net = &served.network;
+    let mode = match args.mode {
+        Some(RenderMode::System) => Mode::System,
+        Some(RenderMode::Private) => Mode::Private,
+        None => {
+            detect(&cfg, Path::new("/"), Vec::new())
+                .await
+                .0
+                .decision
+                .mode
+        }
     };
-    let r = render_private(&served.network, &paths, &opts);
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "# {}\n{}", paths.conf.display(), r.conf)
-        .and_then(|_| writeln!(out, "# {}\n{}", paths.hosts.display(), r.hosts))
-        .context("writing to standard output")?;
-    Ok(())
+    let name = net.name.as_str();
+    let text = match mode {
+        Mode::Private => {
+            let paths = InstancePaths::new(&cfg.paths.run_dir, &cfg.paths.state_dir, name);
+            let opts = RenderOptions {
+                no_ping: cfg.dnsmasq.no_ping,
+                extra_lines: Vec::new(),
+            };
+            let r = render_private(net, &paths, &opts);
+            format!(
+                "# {}\n{}\n# {}\n{}",
+                paths.conf.display(),
+                r.conf,
+                paths.hosts.display(),
+                r.hosts
+            )
+        }
+        Mode::System => {
+            let effective = EffectiveConfig::read(Path::new("/"));
+            let tag_hosts =
+                DnsmasqVersion::of(&cfg.paths.dnsmasq).is_some_and(|v| v.at_least(2, 81));
+            let hosts = fragment::hosts_file(&cfg.paths.state_dir, name);
+            let ctx = FragmentContext {
+                add_interface: effective.restricts_interfaces(),
+                hosts_file: hosts.clone(),
+                tag_hosts,
+                extra_lines: Vec::new(),
+            };
+            format!(
+                "# {}\n{}\n# {}\n{}",
+                cfg.paths.conf_dir.join(fragment::file_name(name)).display(),
+                fragment::render_fragment(net, &ctx),
+                hosts.display(),
+                fragment::render_hosts(net, tag_hosts)
+            )
+        }
+    };
+    print_out(&text)
 }

@@ -25,6 +25,9 @@ pub const DEFAULT_PATH: &str = "/etc/virtmasq/virtmasq.toml";
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// `auto` (decided by `virtmasq detect`'s rules), `system` or `private`.
+    #[serde(default)]
+    pub mode: ModeSetting,
     /// Files and programs the agent uses.
     #[serde(default)]
     pub paths: Paths,
@@ -34,6 +37,9 @@ pub struct Config {
     /// How generated dnsmasq configuration behaves.
     #[serde(default)]
     pub dnsmasq: DnsmasqConfig,
+    /// The system dnsmasq (system mode).
+    #[serde(default)]
+    pub system: SystemConfig,
     /// The PXE MAC filter.
     #[serde(default)]
     pub filter: FilterConfig,
@@ -112,6 +118,66 @@ impl Default for DnsmasqConfig {
             no_ping: false,
             user: "dnsmasq".into(),
         }
+    }
+}
+
+/// Which mode to run in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModeSetting {
+    /// System mode where a usable system dnsmasq exists, private mode otherwise.
+    #[default]
+    Auto,
+    /// Always system mode.
+    System,
+    /// Always private mode.
+    Private,
+}
+
+impl ModeSetting {
+    /// The forced mode, if any.
+    pub fn forced(self) -> Option<crate::system::decide::Mode> {
+        use crate::system::decide::Mode;
+        match self {
+            Self::Auto => None,
+            Self::System => Some(Mode::System),
+            Self::Private => Some(Mode::Private),
+        }
+    }
+}
+
+/// How virtmasq works with the system dnsmasq.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SystemConfig {
+    /// The system dnsmasq's systemd unit.
+    pub unit: String,
+    /// Seconds a restart may take before it counts as failed (and is rolled back).
+    pub restart_timeout_secs: u64,
+    /// Milliseconds the daemon waits for more network changes before applying them, so a
+    /// burst of changes costs one restart.
+    pub debounce_ms: u64,
+}
+
+impl Default for SystemConfig {
+    fn default() -> Self {
+        Self {
+            unit: "dnsmasq.service".into(),
+            restart_timeout_secs: 20,
+            debounce_ms: 500,
+        }
+    }
+}
+
+impl SystemConfig {
+    /// The restart timeout.
+    pub fn restart_timeout(&self) -> Duration {
+        Duration::from_secs(self.restart_timeout_secs.max(1))
+    }
+
+    /// The debounce window.
+    pub fn debounce(&self) -> Duration {
+        Duration::from_millis(self.debounce_ms)
     }
 }
 

@@ -2,8 +2,11 @@
 //! ports), whether virtmasq should use it (system mode) or run its own (private mode), and
 //! applying fragments to it safely.
 
+pub mod apply;
 pub mod conf;
 pub mod decide;
+pub mod detect;
 pub mod effective;
+pub mod plan;
 pub mod ports;
 pub mod version;

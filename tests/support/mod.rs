@@ -61,7 +61,7 @@ pub fn write_node(dir: &Path, file: &str, nets: &[TestNet]) -> String {
 pub fn write_config(dir: &Path, uri: &str, extra: &str) -> PathBuf {
     let path = dir.join("virtmasq.toml");
     let text = format!(
-        "[paths]\nstate_dir = \"{d}/state\"\nrun_dir = \"{d}/run\"\nconf_dir = \"{d}/dnsmasq.d\"\n\
+        "mode = \"private\"\n[paths]\nstate_dir = \"{d}/state\"\nrun_dir = \"{d}/run\"\nconf_dir = \"{d}/dnsmasq.d\"\n\
          [libvirt]\nuri = \"{uri}\"\npoll_interval_secs = 1\n[dnsmasq]\nno_ping = true\n{extra}",
         d = dir.display()
     );

@@ -1,0 +1,167 @@
+//! The two ways of serving networks behind one trait: private instances, or fragments in the
+//! system dnsmasq. The daemon and `sync` drive either the same way.
+
+use std::path::Path;
+
+use crate::config::Config;
+use crate::dnsmasq::private::Supervisor;
+use crate::dnsmasq::process::RunAs;
+use crate::dnsmasq::render::RenderOptions;
+use crate::fsutil::FileLock;
+use crate::model::ManagedNetwork;
+use crate::system::apply::{observe, Applied, Apply};
+use crate::system::effective::EffectiveConfig;
+use crate::system::plan::{desired, plan, Target};
+use crate::system::version::DnsmasqVersion;
+use crate::systemd::Systemd;
+
+/// What one reconcile did, for logs and `sync`'s output.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Lines for a person: what changed.
+    pub changes: Vec<String>,
+    /// Errors, one per network or per attempt; empty when all went well.
+    pub errors: Vec<anyhow::Error>,
+}
+
+/// A way of serving networks.
+pub trait Backend {
+    /// Brings what is served in line with `nets`.
+    fn reconcile(
+        &mut self,
+        nets: &[ManagedNetwork],
+        cfg: &Config,
+    ) -> impl std::future::Future<Output = Outcome>;
+    /// The agent is stopping.
+    fn shutdown(&mut self) -> impl std::future::Future<Output = ()>;
+}
+
+/// Private instances.
+pub struct PrivateBackend(pub Supervisor);
+
+impl PrivateBackend {
+    /// A backend with no instance yet.
+    pub fn new(cfg: &Config) -> anyhow::Result<Self> {
+        let run_as = RunAs::lookup(&cfg.dnsmasq.user)?;
+        Ok(Self(Supervisor::new(
+            cfg.paths.dnsmasq.clone(),
+            cfg.paths.run_dir.clone(),
+            cfg.paths.state_dir.clone(),
+            run_as,
+        )))
+    }
+}
+
+impl Backend for PrivateBackend {
+    async fn reconcile(&mut self, nets: &[ManagedNetwork], cfg: &Config) -> Outcome {
+        let opts = RenderOptions {
+            no_ping: cfg.dnsmasq.no_ping,
+            extra_lines: Vec::new(),
+        };
+        let errors = self.0.reconcile(nets, &opts).await;
+        Outcome {
+            changes: Vec::new(),
+            errors: errors.into_iter().map(anyhow::Error::from).collect(),
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        self.0.shutdown().await;
+    }
+}
+
+/// Fragments in the system dnsmasq's conf-dir; restarts over systemd's D-Bus API.
+pub struct SystemBackend {
+    /// systemd on the system bus.
+    pub systemd: Systemd,
+}
+
+impl SystemBackend {
+    /// One reconcile, under the state directory's lock so that `sync` calls and the daemon
+    /// never interleave their writes.
+    pub async fn apply(
+        &self,
+        nets: &[ManagedNetwork],
+        cfg: &Config,
+    ) -> anyhow::Result<(Applied, Vec<String>)> {
+        let lock_path = cfg.paths.state_dir.join("system.lock");
+        let _lock = FileLock::acquire(&lock_path, std::time::Duration::from_secs(30))?;
+        let effective = EffectiveConfig::read(Path::new("/"));
+        let version = DnsmasqVersion::of(&cfg.paths.dnsmasq);
+        let target = Target {
+            conf_dir: &cfg.paths.conf_dir,
+            state_dir: &cfg.paths.state_dir,
+            effective: &effective,
+            tag_hosts: version.as_ref().is_some_and(|v| v.at_least(2, 81)),
+        };
+        let want = desired(nets, &target, |_| Vec::new(), bridge_exists);
+        let deferred = want
+            .deferred
+            .iter()
+            .map(|(n, why)| format!("network '{n}' waits: {why}"))
+            .collect();
+        let observed = observe(&cfg.paths.conf_dir, &cfg.paths.state_dir.join("system"))?;
+        let plan = plan(&observed, &want);
+        for p in &plan.refused {
+            tracing::error!(path = %p.display(), "a file virtmasq did not write is in the way; left alone");
+        }
+        let applied = Apply {
+            systemd: &self.systemd,
+            unit: &cfg.system.unit,
+            flavor: effective.flavor,
+            binary: &cfg.paths.dnsmasq,
+            restart_timeout: cfg.system.restart_timeout(),
+        }
+        .run(&plan)
+        .await?;
+        let mut notes: Vec<String> = deferred;
+        notes.extend(plan.refused.iter().map(|p| {
+            format!(
+                "{} exists and was not written by virtmasq: left alone",
+                p.display()
+            )
+        }));
+        Ok((applied, notes))
+    }
+}
+
+/// Whether a network interface exists now.
+pub fn bridge_exists(name: &str) -> bool {
+    Path::new("/sys/class/net").join(name).exists()
+}
+
+impl Backend for SystemBackend {
+    async fn reconcile(&mut self, nets: &[ManagedNetwork], cfg: &Config) -> Outcome {
+        match self.apply(nets, cfg).await {
+            Ok((applied, notes)) => {
+                let mut changes: Vec<String> = applied
+                    .changed
+                    .iter()
+                    .map(|p| format!("wrote {}", p.display()))
+                    .collect();
+                if applied.restarted {
+                    changes.push(format!(
+                        "restarted {} in {:?}",
+                        cfg.system.unit,
+                        applied.restart_time.unwrap_or_default()
+                    ));
+                }
+                if applied.hung_up {
+                    changes.push(format!("sent SIGHUP to {}", cfg.system.unit));
+                }
+                changes.extend(notes);
+                Outcome {
+                    changes,
+                    errors: Vec::new(),
+                }
+            }
+            Err(e) => Outcome {
+                changes: Vec::new(),
+                errors: vec![e],
+            },
+        }
+    }
+
+    /// Fragments stay: the system dnsmasq keeps serving the networks while the agent is down.
+    async fn shutdown(&mut self) {}
+}

@@ -1,0 +1,273 @@
+//! System mode, effects: observe the conf-dir, write the plan, validate the whole configuration
+//! the way the distribution's unit does, restart over D-Bus, and put every file back byte for
+//! byte if validation or the restart fails. Files virtmasq did not write are never touched.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use thiserror::Error;
+
+use super::effective::{is_ours, Flavor, DEBIAN_HELPER};
+use super::plan::{Observed, Plan};
+use crate::fsutil;
+use crate::systemd::{Systemd, SystemdError};
+
+/// A change that did not happen (and left everything as it was, unless said otherwise).
+#[derive(Debug, Error)]
+pub enum ApplyError {
+    /// A file could not be read or written.
+    #[error("{action} {path}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The system dnsmasq's own check refused the configuration; the files were restored.
+    #[error("the system dnsmasq refused the new configuration, so nothing was changed: {message}")]
+    Invalid {
+        /// dnsmasq's words.
+        message: String,
+    },
+    /// The restart failed; the files were restored and dnsmasq restarted on them.
+    #[error("restarting {unit} failed, so the previous configuration was restored{}", rollback_note(.rollback))]
+    Restart {
+        /// The unit.
+        unit: String,
+        /// What systemd said.
+        #[source]
+        source: SystemdError,
+        /// How the restart on the restored files went (None: it worked).
+        rollback: Option<String>,
+    },
+    /// SIGHUP could not be delivered (hosts files are written; dnsmasq will read them at its
+    /// next restart or SIGHUP).
+    #[error("asking {unit} to re-read its hosts files failed")]
+    Hangup {
+        /// The unit.
+        unit: String,
+        /// What systemd said.
+        #[source]
+        source: SystemdError,
+    },
+}
+
+fn rollback_note(rollback: &Option<String>) -> String {
+    match rollback {
+        None => " and dnsmasq runs on it again".into(),
+        Some(e) => format!(", but restarting it on that failed too: {e}"),
+    }
+}
+
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ApplyError {
+    let path = path.to_owned();
+    move |source| ApplyError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// Reads virtmasq's files: fragments (`virtmasq-*.conf` with virtmasq's mark) in `conf_dir`
+/// and hosts files in `hosts_dir`.
+pub fn observe(conf_dir: &Path, hosts_dir: &Path) -> Result<Observed, ApplyError> {
+    let mut o = Observed::default();
+    for entry in fs::read_dir(conf_dir).map_err(io("read", conf_dir))? {
+        let entry = entry.map_err(io("read", conf_dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("virtmasq-") && name.ends_with(".conf")) {
+            continue;
+        }
+        let path = entry.path();
+        if is_ours(&path) {
+            let bytes = fs::read(&path).map_err(io("read", &path))?;
+            o.fragments.insert(path, bytes);
+        } else {
+            o.foreign.insert(path);
+        }
+    }
+    match fs::read_dir(hosts_dir) {
+        Ok(entries) => {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.extension().is_some_and(|e| e == "hosts") {
+                    let bytes = fs::read(&path).map_err(io("read", &path))?;
+                    o.hosts.insert(path, bytes);
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io("read", hosts_dir)(e)),
+    }
+    Ok(o)
+}
+
+/// The check the distribution's unit runs before starting dnsmasq, with its output kept.
+pub fn check(flavor: Flavor, binary: &Path) -> Result<(), String> {
+    let out = match flavor {
+        // Debian's ExecStartPre is `systemd-helper checkconfig`, which runs
+        // `dnsmasq --test -7 $CONFIG_DIR $DNSMASQ_OPTS` with output thrown away: the same
+        // command, from the same shell library, with its output kept.
+        Flavor::Debian => Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                ". {DEBIAN_HELPER} && exec \"$DAEMON\" --test ${{CONFIG_DIR:+-7 \"$CONFIG_DIR\"}} $DNSMASQ_OPTS"
+            ))
+            .output(),
+        Flavor::Plain => Command::new(binary).arg("--test").output(),
+    }
+    .map_err(|e| format!("cannot run the configuration check: {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+    Err(if text.is_empty() {
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    } else {
+        text
+    })
+}
+
+/// How a plan was carried out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Files written or removed.
+    pub changed: Vec<PathBuf>,
+    /// dnsmasq was restarted.
+    pub restarted: bool,
+    /// dnsmasq was sent SIGHUP.
+    pub hung_up: bool,
+    /// Time of the restart, if any.
+    pub restart_time: Option<Duration>,
+}
+
+/// Where the plan goes and who restarts dnsmasq.
+pub struct Apply<'a> {
+    /// systemd.
+    pub systemd: &'a Systemd,
+    /// The dnsmasq unit.
+    pub unit: &'a str,
+    /// How to check the configuration.
+    pub flavor: Flavor,
+    /// The dnsmasq binary (for the plain check).
+    pub binary: &'a Path,
+    /// How long a restart may take.
+    pub restart_timeout: Duration,
+}
+
+impl Apply<'_> {
+    /// Carries out `plan`: write, check, restart; on failure restore every file as it was.
+    pub async fn run(&self, plan: &Plan) -> Result<Applied, ApplyError> {
+        let mut applied = Applied::default();
+        if plan.is_empty() {
+            return Ok(applied);
+        }
+        let touched: Vec<&Path> = plan
+            .writes
+            .iter()
+            .map(|(p, _)| p.as_path())
+            .chain(plan.removals.iter().map(PathBuf::as_path))
+            .collect();
+        let backup = Backup::take(&touched)?;
+        if let Err(e) = write_all(plan) {
+            backup.restore();
+            return Err(e);
+        }
+        applied.changed = touched.iter().map(|p| p.to_path_buf()).collect();
+        if plan.restart {
+            if let Err(message) = check(self.flavor, self.binary) {
+                backup.restore();
+                return Err(ApplyError::Invalid { message });
+            }
+            match self
+                .systemd
+                .restart_and_wait(self.unit, self.restart_timeout)
+                .await
+            {
+                Ok(report) => {
+                    applied.restarted = true;
+                    applied.restart_time = Some(report.elapsed);
+                }
+                Err(source) => {
+                    backup.restore();
+                    let rollback = self
+                        .systemd
+                        .restart_and_wait(self.unit, self.restart_timeout)
+                        .await
+                        .err()
+                        .map(|e| crate::exit::chain(&e));
+                    return Err(ApplyError::Restart {
+                        unit: self.unit.to_owned(),
+                        source,
+                        rollback,
+                    });
+                }
+            }
+        } else if plan.hangup {
+            self.systemd
+                .hangup(self.unit)
+                .await
+                .map_err(|source| ApplyError::Hangup {
+                    unit: self.unit.to_owned(),
+                    source,
+                })?;
+            applied.hung_up = true;
+        }
+        for p in &plan.stale_hosts {
+            if fs::remove_file(p).is_ok() {
+                applied.changed.push(p.clone());
+            }
+        }
+        Ok(applied)
+    }
+}
+
+fn write_all(plan: &Plan) -> Result<(), ApplyError> {
+    for (path, text) in &plan.writes {
+        if let Some(dir) = path.parent() {
+            fsutil::ensure_dir(dir, 0o755).map_err(io("create", dir))?;
+        }
+        fsutil::write_atomic(path, text.as_bytes(), 0o644).map_err(io("write", path))?;
+    }
+    for path in &plan.removals {
+        fs::remove_file(path).map_err(io("remove", path))?;
+    }
+    Ok(())
+}
+
+/// The contents of files before a change, to put back byte for byte.
+struct Backup(BTreeMap<PathBuf, Option<Vec<u8>>>);
+
+impl Backup {
+    fn take(paths: &[&Path]) -> Result<Self, ApplyError> {
+        let mut m = BTreeMap::new();
+        for p in paths {
+            m.insert(
+                p.to_path_buf(),
+                fsutil::read_if_exists(p).map_err(io("read", p))?,
+            );
+        }
+        Ok(Self(m))
+    }
+
+    fn restore(&self) {
+        for (path, before) in &self.0 {
+            let result = match before {
+                Some(bytes) => fsutil::write_atomic(path, bytes, 0o644),
+                None => match fs::remove_file(path) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    r => r,
+                },
+            };
+            if let Err(e) = result {
+                tracing::error!(path = %path.display(), error = %e, "could not restore file");
+            }
+        }
+    }
+}

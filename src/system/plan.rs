@@ -1,0 +1,150 @@
+//! System mode, pure part: which fragment and hosts files the conf-dir and state directory
+//! should hold, compared with what they hold, gives the writes, removals and whether dnsmasq
+//! needs a restart (ranges, interfaces, boot options) or only a SIGHUP (hosts).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use crate::dnsmasq::fragment::{self, FragmentContext};
+use crate::model::{ManagedNetwork, NetworkName};
+
+use super::effective::{BindMode, EffectiveConfig};
+
+/// What the files hold now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// virtmasq's fragments in the conf-dir, by path, with their contents.
+    pub fragments: BTreeMap<PathBuf, Vec<u8>>,
+    /// Files in the conf-dir named like a fragment that virtmasq did not write.
+    pub foreign: BTreeSet<PathBuf>,
+    /// Hosts files in the state directory, by path.
+    pub hosts: BTreeMap<PathBuf, Vec<u8>>,
+}
+
+/// What the files should hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Desired {
+    /// Fragment path -> text.
+    pub fragments: BTreeMap<PathBuf, String>,
+    /// Hosts file path -> text.
+    pub hosts: BTreeMap<PathBuf, String>,
+    /// Networks left out for now, with why (a bridge absent under bind-interfaces).
+    pub deferred: Vec<(NetworkName, String)>,
+}
+
+/// The changes, in the order they are applied.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Files to write (hosts files first, then fragments).
+    pub writes: Vec<(PathBuf, String)>,
+    /// Fragments to remove (their networks are gone).
+    pub removals: Vec<PathBuf>,
+    /// Hosts files to remove once dnsmasq no longer reads them.
+    pub stale_hosts: Vec<PathBuf>,
+    /// A fragment changed: dnsmasq must be validated and restarted.
+    pub restart: bool,
+    /// Only hosts changed: SIGHUP is enough.
+    pub hangup: bool,
+    /// Fragments that cannot be written because a file virtmasq did not write is in the way.
+    pub refused: Vec<PathBuf>,
+}
+
+impl Plan {
+    /// Whether nothing is to be done.
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty() && self.removals.is_empty() && self.stale_hosts.is_empty()
+    }
+}
+
+/// Everything about the system that shapes the fragments.
+#[derive(Debug, Clone)]
+pub struct Target<'a> {
+    /// The conf-dir fragments go to.
+    pub conf_dir: &'a Path,
+    /// virtmasq's state directory (hosts files).
+    pub state_dir: &'a Path,
+    /// The system's configuration.
+    pub effective: &'a EffectiveConfig,
+    /// dnsmasq supports `tag:` on hosts (>= 2.81).
+    pub tag_hosts: bool,
+}
+
+/// The files for `nets`; `bridge_exists` answers whether an interface exists now.
+pub fn desired(
+    nets: &[ManagedNetwork],
+    t: &Target,
+    extra_lines: impl Fn(&ManagedNetwork) -> Vec<String>,
+    bridge_exists: impl Fn(&str) -> bool,
+) -> Desired {
+    let add_interface = t.effective.restricts_interfaces();
+    let mut d = Desired::default();
+    for net in nets {
+        // With bind-interfaces, an interface= for a missing interface kills dnsmasq at start.
+        if add_interface
+            && t.effective.bind_mode == BindMode::BindInterfaces
+            && !bridge_exists(net.bridge.as_str())
+        {
+            d.deferred.push((
+                net.name.clone(),
+                format!(
+                    "bridge {} does not exist and the system dnsmasq uses bind-interfaces",
+                    net.bridge
+                ),
+            ));
+            continue;
+        }
+        let hosts_file = fragment::hosts_file(t.state_dir, net.name.as_str());
+        let ctx = FragmentContext {
+            add_interface,
+            hosts_file: hosts_file.clone(),
+            tag_hosts: t.tag_hosts,
+            extra_lines: extra_lines(net),
+        };
+        d.fragments.insert(
+            t.conf_dir.join(fragment::file_name(net.name.as_str())),
+            fragment::render_fragment(net, &ctx),
+        );
+        d.hosts
+            .insert(hosts_file, fragment::render_hosts(net, t.tag_hosts));
+    }
+    d
+}
+
+/// The changes from `observed` to `desired`.
+pub fn plan(observed: &Observed, desired: &Desired) -> Plan {
+    let mut p = Plan::default();
+    for (path, text) in &desired.hosts {
+        if observed.hosts.get(path).map(Vec::as_slice) != Some(text.as_bytes()) {
+            p.writes.push((path.clone(), text.clone()));
+            p.hangup = true;
+        }
+    }
+    for (path, text) in &desired.fragments {
+        if observed.foreign.contains(path) {
+            p.refused.push(path.clone());
+            continue;
+        }
+        if observed.fragments.get(path).map(Vec::as_slice) != Some(text.as_bytes()) {
+            p.writes.push((path.clone(), text.clone()));
+            p.restart = true;
+        }
+    }
+    for path in observed.fragments.keys() {
+        if !desired.fragments.contains_key(path) {
+            p.removals.push(path.clone());
+            p.restart = true;
+        }
+    }
+    for path in observed.hosts.keys() {
+        if !desired.hosts.contains_key(path) {
+            p.stale_hosts.push(path.clone());
+        }
+    }
+    if p.restart {
+        p.hangup = false;
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,142 @@
+use super::*;
+
+fn obs(frags: &[(&str, &str)], hosts: &[(&str, &str)], foreign: &[&str]) -> Observed {
+    Observed {
+        fragments: frags
+            .iter()
+            .map(|(p, t)| (p.into(), t.as_bytes().to_vec()))
+            .collect(),
+        foreign: foreign.iter().map(|p| p.into()).collect(),
+        hosts: hosts
+            .iter()
+            .map(|(p, t)| (p.into(), t.as_bytes().to_vec()))
+            .collect(),
+    }
+}
+
+fn want(frags: &[(&str, &str)], hosts: &[(&str, &str)]) -> Desired {
+    Desired {
+        fragments: frags
+            .iter()
+            .map(|(p, t)| (p.into(), t.to_string()))
+            .collect(),
+        hosts: hosts
+            .iter()
+            .map(|(p, t)| (p.into(), t.to_string()))
+            .collect(),
+        deferred: vec![],
+    }
+}
+
+#[test]
+fn nothing_to_do_when_equal() {
+    let o = obs(&[("/d/virtmasq-a.conf", "x")], &[("/s/a.hosts", "h")], &[]);
+    let p = plan(
+        &o,
+        &want(&[("/d/virtmasq-a.conf", "x")], &[("/s/a.hosts", "h")]),
+    );
+    assert!(p.is_empty() && !p.restart && !p.hangup, "{p:?}");
+}
+
+#[test]
+fn host_change_is_a_hangup_not_a_restart() {
+    let o = obs(&[("/d/virtmasq-a.conf", "x")], &[("/s/a.hosts", "h1")], &[]);
+    let p = plan(
+        &o,
+        &want(&[("/d/virtmasq-a.conf", "x")], &[("/s/a.hosts", "h2")]),
+    );
+    assert!(p.hangup && !p.restart, "{p:?}");
+    assert_eq!(p.writes, vec![("/s/a.hosts".into(), "h2".to_string())]);
+}
+
+#[test]
+fn range_change_and_removal_restart() {
+    let o = obs(
+        &[("/d/virtmasq-a.conf", "x"), ("/d/virtmasq-gone.conf", "y")],
+        &[("/s/a.hosts", "h"), ("/s/gone.hosts", "g")],
+        &[],
+    );
+    let p = plan(
+        &o,
+        &want(&[("/d/virtmasq-a.conf", "x2")], &[("/s/a.hosts", "h2")]),
+    );
+    assert!(
+        p.restart && !p.hangup,
+        "a restart re-reads hosts anyway: {p:?}"
+    );
+    assert_eq!(p.removals, vec![PathBuf::from("/d/virtmasq-gone.conf")]);
+    assert_eq!(p.stale_hosts, vec![PathBuf::from("/s/gone.hosts")]);
+    // Hosts files are written before the fragments that name them.
+    assert_eq!(p.writes[0].0, PathBuf::from("/s/a.hosts"));
+}
+
+#[test]
+fn a_file_virtmasq_did_not_write_is_never_replaced() {
+    let o = obs(&[], &[], &["/d/virtmasq-a.conf"]);
+    let p = plan(&o, &want(&[("/d/virtmasq-a.conf", "x")], &[]));
+    assert_eq!(p.refused, vec![PathBuf::from("/d/virtmasq-a.conf")]);
+    assert!(p.writes.is_empty() && !p.restart);
+}
+
+fn effective(root_conf: &str) -> EffectiveConfig {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+    std::fs::write(dir.path().join("etc/dnsmasq.conf"), root_conf).unwrap();
+    EffectiveConfig::read(dir.path())
+}
+
+fn network() -> ManagedNetwork {
+    let intent = crate::model::DhcpIntent {
+        ranges: vec![crate::model::DhcpRange {
+            range: crate::model::Ipv4Range::new(
+                "10.50.0.10".parse().unwrap(),
+                "10.50.0.20".parse().unwrap(),
+            )
+            .unwrap(),
+            lease: None,
+        }],
+        hosts: vec![],
+        domain: None,
+        dns: true,
+    };
+    ManagedNetwork::new(
+        "lab".parse().unwrap(),
+        "vqbr9".parse().unwrap(),
+        vec!["10.50.0.1/24".parse().unwrap()],
+        intent,
+    )
+    .unwrap()
+}
+
+#[test]
+fn bind_interfaces_system_waits_for_the_bridge() {
+    let eff = effective("interface=lo\nbind-interfaces\n");
+    let t = Target {
+        conf_dir: Path::new("/etc/dnsmasq.d"),
+        state_dir: Path::new("/var/lib/virtmasq"),
+        effective: &eff,
+        tag_hosts: true,
+    };
+    let nets = [network()];
+    let absent = desired(&nets, &t, |_| vec![], |_| false);
+    assert!(absent.fragments.is_empty());
+    assert_eq!(absent.deferred.len(), 1);
+    let present = desired(&nets, &t, |_| vec![], |_| true);
+    let text = &present.fragments[Path::new("/etc/dnsmasq.d/virtmasq-lab.conf")];
+    assert!(text.contains("interface=vqbr9"), "{text}");
+}
+
+#[test]
+fn unrestricted_system_gets_no_interface_line() {
+    let eff = effective("# nothing\n");
+    let t = Target {
+        conf_dir: Path::new("/etc/dnsmasq.d"),
+        state_dir: Path::new("/var/lib/virtmasq"),
+        effective: &eff,
+        tag_hosts: true,
+    };
+    let d = desired(&[network()], &t, |_| vec![], |_| false);
+    let text = &d.fragments[Path::new("/etc/dnsmasq.d/virtmasq-lab.conf")];
+    assert!(!text.contains("interface="), "{text}");
+    assert!(text.contains("dhcp-range=tag:vqbr9,"), "{text}");
+}
