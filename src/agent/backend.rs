@@ -8,7 +8,8 @@ use crate::dnsmasq::private::Supervisor;
 use crate::dnsmasq::process::RunAs;
 use crate::dnsmasq::render::RenderOptions;
 use crate::fsutil::FileLock;
-use crate::model::ManagedNetwork;
+use crate::dnsmasq::fragment;
+use crate::model::{ManagedNetwork, NetworkName};
 use crate::system::apply::{observe, Applied, Apply};
 use crate::system::effective::EffectiveConfig;
 use crate::system::plan::{desired, plan, Target};
@@ -84,6 +85,19 @@ impl SystemBackend {
         nets: &[ManagedNetwork],
         cfg: &Config,
     ) -> anyhow::Result<(Applied, Vec<String>)> {
+        self.apply_scoped(nets, cfg, None).await
+    }
+
+    /// Like [`Self::apply`], limited to the files of the network named `scope` when given:
+    /// the libvirt hook knows one network (from its stdin) and must not call libvirt for the
+    /// others, so it changes that network's files only. `nets` holds that network when it
+    /// should be served, nothing when its files should go.
+    pub async fn apply_scoped(
+        &self,
+        nets: &[ManagedNetwork],
+        cfg: &Config,
+        scope: Option<&NetworkName>,
+    ) -> anyhow::Result<(Applied, Vec<String>)> {
         let lock_path = cfg.paths.state_dir.join("system.lock");
         let _lock = FileLock::acquire(&lock_path, std::time::Duration::from_secs(30))?;
         let effective = EffectiveConfig::read(Path::new("/"));
@@ -100,7 +114,14 @@ impl SystemBackend {
             .iter()
             .map(|(n, why)| format!("network '{n}' waits: {why}"))
             .collect();
-        let observed = observe(&cfg.paths.conf_dir, &cfg.paths.state_dir.join("system"))?;
+        let mut observed = observe(&cfg.paths.conf_dir, &cfg.paths.state_dir.join("system"))?;
+        if let Some(name) = scope {
+            let frag = cfg.paths.conf_dir.join(fragment::file_name(name.as_str()));
+            let hosts = fragment::hosts_file(&cfg.paths.state_dir, name.as_str());
+            observed.fragments.retain(|p, _| *p == frag);
+            observed.foreign.retain(|p| *p == frag);
+            observed.hosts.retain(|p, _| *p == hosts);
+        }
         let plan = plan(&observed, &want);
         for p in &plan.refused {
             tracing::error!(path = %p.display(), "a file virtmasq did not write is in the way; left alone");
