@@ -13,5 +13,5 @@ pub mod filter;
 pub mod fsutil;
 pub mod libvirt;
 pub mod model;
-pub mod systemd;
 pub mod system;
+pub mod systemd;
