@@ -78,6 +78,9 @@ if ! flock -n 9; then
 fi
 # Someone else may have finished it while we waited.
 [ -d "$DEST" ] && exit 0
+# Until debootstrap runs (see on_signal below), a signal just ends the script after the current
+# command; leftovers are removed by the next run.
+trap 'exit 130' INT TERM
 
 # Unmounts everything under $1 (debootstrap mounts /proc and /sys inside its target) and
 # removes it without ever crossing into a mount that could not be unmounted.
@@ -97,19 +100,52 @@ for stale in "$DEST".tmp.*; do
   remove_tree "$stale"
 done
 
+# Every process below $1, deepest first.
+descendants() {
+  local c
+  for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do
+    descendants "$c"
+    echo "$c"
+  done
+}
+
+# Ends debootstrap and everything it started (dpkg, chroot...), at most ~10 s.
+stop_tree() {
+  local pid=$1 i
+  # shellcheck disable=SC2046 # word splitting of the pid list is intended
+  kill -TERM $(descendants "$pid") "$pid" 2>/dev/null || true
+  for i in $(seq 100); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  # shellcheck disable=SC2046
+  kill -KILL $(descendants "$pid") "$pid" 2>/dev/null || true
+}
+
 MIRROR=$(find_mirror) || die "no Debian mirror found in /etc/apt/sources.list{,.d}"
 TMP=$(mktemp -d "$DEST.tmp.XXXXXX")
+DEBOOTSTRAP=
+on_signal() {
+  trap '' INT TERM
+  [ -n "$DEBOOTSTRAP" ] && stop_tree "$DEBOOTSTRAP" && wait "$DEBOOTSTRAP" 2>/dev/null
+  exit 130
+}
 trap 'remove_tree "$TMP"' EXIT
-trap 'exit 130' INT TERM
+trap on_signal INT TERM
 
 START=$(date +%s)
 log "debootstrap $SUITE from $MIRROR into $TMP"
 DEBLOG=$TMP/debootstrap.log
-if ! debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$TMP/root" "$MIRROR" >"$DEBLOG" 2>&1; then
+# In the background: bash runs a trap only once its foreground command returns, and a
+# signalled build should stop now, not after debootstrap has finished.
+debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$TMP/root" "$MIRROR" >"$DEBLOG" 2>&1 &
+DEBOOTSTRAP=$!
+if ! wait "$DEBOOTSTRAP"; then
   tail -n 30 "$DEBLOG" >&2
   [ -f "$TMP/root/debootstrap/debootstrap.log" ] && tail -n 30 "$TMP/root/debootstrap/debootstrap.log" >&2
   die "debootstrap failed"
 fi
+DEBOOTSTRAP=
 rm -f "$DEBLOG"
 ROOT=$TMP/root
 
@@ -119,6 +155,9 @@ systemctl --root="$ROOT" --quiet enable dnsmasq.service
 [ -f "$ROOT/etc/dnsmasq.conf" ] || die "the root has no /etc/dnsmasq.conf"
 
 echo virtmasq-test >"$ROOT/etc/hostname"
+# debootstrap copied this machine's resolv.conf. The containers live in lab namespaces with no
+# way out; dnsmasq inside should not even try an upstream server (tests write one if they need it).
+printf '# no upstream servers in test containers\n' >"$ROOT/etc/resolv.conf"
 # Empty: systemd-nspawn hands each container its own id; no "first boot" either.
 : >"$ROOT/etc/machine-id"
 # Keep the journal in /run: nothing to clean up, and journalctl -u still works.
