@@ -3,10 +3,15 @@
 //! IN_MOVED_TO) never reads a half-written file; durability comes from one `syncfs` per batch
 //! or one `fsync` per file, as configured.
 
-use std::fs::{self, File, OpenOptions, Permissions};
+use std::fs::{self, File, Permissions};
 use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+
+use nix::errno::Errno;
+use nix::fcntl::{openat, renameat, OFlag};
+use nix::sys::stat::Mode;
+use nix::unistd::{unlinkat, UnlinkatFlags};
 
 use super::config::Durability;
 use super::entry::{classify, temp_name, DenyLine, NameKind, Target};
@@ -93,6 +98,31 @@ pub fn observe(dir: &Path, verify: Verify, form: DenyLine) -> Result<ObservedDir
     Ok(observed)
 }
 
+/// Observes only the files of `targets` (missing ones are absent), for changes that concern
+/// a few MACs: a stat per target instead of a listing of the whole directory.
+pub fn observe_targets(
+    dir: &Path,
+    targets: impl IntoIterator<Item = Target>,
+    form: DenyLine,
+) -> Result<ObservedDir, FilterError> {
+    let mut observed = ObservedDir::default();
+    for target in targets {
+        let path = dir.join(target.file_name());
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(FilterError::io("stat", path)(e)),
+        };
+        let state = if meta.is_file() {
+            file_state(&path, target, meta.len(), (Verify::Sizes, form))?
+        } else {
+            FileState::Other
+        };
+        observed.files.insert(target, state);
+    }
+    Ok(observed)
+}
+
 fn file_state(
     path: &Path,
     target: Target,
@@ -112,7 +142,8 @@ fn file_state(
 }
 
 /// Carries out `actions` in order (deny lines in `form`), then makes them durable as
-/// `durability` says.
+/// `durability` says. Files are handled relative to one open directory handle, so each
+/// operation resolves one name instead of a whole path.
 pub fn apply(
     dir: &Path,
     actions: &[FileAction],
@@ -120,6 +151,15 @@ pub fn apply(
     durability: Durability,
 ) -> Result<Applied, FilterError> {
     let mut done = Applied::default();
+    if actions.is_empty() {
+        return Ok(done);
+    }
+    let handle = File::open(dir).map_err(FilterError::io("open", dir))?;
+    let at = DirAt {
+        dir,
+        handle: &handle,
+    };
+    let fix_mode = umask_strips(FILE_MODE);
     for action in actions {
         match action {
             FileAction::Write {
@@ -127,73 +167,106 @@ pub fn apply(
                 verdict,
                 replaces,
             } => {
-                let name = target.file_name();
                 let content = target.content(*verdict, form);
-                write_atomically(dir, &name, content.as_bytes(), durability)?;
+                at.write(
+                    &target.file_name(),
+                    content.as_bytes(),
+                    (durability, fix_mode),
+                )?;
                 done.written += 1;
                 done.rewritten += usize::from(*replaces);
             }
             FileAction::Remove { name } => {
-                let path = dir.join(name);
-                match fs::remove_file(&path) {
-                    Ok(()) => done.removed += 1,
-                    Err(e) if e.kind() == ErrorKind::NotFound => {}
-                    Err(e) => return Err(FilterError::io("remove", path)(e)),
+                if at.remove(name)? {
+                    done.removed += 1;
                 }
             }
         }
     }
-    if !actions.is_empty() {
-        flush(dir, durability)?;
-    }
+    flush(&at, durability)?;
     Ok(done)
 }
 
-/// Writes `name` through a temporary dot-file and a rename. With `FsyncEach` the data is
-/// synced before the rename, so the name never points at unsynced data.
-pub fn write_atomically(
-    dir: &Path,
-    name: &str,
-    content: &[u8],
-    durability: Durability,
-) -> Result<(), FilterError> {
-    let temp = dir.join(temp_name(name));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(FILE_MODE)
-            .open(&temp)
-            .map_err(FilterError::io("create", &temp))?;
-        // The umask may have removed bits that dnsmasq, running as nobody, needs.
-        file.set_permissions(Permissions::from_mode(FILE_MODE))
-            .map_err(FilterError::io("set the mode of", &temp))?;
-        file.write_all(content)
-            .map_err(FilterError::io("write", &temp))?;
-        if durability == Durability::FsyncEach {
-            file.sync_data().map_err(FilterError::io("fsync", &temp))?;
-        }
-        drop(file);
-        let path = dir.join(name);
-        fs::rename(&temp, &path).map_err(FilterError::io("rename into place", path))
-    })();
-    if result.is_err() {
-        // Best effort: a temporary file left here is removed by the next sync anyway.
-        let _ = fs::remove_file(&temp);
+/// A directory and an open handle on it.
+struct DirAt<'a> {
+    dir: &'a Path,
+    handle: &'a File,
+}
+
+impl DirAt<'_> {
+    fn err(&self, action: &'static str, name: &str) -> impl FnOnce(Errno) -> FilterError {
+        let path = self.dir.join(name);
+        move |e| FilterError::io(action, path)(e.into())
     }
-    result
+
+    /// Writes `name` through a temporary dot-file and a rename. With `FsyncEach` the data is
+    /// synced before the rename, so the name never points at unsynced data. `fix_mode` sets
+    /// the mode explicitly, for when the umask removes bits dnsmasq (as nobody) needs.
+    fn write(
+        &self,
+        name: &str,
+        content: &[u8],
+        (durability, fix_mode): (Durability, bool),
+    ) -> Result<(), FilterError> {
+        let temp = temp_name(name);
+        let result = (|| {
+            let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_CLOEXEC;
+            let mode = Mode::from_bits_truncate(FILE_MODE);
+            let fd = openat(self.handle, temp.as_str(), flags, mode)
+                .map_err(self.err("create", &temp))?;
+            let mut file = File::from(fd);
+            if fix_mode {
+                file.set_permissions(Permissions::from_mode(FILE_MODE))
+                    .map_err(FilterError::io("set the mode of", self.dir.join(&temp)))?;
+            }
+            file.write_all(content)
+                .map_err(FilterError::io("write", self.dir.join(&temp)))?;
+            if durability == Durability::FsyncEach {
+                file.sync_data()
+                    .map_err(FilterError::io("fsync", self.dir.join(&temp)))?;
+            }
+            drop(file);
+            renameat(self.handle, temp.as_str(), self.handle, name)
+                .map_err(self.err("rename into place", name))
+        })();
+        if result.is_err() {
+            // Best effort: a temporary file left here is removed by the next sync anyway.
+            let _ = unlinkat(self.handle, temp.as_str(), UnlinkatFlags::NoRemoveDir);
+        }
+        result
+    }
+
+    /// Removes `name`; false if it was already gone.
+    fn remove(&self, name: &str) -> Result<bool, FilterError> {
+        match unlinkat(self.handle, name, UnlinkatFlags::NoRemoveDir) {
+            Ok(()) => Ok(true),
+            Err(Errno::ENOENT) => Ok(false),
+            Err(e) => Err(self.err("remove", name)(e)),
+        }
+    }
+}
+
+/// Whether the process umask removes any bit of `mode`. Read from /proc (Linux 4.7+) rather
+/// than with umask(2), which cannot read without setting and races with other threads; if it
+/// cannot be read, assume it does, which only costs an fchmod per file.
+fn umask_strips(mode: u32) -> bool {
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let umask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))
+        .and_then(|v| u32::from_str_radix(v.trim(), 8).ok());
+    umask.is_none_or(|u| u & mode != 0)
 }
 
 /// Makes a finished batch durable: `syncfs` covers data and renames alike; after per-file
 /// fsyncs only the directory (the renames) remains.
-pub fn flush(dir: &Path, durability: Durability) -> Result<(), FilterError> {
-    let handle = File::open(dir).map_err(FilterError::io("open", dir))?;
+fn flush(at: &DirAt<'_>, durability: Durability) -> Result<(), FilterError> {
     match durability {
-        Durability::Syncfs => {
-            nix::unistd::syncfs(&handle).map_err(|e| FilterError::io("syncfs", dir)(e.into()))
-        }
-        Durability::FsyncEach => handle.sync_all().map_err(FilterError::io("fsync", dir)),
+        Durability::Syncfs => nix::unistd::syncfs(at.handle).map_err(at.err("syncfs", ".")),
+        Durability::FsyncEach => at
+            .handle
+            .sync_all()
+            .map_err(FilterError::io("fsync", at.dir)),
     }
 }
 

@@ -2,11 +2,12 @@
 //! stores the new policy first (it is the source of truth: if we stop half-way, the next sync
 //! or start-up finishes the job), then brings the hostsdir in line with it.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::config::{FilterConfig, UnknownPolicy};
-use super::entry::{DenyLine, Verdict};
+use super::entry::{DenyLine, Target, Verdict};
 use super::error::FilterError;
 use super::hostsdir::{self, Applied, Verify};
 use super::plan::{plan, plan_purge};
@@ -89,7 +90,7 @@ impl PxeFilter {
 
     fn set(&self, macs: &[MacAddr], verdict: Option<Verdict>) -> Result<SyncReport, FilterError> {
         check_request(macs)?;
-        self.change(|stored| {
+        let edit = |stored: &mut StoredPolicy| {
             for mac in macs {
                 stored.allow.remove(mac);
                 stored.deny.remove(mac);
@@ -99,27 +100,29 @@ impl PxeFilter {
                     None => false,
                 };
             }
-        })
+        };
+        self.change(edit, Some(macs))
     }
 
     /// Replaces both lists with `desired` (`filter sync --from FILE`); MACs in neither list
     /// fall back to the unknown-MAC policy.
     pub fn replace_all(&self, desired: DesiredLists) -> Result<SyncReport, FilterError> {
-        self.change(|stored| {
+        let edit = |stored: &mut StoredPolicy| {
             stored.allow = desired.allow;
             stored.deny = desired.deny;
-        })
+        };
+        self.change(edit, None)
     }
 
     /// Overrides the configured unknown-MAC policy (`None`: back to the configuration).
     pub fn set_unknown(&self, unknown: Option<UnknownPolicy>) -> Result<SyncReport, FilterError> {
-        self.change(|stored| stored.unknown = unknown)
+        self.change(|stored| stored.unknown = unknown, None)
     }
 
     /// Brings the hostsdir in line with the stored policy (the daemon's periodic check, and
     /// the repair after an interrupted change). Writes only what differs.
     pub fn sync(&self) -> Result<SyncReport, FilterError> {
-        self.change(|_| {})
+        self.change(|_| {}, None)
     }
 
     /// Rebuilds the hostsdir from the stored policy, removing stale, foreign and leftover
@@ -189,8 +192,14 @@ impl PxeFilter {
         }
     }
 
-    /// Under the lock: edit and store the policy, then sync the hostsdir to it.
-    fn change(&self, edit: impl FnOnce(&mut StoredPolicy)) -> Result<SyncReport, FilterError> {
+    /// Under the lock: edit and store the policy, then sync the hostsdir to it. With `only`,
+    /// just those MACs' files (and the wildcard) are looked at: the rest was in line before
+    /// this change and the change does not concern them. Otherwise the whole directory is.
+    fn change(
+        &self,
+        edit: impl FnOnce(&mut StoredPolicy),
+        only: Option<&[MacAddr]>,
+    ) -> Result<SyncReport, FilterError> {
         let start = Instant::now();
         let _lock = self.store.lock(self.lock_timeout)?;
         let before = self.store.load()?;
@@ -207,8 +216,19 @@ impl PxeFilter {
         }
         let dir = &self.cfg.hostsdir;
         hostsdir::ensure_dir(dir)?;
-        let policy = self.effective(stored);
-        let observed = hostsdir::observe(dir, Verify::Sizes, policy.deny_line)?;
+        let mut policy = self.effective(stored);
+        let observed = match only {
+            None => hostsdir::observe(dir, Verify::Sizes, policy.deny_line)?,
+            Some(macs) => {
+                let among = |set: &BTreeSet<MacAddr>| -> BTreeSet<MacAddr> {
+                    macs.iter().filter(|m| set.contains(m)).copied().collect()
+                };
+                (policy.allow, policy.deny) = (among(&policy.allow), among(&policy.deny));
+                let targets = macs.iter().map(|m| Target::Mac(*m));
+                let targets = targets.chain([Target::Unknown]);
+                hostsdir::observe_targets(dir, targets, policy.deny_line)?
+            }
+        };
         let actions = plan(&observed, &policy);
         let applied = hostsdir::apply(dir, &actions, policy.deny_line, self.cfg.durability)?;
         let needs_compaction = self.count(&applied)?;

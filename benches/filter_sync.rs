@@ -1,0 +1,547 @@
+//! Benchmark of the PXE filter's hostsdir sync, against ironic-inspector's dnsmasq filter.
+//!
+//! `cargo bench --bench filter_sync` prints, for tmpfs and for the disk, the agent time and
+//! files written of an initial sync of N MACs (default 50,000; `FILTER_BENCH_MACS` shrinks
+//! it) and of an incremental sync of 100 changes among them, for both durability modes and
+//! for the baseline; runs alternate so that disk noise spreads evenly (`FILTER_BENCH_ROUNDS`,
+//! default 2; the best run is printed). As root it then starts a real dnsmasq in a lab namespace on
+//! the N-file hostsdir and measures how long dnsmasq takes to absorb the 100 changes.
+//!
+//! Scenario, identical for both: every MAC is known and denied, unknown MACs are allowed
+//! (ironic with a `node_not_found_hook`), then 100 MACs start introspection (allowed).
+
+#[path = "../tests/lab/mod.rs"]
+#[allow(unused_imports)]
+mod lab;
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{Flock, FlockArg};
+use virtmasq::filter::{dnsmasq_lines, DesiredLists, Durability, FilterConfig, PxeFilter};
+use virtmasq::model::MacAddr;
+
+const CHANGES: usize = 100;
+
+/// One implementation under test.
+#[derive(Clone, Copy, PartialEq)]
+enum Impl {
+    Ours(Durability),
+    Ironic,
+}
+
+impl Impl {
+    fn label(self) -> &'static str {
+        match self {
+            Impl::Ours(Durability::Syncfs) => "virtmasq, syncfs",
+            Impl::Ours(Durability::FsyncEach) => "virtmasq, fsync-each",
+            Impl::Ironic => "ironic baseline",
+        }
+    }
+}
+
+/// Times and file counts of one run.
+#[derive(Clone, Copy, Default)]
+struct Run {
+    initial: Duration,
+    initial_files: usize,
+    incremental: Duration,
+    incremental_files: usize,
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn macs(n: usize) -> Vec<MacAddr> {
+    (0..n as u32)
+        .map(|i| MacAddr::new([0x52, 0x54, 0x01, (i >> 16) as u8, (i >> 8) as u8, i as u8]))
+        .collect()
+}
+
+/// The MACs that change in the incremental sync, spread over the whole set.
+fn changed(all: &[MacAddr]) -> Vec<MacAddr> {
+    let step = (all.len() / CHANGES).max(1);
+    all.iter().step_by(step).take(CHANGES).copied().collect()
+}
+
+fn run_ours(base: &Path, durability: Durability, all: &[MacAddr], toggled: &[MacAddr]) -> Run {
+    let cfg = FilterConfig {
+        enabled: true,
+        hostsdir: base.join("hostsdir"),
+        durability,
+        compact_after: u32::MAX,
+        ..FilterConfig::default()
+    };
+    let filter = PxeFilter::new(cfg, base.join("state"));
+    let desired = DesiredLists::new(&[], all).expect("distinct MACs");
+    let t = Instant::now();
+    let first = filter.replace_all(desired).expect("initial sync");
+    let initial = t.elapsed();
+    let t = Instant::now();
+    let second = filter.allow(toggled).expect("incremental sync");
+    Run {
+        initial,
+        initial_files: first.applied.written,
+        incremental: t.elapsed(),
+        incremental_files: second.applied.written,
+    }
+}
+
+/// ironic-inspector's `ironic_inspector/pxe_filter/dnsmasq.py`, syscall for syscall: files
+/// named by the colon MAC, state read from sizes (two `stat`s per file, as `_get_deny_allow_lists`
+/// does), each write an `open(path, 'w')` (truncate in place), a non-blocking `flock`, write,
+/// unlock, close; no temporary file, no fsync.
+mod ironic {
+    use super::*;
+
+    const DENY_LEN: u64 = "ff:ff:ff:ff:ff:ff,ignore\n".len() as u64;
+    const ALLOW_LEN: u64 = "ff:ff:ff:ff:ff:ff\n".len() as u64;
+    const UNKNOWN_FILE: &str = "unknown_hosts_filter";
+    const ALLOW_UNKNOWN: &str = "*:*:*:*:*:*\n";
+    const DENY_UNKNOWN: &str = "*:*:*:*:*:*,ignore\n";
+
+    /// `_sync`: `active` are MACs under introspection, `known` all of ironic's MACs. Returns
+    /// the number of files written.
+    pub fn sync(
+        dir: &Path,
+        active: &HashSet<String>,
+        known: &HashSet<String>,
+        allow_unknown: bool,
+    ) -> usize {
+        let (deny, allow) = deny_allow_lists(dir);
+        let removed: Vec<&String> = deny.union(&allow).filter(|m| !known.contains(*m)).collect();
+        let mut written = 0;
+        for mac in active.difference(&allow) {
+            written += write(&dir.join(mac), &format!("{mac}\n"));
+        }
+        for mac in known
+            .iter()
+            .filter(|m| !deny.contains(*m) && !active.contains(*m))
+        {
+            written += write(&dir.join(mac), &format!("{mac},ignore\n"));
+        }
+        let wildcard = if allow_unknown {
+            ALLOW_UNKNOWN
+        } else {
+            DENY_UNKNOWN
+        };
+        let path = dir.join(UNKNOWN_FILE);
+        if fs::metadata(&path).map(|m| m.len()).ok() != Some(wildcard.len() as u64) {
+            written += write(&path, wildcard);
+        }
+        for mac in removed {
+            let path = dir.join(mac);
+            let (len, content) = if allow_unknown {
+                (ALLOW_LEN, format!("{mac}\n"))
+            } else {
+                (DENY_LEN, format!("{mac},ignore\n"))
+            };
+            if fs::metadata(&path).expect("listed").len() != len {
+                written += write(&path, &content);
+            }
+        }
+        written
+    }
+
+    fn deny_allow_lists(dir: &Path) -> (HashSet<String>, HashSet<String>) {
+        let (mut deny, mut allow) = (HashSet::new(), HashSet::new());
+        for entry in fs::read_dir(dir).expect("hostsdir") {
+            let name = entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
+            let path = dir.join(&name);
+            if fs::metadata(&path).expect("stat").len() == DENY_LEN {
+                deny.insert(name.clone());
+            }
+            if fs::metadata(&path).expect("stat").len() == ALLOW_LEN {
+                allow.insert(name);
+            }
+        }
+        (deny, allow)
+    }
+
+    /// `_exclusive_write_or_pass`: 10 attempts, 10 ms apart.
+    fn write(path: &Path, buf: &str) -> usize {
+        let mut file = File::create(path).expect("open for writing");
+        for _ in 0..10 {
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(locked) => {
+                    (&*locked).write_all(buf.as_bytes()).expect("write");
+                    locked.unlock().expect("unlock");
+                    return 1;
+                }
+                Err((back, _)) => {
+                    file = back;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+        0
+    }
+}
+
+fn run_ironic(base: &Path, all: &[MacAddr], toggled: &[MacAddr]) -> Run {
+    let dir = base.join("hostsdir");
+    fs::create_dir_all(&dir).unwrap();
+    let known: HashSet<String> = all.iter().map(MacAddr::to_string).collect();
+    let t = Instant::now();
+    let initial_files = ironic::sync(&dir, &HashSet::new(), &known, true);
+    let initial = t.elapsed();
+    let active: HashSet<String> = toggled.iter().map(MacAddr::to_string).collect();
+    let t = Instant::now();
+    let incremental_files = ironic::sync(&dir, &active, &known, true);
+    Run {
+        initial,
+        initial_files,
+        incremental: t.elapsed(),
+        incremental_files,
+    }
+}
+
+fn run(which: Impl, parent: &Path, all: &[MacAddr], toggled: &[MacAddr]) -> Run {
+    let base = tempfile::Builder::new()
+        .prefix("filter-bench.")
+        .tempdir_in(parent)
+        .unwrap();
+    // Start every run with nothing dirty, so that one run's syncfs does not pay for the
+    // previous run's writes and deletions.
+    nix::unistd::sync();
+    let result = match which {
+        Impl::Ours(d) => run_ours(base.path(), d, all, toggled),
+        Impl::Ironic => run_ironic(base.path(), all, toggled),
+    };
+    drop(base);
+    result
+}
+
+/// The fastest run: on a shared machine noise only ever adds time.
+fn best(v: Vec<Duration>) -> Duration {
+    v.into_iter().min().expect("at least one round")
+}
+
+/// Runs every implementation `rounds` times on `parent`, rotating the order each round.
+fn compare(label: &str, parent: &Path, all: &[MacAddr], toggled: &[MacAddr], rounds: usize) {
+    let impls = [
+        Impl::Ours(Durability::Syncfs),
+        Impl::Ours(Durability::FsyncEach),
+        Impl::Ironic,
+    ];
+    let mut runs: Vec<Vec<Run>> = vec![Vec::new(); impls.len()];
+    for round in 0..rounds {
+        for k in 0..impls.len() {
+            let i = (k + round) % impls.len();
+            runs[i].push(run(impls[i], parent, all, toggled));
+        }
+    }
+    println!(
+        "\n{label} ({}), {} MACs, {rounds} rounds, best of each:",
+        parent.display(),
+        all.len()
+    );
+    println!(
+        "  {:<22} {:>12} {:>8} {:>14} {:>8}",
+        "", "initial", "files", "incremental", "files"
+    );
+    let best_of = |i: usize| {
+        let r = &runs[i];
+        let m = |f: fn(&Run) -> Duration| best(r.iter().map(f).collect());
+        (m(|r| r.initial), m(|r| r.incremental), r[0])
+    };
+    for (i, which) in impls.iter().enumerate() {
+        let (init, incr, any) = best_of(i);
+        println!(
+            "  {:<22} {:>12.1?} {:>8} {:>14.2?} {:>8}",
+            which.label(),
+            init,
+            any.initial_files,
+            incr,
+            any.incremental_files
+        );
+    }
+    let (base_init, base_incr, _) = best_of(2);
+    for (i, which) in impls.iter().enumerate().take(2) {
+        let (init, incr, _) = best_of(i);
+        println!(
+            "  ratio {} / ironic: initial {:.2}, incremental {:.2}",
+            which.label(),
+            init.as_secs_f64() / base_init.as_secs_f64(),
+            incr.as_secs_f64() / base_incr.as_secs_f64()
+        );
+    }
+}
+
+/// A tmpfs mounted on a fresh directory under /tmp, unmounted on drop.
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    fn mount() -> Option<Tmpfs> {
+        let dir = tempfile::Builder::new()
+            .prefix("filter-bench-tmpfs.")
+            .tempdir()
+            .ok()?;
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1g,mode=0755", "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Tmpfs(dir))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+fn main() {
+    let n = env_usize("FILTER_BENCH_MACS", 50_000).max(CHANGES);
+    let rounds = env_usize("FILTER_BENCH_ROUNDS", 2).max(1);
+    let all = macs(n);
+    let toggled = changed(&all);
+    let root = nix::unistd::geteuid().is_root();
+    let tmpfs = if root { Tmpfs::mount() } else { None };
+    match &tmpfs {
+        Some(t) => compare("tmpfs", t.0.path(), &all, &toggled, rounds),
+        None => println!("\ntmpfs: skipped (mounting one needs root)"),
+    }
+    compare("disk", &std::env::temp_dir(), &all, &toggled, rounds);
+    if !root {
+        println!("\ndnsmasq absorption: skipped (the lab needs root)");
+        return;
+    }
+    let parent = tmpfs
+        .as_ref()
+        .map_or_else(std::env::temp_dir, |t| t.0.path().to_owned());
+    measure_dnsmasq(&parent, &all, &toggled);
+}
+
+/// Used by the absorption measurement: the renderer's lines for one bridge.
+fn filter_conf(hostsdir: &Path, bridge: &str) -> Vec<String> {
+    let cfg = FilterConfig {
+        enabled: true,
+        hostsdir: hostsdir.to_owned(),
+        ..FilterConfig::default()
+    };
+    dnsmasq_lines(&cfg, &[bridge.parse().unwrap()], false)
+}
+
+/// A long-lived scapy prober in a client namespace (imports once, then answers requests).
+struct Prober {
+    child: Child,
+    out: BufReader<std::process::ChildStdout>,
+}
+
+const PROBER: &str = r#"
+import sys, os, struct, time, types, select
+sys.path.insert(0, sys.argv[1])
+import dhcp_probe as p
+from scapy.arch.linux import L2Socket
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
+sock = L2Socket(iface="eth0")
+print("ready", flush=True)
+for line in sys.stdin:
+    mac_s, per_try, limit = line.split()
+    mac = bytes.fromhex(mac_s.replace(":", ""))
+    args = types.SimpleNamespace(vendor_class=None, user_class=None, client_arch=None,
+        client_ndi=False, uuid=None, ipxe_175=False, request_list=None)
+    start = time.monotonic(); tries = 0; got = None
+    while got is None and time.monotonic() - start < float(limit):
+        xid = struct.unpack("!I", os.urandom(4))[0]; tries += 1
+        frame = Ether(src=mac_s, dst="ff:ff:ff:ff:ff:ff") / IP(src="0.0.0.0", dst="255.255.255.255") / UDP(sport=68, dport=67) / p.discover(args, mac, xid)
+        sock.send(frame)
+        end = time.monotonic() + float(per_try)
+        while got is None and time.monotonic() < end:
+            r, _, _ = select.select([sock.ins], [], [], max(0, end - time.monotonic()))
+            if not r: break
+            _, raw, _ = sock.recv_raw()
+            if raw and len(raw) > 42 and raw[12:14] == b"\x08\x00":
+                pkt = Ether(raw)
+                if UDP in pkt and pkt[UDP].dport == 68:
+                    got = p.parse_reply(bytes(pkt[UDP].payload), xid)
+    print("offer" if got else "none", "%.1f" % ((time.monotonic() - start) * 1000), tries, flush=True)
+"#;
+
+impl Prober {
+    fn start(ns: &str) -> Prober {
+        let lab_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/lab");
+        let mut child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns,
+                "/usr/bin/python3",
+                "-c",
+                PROBER,
+                lab_dir,
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the prober");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).expect("prober output");
+        assert_eq!(line.trim(), "ready", "prober failed to start");
+        Prober { child, out }
+    }
+
+    /// Probes `mac` until an offer comes (each try waits `per_try`), for at most `limit`.
+    fn until_offer(
+        &mut self,
+        mac: MacAddr,
+        per_try: Duration,
+        limit: Duration,
+    ) -> Option<(f64, u32)> {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(
+            stdin,
+            "{mac} {} {}",
+            per_try.as_secs_f64(),
+            limit.as_secs_f64()
+        )
+        .unwrap();
+        let mut line = String::new();
+        self.out.read_line(&mut line).expect("prober answer");
+        let mut words = line.split_whitespace();
+        let offered = words.next() == Some("offer");
+        let ms: f64 = words.next()?.parse().ok()?;
+        let tries: u32 = words.next()?.parse().ok()?;
+        offered.then_some((ms, tries))
+    }
+}
+
+impl Drop for Prober {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts dnsmasq in a lab namespace on an N-file hostsdir and measures its start, how long
+/// it takes to absorb the 100 changes, and a compaction (SIGHUP).
+fn measure_dnsmasq(parent: &Path, all: &[MacAddr], toggled: &[MacAddr]) {
+    let base = tempfile::Builder::new()
+        .prefix("filter-absorb.")
+        .tempdir_in(parent)
+        .unwrap();
+    // dnsmasq reads the hostsdir as nobody.
+    fs::set_permissions(
+        base.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let hostsdir = base.path().join("hostsdir");
+    let cfg = FilterConfig {
+        enabled: true,
+        hostsdir: hostsdir.clone(),
+        compact_after: u32::MAX,
+        ..FilterConfig::default()
+    };
+    let filter = PxeFilter::new(cfg, base.path().join("state"));
+    filter
+        .replace_all(DesiredLists::new(&[], all).unwrap())
+        .unwrap();
+    filter.purge_and_rebuild(false).unwrap();
+
+    let lab = lab::Lab::new("filter_sync_bench");
+    lab.add_bridge("vqb1", "10.82.0.1/24");
+    let client = lab.add_client("vqb1", "52:54:00:82:00:01");
+    let mut conf = vec!["dhcp-range=10.82.0.10,10.82.0.250,255.255.255.0,1h".to_owned()];
+    conf.extend(filter_conf(&hostsdir, "vqb1"));
+    conf.push(format!(
+        "dhcp-leasefile={}",
+        lab.dir().join("leases").display()
+    ));
+    conf.push(format!("pid-file={}", lab.dir().join("pid").display()));
+    let conf_path = lab.dir().join("dnsmasq.conf");
+    fs::write(&conf_path, conf.join("\n") + "\n").unwrap();
+    let log = lab.dir().join("dnsmasq.log");
+    let mut prober = Prober::start(client.ns());
+    let args = [
+        "/usr/sbin/dnsmasq".to_owned(),
+        "--keep-in-foreground".into(),
+        "--no-ping".into(),
+        format!("--conf-file={}", conf_path.display()),
+        "--bind-dynamic".into(),
+        "--interface=vqb1".into(),
+        "--except-interface=lo".into(),
+        "--port=0".into(),
+        format!("--log-facility={}", log.display()),
+        "--log-dhcp".into(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let started = Instant::now();
+    let pid = lab.spawn_host(&args);
+    let stranger = MacAddr::new([0x52, 0x54, 0x00, 0x82, 0x00, 0x99]);
+    let limit = Duration::from_secs(120);
+    let first = prober.until_offer(stranger, Duration::from_millis(50), limit);
+    let start_time = started.elapsed();
+    assert!(
+        first.is_some(),
+        "dnsmasq never answered: {}",
+        lab.process_log(pid)
+    );
+    let last = *toggled.iter().max().unwrap();
+    let denied = prober.until_offer(last, Duration::from_millis(300), Duration::from_millis(300));
+    assert!(
+        denied.is_none(),
+        "{last} should be denied before the change"
+    );
+
+    let t = Instant::now();
+    let report = filter.allow(toggled).unwrap();
+    let synced = Instant::now();
+    let answer = prober.until_offer(last, Duration::from_millis(20), Duration::from_secs(60));
+    let answer_after = synced.elapsed();
+    let (ms, tries) = answer.unwrap_or_else(|| panic!("{last} never allowed"));
+    let read_line = format!("read {}/{}", hostsdir.display(), last.dashed());
+    let logged = lab::Lab::wait_for(
+        || {
+            fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains(&read_line)
+        },
+        Duration::from_secs(10),
+    );
+
+    lab.signal_process(pid, "HUP");
+    let hup = Instant::now();
+    let after_hup = prober.until_offer(last, Duration::from_millis(50), limit);
+    let hup_time = hup.elapsed();
+
+    println!(
+        "\ndnsmasq absorbing changes ({} MACs in the hostsdir, {}):",
+        all.len(),
+        parent.display()
+    );
+    println!("  start to first answer:             {start_time:.2?}");
+    println!(
+        "  sync of {CHANGES} changes: {:.2?}, {} files; first answer for the last-written MAC \
+         {answer_after:.2?} after the sync returned ({ms:.1} ms in the prober, {tries} tries; \
+         dnsmasq logged reading it: {logged})",
+        synced - t,
+        report.applied.written
+    );
+    println!(
+        "  compaction (SIGHUP, re-read of every file) to the next answer: {hup_time:.2?} ({})",
+        if after_hup.is_some() {
+            "still allowed"
+        } else {
+            "NOT answered"
+        }
+    );
+    drop(prober);
+    lab.stop_process(pid, Duration::from_secs(5));
+}
