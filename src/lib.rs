@@ -13,5 +13,6 @@ pub mod filter;
 pub mod fsutil;
 pub mod libvirt;
 pub mod model;
+pub mod netlink;
 pub mod system;
 pub mod systemd;

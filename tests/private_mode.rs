@@ -149,3 +149,32 @@ fn sigterm_stops_the_agent_and_its_dnsmasq_cleanly() {
     assert!(!pid_file.exists() && !conf.exists());
     assert!(lab.dir().join("state/leases").is_dir());
 }
+
+#[test]
+fn a_bridge_created_again_is_served_again_within_a_second() {
+    let (lab, pid_file, _) = lab_with_agent("private_bridge_recreated");
+    let first = live_pid(&pid_file).unwrap();
+    assert!(lab
+        .add_client("vqa0", "52:54:00:91:00:04")
+        .lease()
+        .is_some());
+    lab.del_link("vqa0");
+    std::thread::sleep(Duration::from_millis(300));
+    let recreated = std::time::Instant::now();
+    lab.add_bridge("vqa0", "10.91.0.1/24");
+    // dnsmasq's DHCP socket stays bound to the deleted device: the agent must notice the new
+    // bridge (netlink) and start a new dnsmasq on it.
+    assert!(
+        wait_until(Duration::from_secs(3), || live_pid(&pid_file)
+            .is_some_and(|p| p != first)),
+        "no new dnsmasq after the bridge came back"
+    );
+    let back = recreated.elapsed();
+    eprintln!("dnsmasq restarted {back:?} after the bridge was created again");
+    assert!(back < Duration::from_secs(1), "took {back:?}");
+    let client = lab.add_client("vqa0", "52:54:00:91:00:05");
+    assert!(
+        client.lease().is_some(),
+        "no lease on the bridge created again"
+    );
+}

@@ -4,6 +4,7 @@
 //! Triggers are debounced: a burst of changes within `system.debounce_ms` is one reconcile,
 //! so one restart of a system dnsmasq.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::path::PathBuf;
 
@@ -15,6 +16,7 @@ use super::backend::{Backend, PrivateBackend, SystemBackend};
 use super::desired::{desired, Desired};
 use crate::config::Config;
 use crate::libvirt::source::{list_networks, LibvirtError, LibvirtNetwork};
+use crate::netlink::{LinkEvent, Watcher};
 use crate::system::decide::Mode;
 use crate::system::detect::detect;
 
@@ -80,8 +82,15 @@ async fn run_with<B: Backend>(
 ) -> anyhow::Result<()> {
     let mut hangup = signal(SignalKind::hangup())?;
     let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut links = match Watcher::new() {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "no netlink events: bridges are followed by polling only");
+            None
+        }
+    };
     tokio::pin!(shutdown);
-    reconcile(&cfg, &mut backend).await;
+    let mut bridges = reconcile(&cfg, &mut backend).await;
     let mut tick = tokio::time::interval(cfg.libvirt.poll_interval());
     tick.reset();
     let mut due: Option<Instant> = None;
@@ -108,16 +117,42 @@ async fn run_with<B: Backend>(
                 }
             }
             _ = usr1.recv() => trigger(&mut due),
+            events = next_links(&mut links) => {
+                // A bridge that comes, goes or changes address: follow it quickly (a bridge
+                // created again needs its dnsmasq restarted, see dnsmasq::private).
+                if events.iter().any(|e| e.name.as_ref().is_some_and(|n| bridges.contains(n))) {
+                    let soon = Instant::now() + debounce.min(LINK_DELAY);
+                    due = Some(due.map_or(soon, |d| d.min(soon)));
+                }
+            }
             _ = tick.tick() => trigger(&mut due),
             _ = sleep_until(due), if due.is_some() => {
                 due = None;
-                reconcile(&cfg, &mut backend).await;
+                bridges = reconcile(&cfg, &mut backend).await;
             }
         }
     }
     tracing::info!("stopping");
     backend.shutdown().await;
     Ok(())
+}
+
+/// The longest wait after a link event on a managed bridge.
+const LINK_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The next batch of link events, or never when there is no watcher.
+async fn next_links(watcher: &mut Option<Watcher>) -> Vec<LinkEvent> {
+    match watcher {
+        Some(w) => match w.next().await {
+            Ok(events) => events,
+            Err(e) => {
+                tracing::warn!(error = %e, "netlink socket failed; bridges followed by polling only");
+                *watcher = None;
+                Vec::new()
+            }
+        },
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(due: Option<Instant>) {
@@ -141,12 +176,13 @@ pub async fn read_libvirt(uri: &str) -> Result<Vec<LibvirtNetwork>, LibvirtError
         })
 }
 
-async fn reconcile<B: Backend>(cfg: &Config, backend: &mut B) {
+/// One reconcile; returns the bridges of the networks now served, for the link watcher.
+async fn reconcile<B: Backend>(cfg: &Config, backend: &mut B) -> HashSet<String> {
     let nets = match read_libvirt(&cfg.libvirt.uri).await {
         Ok(n) => n,
         Err(e) => {
             tracing::error!(error = %e, "libvirt not read; what is served stays as it is");
-            return;
+            return HashSet::new();
         }
     };
     let want = desired(&nets, cfg);
@@ -158,6 +194,10 @@ async fn reconcile<B: Backend>(cfg: &Config, backend: &mut B) {
     for e in &outcome.errors {
         tracing::error!(error = %format!("{e:#}"), "reconcile");
     }
+    want.served
+        .iter()
+        .map(|s| s.network.bridge.to_string())
+        .collect()
 }
 
 /// Logs the networks not served; invalid ones are errors.

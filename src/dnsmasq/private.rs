@@ -94,6 +94,12 @@ enum Control {
 }
 
 struct Instance {
+    /// The bridge's interface index when dnsmasq was started on it. A bridge deleted and
+    /// created again has a new index, and dnsmasq's DHCP socket stays bound to the old
+    /// device ("error binding DHCP socket to device"), so a new index means a restart.
+    ifindex: Option<u32>,
+    /// The bridge.
+    bridge: String,
     render: PrivateRender,
     paths: InstancePaths,
     control: mpsc::UnboundedSender<Control>,
@@ -156,11 +162,12 @@ impl Supervisor {
         desired: &[ManagedNetwork],
         opts: &RenderOptions,
     ) -> Vec<PrivateError> {
-        let wanted: BTreeMap<NetworkName, (PrivateRender, InstancePaths)> = desired
+        let wanted: BTreeMap<NetworkName, (PrivateRender, InstancePaths, String)> = desired
             .iter()
             .map(|n| {
                 let paths = InstancePaths::new(&self.run_dir, &self.state_dir, n.name.as_str());
-                (n.name.clone(), (render_private(n, &paths, opts), paths))
+                let render = render_private(n, &paths, opts);
+                (n.name.clone(), (render, paths, n.bridge.to_string()))
             })
             .collect();
         let running = self
@@ -168,20 +175,44 @@ impl Supervisor {
             .iter()
             .map(|(k, v)| (k.clone(), v.render.clone()))
             .collect();
+        // Computed before planning: a restart planned anyway covers a re-created bridge.
+        let recreated: Vec<NetworkName> = self
+            .instances
+            .iter()
+            .filter(|(_, i)| {
+                let now = crate::netlink::ifindex(&i.bridge);
+                now.is_some() && now != i.ifindex
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
         let renders = wanted
             .iter()
             .map(|(k, v)| (k.clone(), v.0.clone()))
             .collect();
         let mut errors = Vec::new();
-        for action in plan(&running, &renders) {
+        let mut actions = plan(&running, &renders);
+        for name in recreated {
+            let planned = actions
+                .iter()
+                .any(|a| matches!(a, Action::Stop(n) | Action::Restart(n) if *n == name));
+            if !planned {
+                tracing::info!(network = %name, "bridge was created again: restarting its dnsmasq");
+                actions.retain(|a| !matches!(a, Action::Reload(n) if *n == name));
+                actions.push(Action::Restart(name));
+            }
+        }
+        for action in actions {
             tracing::info!(?action, "private instance");
             let result = match action {
                 Action::Stop(name) => self.stop(&name).await,
                 Action::Start(name) => {
-                    let (render, paths) = wanted[&name].clone();
-                    self.start(name, render, paths)
+                    let (render, paths, bridge) = wanted[&name].clone();
+                    self.start(name, render, paths, bridge)
                 }
-                Action::Restart(name) => self.restart(&name, wanted[&name].0.clone()),
+                Action::Restart(name) => {
+                    let (render, _, bridge) = wanted[&name].clone();
+                    self.restart(&name, render, bridge)
+                }
                 Action::Reload(name) => self.reload(&name, wanted[&name].0.clone()),
             };
             if let Err(e) = result {
@@ -215,6 +246,7 @@ impl Supervisor {
         name: NetworkName,
         render: PrivateRender,
         paths: InstancePaths,
+        bridge: String,
     ) -> Result<(), PrivateError> {
         write_files(&self.binary, &name, &paths, &render, true)?;
         prepare_writable(&paths, self.run_as).map_err(|(p, e)| io_err(&name, &p, e))?;
@@ -235,6 +267,8 @@ impl Supervisor {
         self.instances.insert(
             name,
             Instance {
+                ifindex: crate::netlink::ifindex(&bridge),
+                bridge,
                 render,
                 paths,
                 control: tx,
@@ -245,12 +279,19 @@ impl Supervisor {
         Ok(())
     }
 
-    fn restart(&mut self, name: &NetworkName, render: PrivateRender) -> Result<(), PrivateError> {
+    fn restart(
+        &mut self,
+        name: &NetworkName,
+        render: PrivateRender,
+        bridge: String,
+    ) -> Result<(), PrivateError> {
         let inst = self
             .instances
             .get_mut(name)
             .expect("planned from instances");
         write_files(&self.binary, name, &inst.paths, &render, true)?;
+        inst.bridge = bridge;
+        inst.ifindex = crate::netlink::ifindex(&inst.bridge);
         inst.render = render;
         let _ = inst.control.send(Control::Restart);
         Ok(())
