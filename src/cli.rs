@@ -29,12 +29,20 @@ pub enum Command {
     Daemon(commands::daemon::Args),
     /// Find the system dnsmasq, say what it is and which mode follows.
     Detect(commands::detect::Args),
+    /// What is served, by which dnsmasq, from which file; the last errors.
+    Status(commands::status::Args),
     /// Apply the desired state once and exit (scripts, the libvirt hook).
     Sync(commands::sync::Args),
     /// Print what would be written for one network, without writing anything.
     Render(commands::render::Args),
     /// Check the configuration file and print it with every default filled in.
     CheckConfig,
+    /// libvirt's hook: `hook network <net> <op> <subop> <extra>`, <hookData> XML on stdin.
+    Hook(commands::hook::Args),
+    /// Move a network that libvirt serves itself over to virtmasq.
+    Adopt(commands::adopt::Args),
+    /// Give an adopted network back to libvirt, exactly as it was before `adopt`.
+    Release(commands::adopt::Args),
 }
 
 impl Cli {

@@ -4,11 +4,11 @@
 use std::path::Path;
 
 use crate::config::Config;
+use crate::dnsmasq::fragment;
 use crate::dnsmasq::private::Supervisor;
 use crate::dnsmasq::process::RunAs;
 use crate::dnsmasq::render::RenderOptions;
 use crate::fsutil::FileLock;
-use crate::dnsmasq::fragment;
 use crate::model::{ManagedNetwork, NetworkName};
 use crate::system::apply::{observe, Applied, Apply};
 use crate::system::effective::EffectiveConfig;
@@ -33,8 +33,52 @@ pub trait Backend {
         nets: &[ManagedNetwork],
         cfg: &Config,
     ) -> impl std::future::Future<Output = Outcome>;
+    /// What serves `net` now, for people (a pid, a fragment).
+    fn served_by(&self, net: &ManagedNetwork, cfg: &Config) -> String;
+    /// Makes every dnsmasq re-read its hosts files and hostsdirs (SIGHUP).
+    fn reread(&mut self, cfg: &Config) -> impl std::future::Future<Output = anyhow::Result<()>>;
     /// The agent is stopping.
     fn shutdown(&mut self) -> impl std::future::Future<Output = ()>;
+}
+
+/// The PXE filter's lines for `net`'s dnsmasq, if the filter covers it.
+fn filter_lines(cfg: &Config, net: &ManagedNetwork) -> Vec<String> {
+    let bridges = if cfg.filter.covers(&net.name) {
+        vec![net.bridge.clone()]
+    } else {
+        Vec::new()
+    };
+    crate::filter::dnsmasq_lines(&cfg.filter, &bridges, false)
+}
+
+/// Rendering options of `net`'s private instance.
+pub fn private_options(cfg: &Config, net: &ManagedNetwork) -> RenderOptions {
+    RenderOptions {
+        no_ping: cfg.dnsmasq.no_ping,
+        extra_lines: filter_lines(cfg, net),
+    }
+}
+
+/// Lines of `net`'s system fragment beyond its own: the filter's scope (`tag-if`). The lines
+/// the filter needs once per dnsmasq go to the shared fragment ([`system_shared_lines`]).
+pub fn system_extra_lines(cfg: &Config, net: &ManagedNetwork) -> Vec<String> {
+    filter_lines(cfg, net)
+        .into_iter()
+        .filter(|l| l.starts_with("tag-if="))
+        .collect()
+}
+
+/// Lines needed once in the system dnsmasq for all of `nets` (the filter's hostsdir).
+pub fn system_shared_lines(cfg: &Config, nets: &[ManagedNetwork]) -> Vec<String> {
+    let mut shared: Vec<String> = Vec::new();
+    for net in nets {
+        for l in filter_lines(cfg, net) {
+            if !l.starts_with("tag-if=") && !shared.contains(&l) {
+                shared.push(l);
+            }
+        }
+    }
+    shared
 }
 
 /// Private instances.
@@ -55,15 +99,29 @@ impl PrivateBackend {
 
 impl Backend for PrivateBackend {
     async fn reconcile(&mut self, nets: &[ManagedNetwork], cfg: &Config) -> Outcome {
-        let opts = RenderOptions {
-            no_ping: cfg.dnsmasq.no_ping,
-            extra_lines: Vec::new(),
-        };
-        let errors = self.0.reconcile(nets, &opts).await;
+        let errors = self.0.reconcile(nets, |n| private_options(cfg, n)).await;
         Outcome {
             changes: Vec::new(),
             errors: errors.into_iter().map(anyhow::Error::from).collect(),
         }
+    }
+
+    fn served_by(&self, net: &ManagedNetwork, _cfg: &Config) -> String {
+        match self.0.status().get(&net.name) {
+            Some(s) => match s.pid {
+                Some(pid) => format!("private dnsmasq pid {pid} ({} start(s))", s.starts),
+                None => format!(
+                    "private dnsmasq restarting (last exit: {})",
+                    s.last_exit.as_deref().unwrap_or("none")
+                ),
+            },
+            None => "not started (see errors)".into(),
+        }
+    }
+
+    async fn reread(&mut self, _cfg: &Config) -> anyhow::Result<()> {
+        self.0.hangup_all();
+        Ok(())
     }
 
     async fn shutdown(&mut self) {
@@ -75,6 +133,18 @@ impl Backend for PrivateBackend {
 pub struct SystemBackend {
     /// systemd on the system bus.
     pub systemd: Systemd,
+    /// Networks the last full reconcile left out, with why (for `served_by`).
+    deferred: std::sync::Mutex<Vec<(NetworkName, String)>>,
+}
+
+impl SystemBackend {
+    /// A backend talking to `systemd`.
+    pub fn new(systemd: Systemd) -> Self {
+        Self {
+            systemd,
+            deferred: std::sync::Mutex::new(Vec::new()),
+        }
+    }
 }
 
 impl SystemBackend {
@@ -107,8 +177,17 @@ impl SystemBackend {
             state_dir: &cfg.paths.state_dir,
             effective: &effective,
             tag_hosts: version.as_ref().is_some_and(|v| v.at_least(2, 81)),
+            // With a scope, the hook changes one network: shared lines stay as they are.
+            shared_lines: if scope.is_some() {
+                Vec::new()
+            } else {
+                system_shared_lines(cfg, nets)
+            },
         };
-        let want = desired(nets, &target, |_| Vec::new(), bridge_exists);
+        let want = desired(nets, &target, |n| system_extra_lines(cfg, n), bridge_exists);
+        if scope.is_none() {
+            *self.deferred.lock().unwrap_or_else(|p| p.into_inner()) = want.deferred.clone();
+        }
         let deferred = want
             .deferred
             .iter()
@@ -181,6 +260,24 @@ impl Backend for SystemBackend {
                 errors: vec![e],
             },
         }
+    }
+
+    fn served_by(&self, net: &ManagedNetwork, cfg: &Config) -> String {
+        let deferred = self.deferred.lock().unwrap_or_else(|p| p.into_inner());
+        match deferred.iter().find(|(n, _)| *n == net.name) {
+            Some((_, why)) => format!("waiting: {why}"),
+            None => format!(
+                "system dnsmasq, {}",
+                cfg.paths
+                    .conf_dir
+                    .join(fragment::file_name(net.name.as_str()))
+                    .display()
+            ),
+        }
+    }
+
+    async fn reread(&mut self, cfg: &Config) -> anyhow::Result<()> {
+        Ok(self.systemd.hangup(&cfg.system.unit).await?)
     }
 
     /// Fragments stay: the system dnsmasq keeps serving the networks while the agent is down.

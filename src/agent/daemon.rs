@@ -7,18 +7,24 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::backend::{Backend, PrivateBackend, SystemBackend};
+use super::dbus::{self, Agent, Request};
 use super::desired::{desired, Desired};
+use super::status::{snapshot, FilterStatus, NetworkStatus, SharedStatus, SkippedStatus, Status};
 use crate::config::Config;
+use crate::filter::PxeFilter;
 use crate::libvirt::source::{list_networks, LibvirtError, LibvirtNetwork};
 use crate::netlink::{LinkEvent, Watcher};
 use crate::system::decide::Mode;
 use crate::system::detect::detect;
+use crate::systemd::notify;
 
 /// What the daemon needs to start.
 #[derive(Debug, Clone)]
@@ -47,30 +53,83 @@ pub fn pid_file(cfg: &Config) -> PathBuf {
     cfg.paths.run_dir.join("virtmasq.pid")
 }
 
+/// What the loop shares with the D-Bus object and reports through.
+struct Services {
+    /// The status readers see.
+    status: SharedStatus,
+    /// Requests from D-Bus.
+    requests: mpsc::UnboundedReceiver<Request>,
+    /// The bus connection, when there is a system bus.
+    bus: Option<zbus::Connection>,
+    /// The PXE filter.
+    filter: Arc<PxeFilter>,
+}
+
 /// Runs until `shutdown` completes.
 pub async fn run(opts: DaemonOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let cfg = opts.load()?;
     let (detection, systemd) = detect(&cfg, std::path::Path::new("/"), Vec::new()).await;
-    tracing::info!(mode = ?detection.decision.mode, reasons = ?detection.decision.reasons, "mode decided");
+    let mode = detection.decision.mode;
+    tracing::info!(?mode, reasons = ?detection.decision.reasons, "mode decided");
     for c in &detection.conflicts {
         tracing::warn!(code = %c.code, "{}", c.message);
     }
     crate::fsutil::ensure_dir(&cfg.paths.run_dir, 0o755)
         .with_context(|| format!("creating {}", cfg.paths.run_dir.display()))?;
+    let filter = Arc::new(PxeFilter::new(
+        cfg.filter.clone(),
+        cfg.paths.state_dir.clone(),
+    ));
+    if cfg.filter.enabled {
+        // Stale entries go before any dnsmasq reads the directory: dnsmasq never forgets an
+        // entry whose file is deleted while it runs.
+        let f = filter.clone();
+        let report = tokio::task::spawn_blocking(move || f.purge_and_rebuild(false))
+            .await?
+            .context("the PXE filter's first sync failed; nothing was started")?;
+        tracing::info!(?report, "PXE filter synced");
+    }
+    let status = Arc::new(Mutex::new(Status::new(mode, "daemon")));
+    let (tx, requests) = mpsc::unbounded_channel();
+    let agent = Agent {
+        requests: tx,
+        status: status.clone(),
+        filter: filter.clone(),
+    };
+    let bus = match dbus::serve(agent, None).await {
+        Ok(conn) => Some(conn),
+        Err(zbus::Error::NameTaken) => {
+            anyhow::bail!(
+                "another virtmasq daemon already owns {} on the system bus",
+                dbus::NAME
+            )
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no D-Bus API: the system bus is not reachable");
+            None
+        }
+    };
     let pid = pid_file(&cfg);
     crate::fsutil::write_atomic(&pid, format!("{}\n", std::process::id()).as_bytes(), 0o644)
         .with_context(|| format!("writing {}", pid.display()))?;
-    let result = match detection.decision.mode {
+    let services = Services {
+        status,
+        requests,
+        bus,
+        filter,
+    };
+    let result = match mode {
         Mode::System => {
             let systemd = systemd.context("system mode needs systemd on the system bus")?;
-            run_with(SystemBackend { systemd }, cfg, &opts, shutdown).await
+            run_with(SystemBackend::new(systemd), cfg, &opts, services, shutdown).await
         }
         Mode::Private => {
             let backend = PrivateBackend::new(&cfg)?;
-            run_with(backend, cfg, &opts, shutdown).await
+            run_with(backend, cfg, &opts, services, shutdown).await
         }
     };
     let _ = std::fs::remove_file(&pid);
+    let _ = notify::stopping();
     result
 }
 
@@ -78,6 +137,7 @@ async fn run_with<B: Backend>(
     mut backend: B,
     mut cfg: Config,
     opts: &DaemonOptions,
+    mut svc: Services,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let mut hangup = signal(SignalKind::hangup())?;
@@ -90,7 +150,12 @@ async fn run_with<B: Backend>(
         }
     };
     tokio::pin!(shutdown);
-    let mut bridges = reconcile(&cfg, &mut backend).await;
+    let mut bridges = reconcile(&cfg, &mut backend, &svc).await;
+    // Ready only now: the first reconcile and the filter's first sync are done.
+    let _ = notify::ready();
+    let mut watchdog = tokio::time::interval(
+        notify::watchdog_interval().map_or(std::time::Duration::from_secs(3600), |d| d / 2),
+    );
     let mut tick = tokio::time::interval(cfg.libvirt.poll_interval());
     tick.reset();
     let mut due: Option<Instant> = None;
@@ -117,6 +182,10 @@ async fn run_with<B: Backend>(
                 }
             }
             _ = usr1.recv() => trigger(&mut due),
+            Some(Request::Reconcile { why }) = svc.requests.recv() => {
+                tracing::info!(%why, "reconcile requested");
+                trigger(&mut due);
+            }
             events = next_links(&mut links) => {
                 // A bridge that comes, goes or changes address: follow it quickly (a bridge
                 // created again needs its dnsmasq restarted, see dnsmasq::private).
@@ -126,14 +195,17 @@ async fn run_with<B: Backend>(
                 }
             }
             _ = tick.tick() => trigger(&mut due),
+            _ = watchdog.tick() => { let _ = notify::watchdog(); }
             _ = sleep_until(due), if due.is_some() => {
                 due = None;
-                bridges = reconcile(&cfg, &mut backend).await;
+                bridges = reconcile(&cfg, &mut backend, &svc).await;
             }
         }
     }
     tracing::info!("stopping");
+    let _ = notify::stopping();
     backend.shutdown().await;
+    svc.bus.take();
     Ok(())
 }
 
@@ -176,28 +248,123 @@ pub async fn read_libvirt(uri: &str) -> Result<Vec<LibvirtNetwork>, LibvirtError
         })
 }
 
-/// One reconcile; returns the bridges of the networks now served, for the link watcher.
-async fn reconcile<B: Backend>(cfg: &Config, backend: &mut B) -> HashSet<String> {
+/// One reconcile; updates the status and returns the bridges served, for the link watcher.
+async fn reconcile<B: Backend>(cfg: &Config, backend: &mut B, svc: &Services) -> HashSet<String> {
     let nets = match read_libvirt(&cfg.libvirt.uri).await {
         Ok(n) => n,
         Err(e) => {
             tracing::error!(error = %e, "libvirt not read; what is served stays as it is");
-            return HashSet::new();
+            record_errors(svc, vec![e.to_string()]);
+            return snapshot(&svc.status)
+                .networks
+                .into_iter()
+                .map(|n| n.bridge)
+                .collect();
         }
     };
     let want = desired(&nets, cfg);
     report(&want);
-    let outcome = backend.reconcile(&want.networks(), cfg).await;
+    let managed = want.networks();
+    let outcome = backend.reconcile(&managed, cfg).await;
     for c in &outcome.changes {
         tracing::info!("{c}");
     }
-    for e in &outcome.errors {
-        tracing::error!(error = %format!("{e:#}"), "reconcile");
+    let mut errors: Vec<String> = outcome.errors.iter().map(|e| format!("{e:#}")).collect();
+    for e in &errors {
+        tracing::error!(error = %e, "reconcile");
+    }
+    if cfg.filter.enabled {
+        if let Err(e) = compact_filter(cfg, backend, &svc.filter).await {
+            errors.push(format!("{e:#}"));
+        }
+    }
+    let networks: Vec<NetworkStatus> = want
+        .served
+        .iter()
+        .map(|s| NetworkStatus {
+            name: s.network.name.to_string(),
+            bridge: s.network.bridge.to_string(),
+            intent: s.source,
+            served_by: backend.served_by(&s.network, cfg),
+        })
+        .collect();
+    let filter = filter_status(cfg, &svc.filter);
+    let (changed, summary) = {
+        let mut st = svc.status.lock().unwrap_or_else(|p| p.into_inner());
+        let before: Vec<String> = st.networks.iter().map(|n| n.name.clone()).collect();
+        st.networks = networks;
+        st.skipped = want
+            .skipped
+            .iter()
+            .map(|(name, skip)| SkippedStatus {
+                name: name.escape_debug().to_string(),
+                reason: skip.to_string(),
+                error: skip.is_error(),
+            })
+            .collect();
+        st.filter = filter;
+        st.reconciles += 1;
+        st.last_reconcile = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_secs());
+        st.last_errors = errors;
+        let after: Vec<String> = st.networks.iter().map(|n| n.name.clone()).collect();
+        (before != after, st.summary())
+    };
+    let _ = notify::status(&summary);
+    if let (true, Some(bus)) = (changed, &svc.bus) {
+        let names = snapshot(&svc.status)
+            .networks
+            .into_iter()
+            .map(|n| n.name)
+            .collect();
+        if let Err(e) = dbus::announce_networks(bus, names).await {
+            tracing::warn!(error = %e, "NetworksChanged not sent");
+        }
     }
     want.served
         .iter()
         .map(|s| s.network.bridge.to_string())
         .collect()
+}
+
+fn record_errors(svc: &Services, errors: Vec<String>) {
+    let mut st = svc.status.lock().unwrap_or_else(|p| p.into_inner());
+    st.last_errors = errors;
+}
+
+/// dnsmasq keeps every re-read hostsdir entry until SIGHUP: once enough rewrites piled up,
+/// make every dnsmasq re-read the directory.
+async fn compact_filter<B: Backend>(
+    cfg: &Config,
+    backend: &mut B,
+    filter: &PxeFilter,
+) -> anyhow::Result<()> {
+    if filter.needs_compaction()? {
+        backend.reread(cfg).await?;
+        filter.compacted()?;
+        tracing::info!("PXE filter compacted (dnsmasq re-read its hostsdir)");
+    }
+    Ok(())
+}
+
+fn filter_status(cfg: &Config, filter: &PxeFilter) -> FilterStatus {
+    match filter.list() {
+        Ok(p) => FilterStatus {
+            enabled: cfg.filter.enabled,
+            allowed: p.allow.len() as u32,
+            denied: p.deny.len() as u32,
+            unknown: format!("{:?}", p.unknown).to_lowercase(),
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "PXE filter state not read");
+            FilterStatus {
+                enabled: cfg.filter.enabled,
+                ..FilterStatus::default()
+            }
+        }
+    }
 }
 
 /// Logs the networks not served; invalid ones are errors.

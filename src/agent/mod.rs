@@ -3,4 +3,6 @@
 
 pub mod backend;
 pub mod daemon;
+pub mod dbus;
 pub mod desired;
+pub mod status;

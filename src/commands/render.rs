@@ -6,7 +6,8 @@ use crate::agent::daemon::read_libvirt;
 use crate::agent::desired::find;
 use crate::cli::{print_out, Cli};
 use crate::dnsmasq::fragment::{self, FragmentContext};
-use crate::dnsmasq::render::{render_private, InstancePaths, RenderOptions};
+use crate::agent::backend::{private_options, system_extra_lines};
+use crate::dnsmasq::render::{render_private, InstancePaths};
 use crate::model::NetworkName;
 use crate::system::decide::Mode;
 use crate::system::detect::detect;
@@ -60,11 +61,7 @@ pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     let text = match mode {
         Mode::Private => {
             let paths = InstancePaths::new(&cfg.paths.run_dir, &cfg.paths.state_dir, name);
-            let opts = RenderOptions {
-                no_ping: cfg.dnsmasq.no_ping,
-                extra_lines: Vec::new(),
-            };
-            let r = render_private(net, &paths, &opts);
+            let r = render_private(net, &paths, &private_options(&cfg, net));
             format!(
                 "# {}\n{}\n# {}\n{}",
                 paths.conf.display(),
@@ -82,7 +79,7 @@ pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<()> {
                 add_interface: effective.restricts_interfaces(),
                 hosts_file: hosts.clone(),
                 tag_hosts,
-                extra_lines: Vec::new(),
+                extra_lines: system_extra_lines(&cfg, net),
             };
             format!(
                 "# {}\n{}\n# {}\n{}",

@@ -36,7 +36,7 @@ pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     match detection.decision.mode {
         Mode::System => {
             let systemd = systemd.context("system mode needs systemd on the system bus")?;
-            let backend = SystemBackend { systemd };
+            let backend = SystemBackend::new(systemd);
             let (applied, notes) = backend.apply(&want.networks(), &cfg).await?;
             let mut out = String::new();
             for p in &applied.changed {

@@ -160,13 +160,13 @@ impl Supervisor {
     pub async fn reconcile(
         &mut self,
         desired: &[ManagedNetwork],
-        opts: &RenderOptions,
+        opts: impl Fn(&ManagedNetwork) -> RenderOptions,
     ) -> Vec<PrivateError> {
         let wanted: BTreeMap<NetworkName, (PrivateRender, InstancePaths, String)> = desired
             .iter()
             .map(|n| {
                 let paths = InstancePaths::new(&self.run_dir, &self.state_dir, n.name.as_str());
-                let render = render_private(n, &paths, opts);
+                let render = render_private(n, &paths, &opts(n));
                 (n.name.clone(), (render, paths, n.bridge.to_string()))
             })
             .collect();
@@ -201,7 +201,11 @@ impl Supervisor {
                 actions.push(Action::Restart(name));
             }
         }
+        let mut fresh = Vec::new();
         for action in actions {
+            if let Action::Start(n) | Action::Restart(n) = &action {
+                fresh.push(wanted[n].1.pid.clone());
+            }
             tracing::info!(?action, "private instance");
             let result = match action {
                 Action::Stop(name) => self.stop(&name).await,
@@ -220,6 +224,7 @@ impl Supervisor {
                 errors.push(e);
             }
         }
+        wait_for_pid_files(&fresh, STARTUP_WAIT).await;
         errors
     }
 
@@ -229,6 +234,13 @@ impl Supervisor {
             .iter()
             .map(|(k, v)| (k.clone(), lock(&v.status).clone()))
             .collect()
+    }
+
+    /// Sends SIGHUP to every instance (hosts files and hostsdirs are re-read).
+    pub fn hangup_all(&self) {
+        for inst in self.instances.values() {
+            let _ = inst.control.send(Control::Reload);
+        }
     }
 
     /// Stops every instance (the agent is stopping).
@@ -253,6 +265,8 @@ impl Supervisor {
         if process::stop_stale(&paths.pid, &paths.conf) {
             tracing::warn!(network = %name, "stopped a dnsmasq left by an earlier run");
         }
+        // dnsmasq writes its pid file once its sockets are open: a fresh one means it serves.
+        let _ = std::fs::remove_file(&paths.pid);
         let (tx, rx) = mpsc::unbounded_channel();
         let status = Arc::new(Mutex::new(InstanceStatus::default()));
         let task = tokio::spawn(run_instance(
@@ -293,6 +307,7 @@ impl Supervisor {
         inst.bridge = bridge;
         inst.ifindex = crate::netlink::ifindex(&inst.bridge);
         inst.render = render;
+        let _ = std::fs::remove_file(&inst.paths.pid);
         let _ = inst.control.send(Control::Restart);
         Ok(())
     }
@@ -388,6 +403,23 @@ fn prepare_writable(paths: &InstancePaths, run_as: RunAs) -> Result<(), (PathBuf
         owner(&paths.leases)?;
     }
     Ok(())
+}
+
+/// How long a reconcile waits for the dnsmasq instances it started to be up.
+const STARTUP_WAIT: Duration = Duration::from_secs(3);
+
+/// Waits until each pid file exists (dnsmasq writes it once its sockets are open), at most
+/// `timeout` in all, so that a reconcile returns (and systemd hears READY=1) only once the
+/// networks are served.
+async fn wait_for_pid_files(files: &[PathBuf], timeout: Duration) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !files.iter().all(|f| f.exists()) {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!("a private dnsmasq is not up after {timeout:?}");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// One instance's life: start dnsmasq, forward its log, restart it with backoff when it dies,

@@ -1,6 +1,8 @@
 //! libvirt: network and hookData XML, virtmasq's metadata namespace, and networks read through
 //! the `virt` crate.
 
+pub mod adopt;
+pub mod define;
 pub mod metadata;
 pub mod source;
 pub mod xml;

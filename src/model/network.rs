@@ -46,7 +46,7 @@ pub struct DhcpIntent {
 }
 
 /// Where a network's intent came from, so `status` can say so.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum IntentSource {
     /// The network's `<metadata>` in virtmasq's XML namespace.

@@ -81,7 +81,8 @@ pub fn observe(conf_dir: &Path, hosts_dir: &Path) -> Result<Observed, ApplyError
     for entry in fs::read_dir(conf_dir).map_err(io("read", conf_dir))? {
         let entry = entry.map_err(io("read", conf_dir))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !(name.starts_with("virtmasq-") && name.ends_with(".conf")) {
+        let network_fragment = name.starts_with("virtmasq-") && name.ends_with(".conf");
+        if !network_fragment && name != super::plan::SHARED_FRAGMENT {
             continue;
         }
         let path = entry.path();

@@ -67,7 +67,14 @@ pub struct Target<'a> {
     pub effective: &'a EffectiveConfig,
     /// dnsmasq supports `tag:` on hosts (>= 2.81).
     pub tag_hosts: bool,
+    /// Lines needed once for all networks (the PXE filter's `dhcp-hostsdir`), written to
+    /// their own fragment; none, no fragment.
+    pub shared_lines: Vec<String>,
 }
+
+/// The file with [`Target::shared_lines`]: without the dash of `virtmasq-<network>.conf`, so
+/// no network's fragment can have its name.
+pub const SHARED_FRAGMENT: &str = "virtmasq.conf";
 
 /// The files for `nets`; `bridge_exists` answers whether an interface exists now.
 pub fn desired(
@@ -78,6 +85,15 @@ pub fn desired(
 ) -> Desired {
     let add_interface = t.effective.restricts_interfaces();
     let mut d = Desired::default();
+    if !t.shared_lines.is_empty() {
+        let text = format!(
+            "{} for settings shared by its networks.\n\
+             # Do not edit: virtmasq rewrites this file whenever they change.\n{}\n",
+            fragment::MARK,
+            t.shared_lines.join("\n")
+        );
+        d.fragments.insert(t.conf_dir.join(SHARED_FRAGMENT), text);
+    }
     for net in nets {
         // With bind-interfaces, an interface= for a missing interface kills dnsmasq at start.
         if add_interface

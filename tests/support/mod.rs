@@ -2,6 +2,8 @@
 //! under the lab's directory, and the agent binary run inside the lab's host namespace.
 #![allow(dead_code)]
 
+pub mod bus;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

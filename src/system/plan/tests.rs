@@ -116,6 +116,7 @@ fn bind_interfaces_system_waits_for_the_bridge() {
         state_dir: Path::new("/var/lib/virtmasq"),
         effective: &eff,
         tag_hosts: true,
+        shared_lines: vec![],
     };
     let nets = [network()];
     let absent = desired(&nets, &t, |_| vec![], |_| false);
@@ -134,6 +135,7 @@ fn unrestricted_system_gets_no_interface_line() {
         state_dir: Path::new("/var/lib/virtmasq"),
         effective: &eff,
         tag_hosts: true,
+        shared_lines: vec![],
     };
     let d = desired(&[network()], &t, |_| vec![], |_| false);
     let text = &d.fragments[Path::new("/etc/dnsmasq.d/virtmasq-lab.conf")];

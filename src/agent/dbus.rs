@@ -1,0 +1,231 @@
+//! The D-Bus API `org.virtmasq.Agent1` at `/org/virtmasq/Agent1` on the system bus: report a
+//! network event (the hook), reconcile now, the PXE filter, status; properties and signals.
+//! The interface is described in `dbus/org.virtmasq.Agent1.xml` (a test checks the running
+//! service against it); the bus policy in `dbus/` lets only root call methods that change
+//! anything, and each such method checks its caller's uid too.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use zbus::message::Header;
+use zbus::object_server::SignalEmitter;
+use zbus::{fdo, interface, Connection};
+
+use super::status::{snapshot, SharedStatus};
+use crate::filter::PxeFilter;
+use crate::model::MacAddr;
+
+/// The bus name.
+pub const NAME: &str = "org.virtmasq.Agent1";
+/// The object path.
+pub const PATH: &str = "/org/virtmasq/Agent1";
+
+/// What the D-Bus side asks of the daemon loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Something changed (a hook event, a filter change, a caller's request): reconcile soon.
+    Reconcile {
+        /// Who asked, for the log.
+        why: String,
+    },
+}
+
+/// The exported object.
+pub struct Agent {
+    /// To the daemon loop.
+    pub requests: mpsc::UnboundedSender<Request>,
+    /// The daemon's status.
+    pub status: SharedStatus,
+    /// The PXE filter (its operations lock and write the hostsdir themselves).
+    pub filter: Arc<PxeFilter>,
+}
+
+/// Refuses callers other than root (the bus policy should already have).
+async fn require_root(conn: &Connection, hdr: &Header<'_>) -> fdo::Result<()> {
+    let sender = hdr
+        .sender()
+        .ok_or_else(|| fdo::Error::AccessDenied("caller unknown".into()))?;
+    let uid = fdo::DBusProxy::new(conn)
+        .await?
+        .get_connection_unix_user(sender.clone().into())
+        .await?;
+    if uid != 0 {
+        return Err(fdo::Error::AccessDenied(format!(
+            "only root may change what virtmasq serves (caller uid {uid})"
+        )));
+    }
+    Ok(())
+}
+
+fn parse_macs(macs: &[String]) -> fdo::Result<Vec<MacAddr>> {
+    macs.iter()
+        .map(|m| {
+            m.parse()
+                .map_err(|e| fdo::Error::InvalidArgs(format!("{e}")))
+        })
+        .collect()
+}
+
+impl Agent {
+    fn ask(&self, why: String) -> fdo::Result<()> {
+        self.requests
+            .send(Request::Reconcile { why })
+            .map_err(|_| fdo::Error::Failed("the agent is stopping".into()))
+    }
+
+    async fn filter_op(
+        &self,
+        macs: Vec<String>,
+        op: fn(
+            &PxeFilter,
+            &[MacAddr],
+        ) -> Result<crate::filter::SyncReport, crate::filter::FilterError>,
+        emitter: &SignalEmitter<'_>,
+    ) -> fdo::Result<()> {
+        let macs = parse_macs(&macs)?;
+        let filter = self.filter.clone();
+        tokio::task::spawn_blocking(move || op(&filter, &macs))
+            .await
+            .map_err(|e| fdo::Error::Failed(e.to_string()))?
+            .map_err(|e| fdo::Error::Failed(crate::exit::chain(&e)))?;
+        Agent::filter_changed(emitter).await?;
+        self.ask("filter changed over D-Bus".into())
+    }
+}
+
+#[interface(name = "org.virtmasq.Agent1")]
+impl Agent {
+    /// A libvirt network changed (`op` as libvirt's hook names it): reconcile soon.
+    async fn report_network_event(
+        &self,
+        network: &str,
+        op: &str,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> fdo::Result<()> {
+        require_root(conn, &hdr).await?;
+        self.ask(format!("network {network:?} {op}"))
+    }
+
+    /// Reconcile now.
+    async fn reconcile(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> fdo::Result<()> {
+        require_root(conn, &hdr).await?;
+        self.ask("asked over D-Bus".into())
+    }
+
+    /// Allows these MACs (written to the hostsdir before the call returns).
+    async fn filter_allow(
+        &self,
+        macs: Vec<String>,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> fdo::Result<()> {
+        require_root(conn, &hdr).await?;
+        self.filter_op(macs, PxeFilter::allow, &emitter).await
+    }
+
+    /// Denies these MACs.
+    async fn filter_deny(
+        &self,
+        macs: Vec<String>,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> fdo::Result<()> {
+        require_root(conn, &hdr).await?;
+        self.filter_op(macs, PxeFilter::deny, &emitter).await
+    }
+
+    /// Returns these MACs to the policy for unknown MACs.
+    async fn filter_forget(
+        &self,
+        macs: Vec<String>,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> fdo::Result<()> {
+        require_root(conn, &hdr).await?;
+        self.filter_op(macs, PxeFilter::forget, &emitter).await
+    }
+
+    /// The allowed MACs, the denied MACs and the policy for the others.
+    #[zbus(out_args("allowed", "denied", "unknown"))]
+    async fn filter_list(&self) -> fdo::Result<(Vec<String>, Vec<String>, String)> {
+        let filter = self.filter.clone();
+        let policy = tokio::task::spawn_blocking(move || filter.list())
+            .await
+            .map_err(|e| fdo::Error::Failed(e.to_string()))?
+            .map_err(|e| fdo::Error::Failed(crate::exit::chain(&e)))?;
+        Ok((
+            policy.allow.iter().map(|m| m.to_string()).collect(),
+            policy.deny.iter().map(|m| m.to_string()).collect(),
+            format!("{:?}", policy.unknown).to_lowercase(),
+        ))
+    }
+
+    /// The status as JSON (the schema of the JSON output of `virtmasq status`).
+    #[zbus(out_args("status"))]
+    async fn status(&self) -> fdo::Result<String> {
+        serde_json::to_string(&snapshot(&self.status))
+            .map_err(|e| fdo::Error::Failed(e.to_string()))
+    }
+
+    /// `system` or `private`.
+    #[zbus(property)]
+    async fn mode(&self) -> String {
+        format!("{:?}", snapshot(&self.status).mode).to_lowercase()
+    }
+
+    /// The networks served.
+    #[zbus(property)]
+    async fn managed_networks(&self) -> Vec<String> {
+        snapshot(&self.status)
+            .networks
+            .into_iter()
+            .map(|n| n.name)
+            .collect()
+    }
+
+    /// MACs allowed and denied by the filter.
+    #[zbus(property)]
+    async fn filter_counts(&self) -> (u32, u32) {
+        let f = snapshot(&self.status).filter;
+        (f.allowed, f.denied)
+    }
+
+    /// The set of served networks changed.
+    #[zbus(signal)]
+    async fn networks_changed(
+        emitter: &SignalEmitter<'_>,
+        networks: Vec<String>,
+    ) -> zbus::Result<()>;
+
+    /// The filter's policy changed.
+    #[zbus(signal)]
+    async fn filter_changed(emitter: &SignalEmitter<'_>) -> zbus::Result<()>;
+}
+
+/// Exports the object and takes the name. Fails when there is no system bus or the name is
+/// taken (another daemon runs).
+pub async fn serve(agent: Agent, address: Option<&str>) -> zbus::Result<Connection> {
+    let builder = match address {
+        Some(a) => zbus::connection::Builder::address(a)?,
+        None => zbus::connection::Builder::system()?,
+    };
+    builder.name(NAME)?.serve_at(PATH, agent)?.build().await
+}
+
+/// Tells listeners the served networks changed (signal and property).
+pub async fn announce_networks(conn: &Connection, networks: Vec<String>) -> zbus::Result<()> {
+    let iface = conn.object_server().interface::<_, Agent>(PATH).await?;
+    let emitter = iface.signal_emitter();
+    Agent::networks_changed(emitter, networks).await?;
+    let agent = iface.get().await;
+    agent.managed_networks_changed(emitter).await?;
+    Ok(())
+}

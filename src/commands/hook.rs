@@ -1,0 +1,414 @@
+//! `virtmasq hook network <net> <op> <subop> <extra>`: libvirt's network hook, with the
+//! network's `<hookData>` XML on stdin (installed by `packaging/libvirt-hook`).
+//!
+//! libvirtd waits for the hook while it holds the network, so the hook never calls libvirt
+//! (that deadlocks) and returns quickly. When `virtmasq daemon` runs, it is told with SIGUSR1
+//! and re-reads libvirt after its debounce, by which time libvirtd is free again. Without a
+//! daemon, system mode applies this one network's fragment from the hook's own XML; private
+//! mode has nothing to run its dnsmasq, and says so.
+//!
+//! libvirt discards what a hook prints unless it fails, so every line also goes to syslog
+//! (`/dev/log`, the journal under systemd). Bad input (a missing argument, an unknown
+//! operation, XML that does not parse) fails before anything is touched. Anything else exits
+//! 0, since a failing hook makes libvirt abort the operation: only `--veto-unservable` turns
+//! "this network is virtmasq's and cannot be served" into a failed `start`.
+
+use std::io::{IsTerminal, Read};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::agent::backend::SystemBackend;
+use crate::agent::daemon::pid_file;
+use crate::agent::desired::{managed_parsed, Skip};
+use crate::cli::Cli;
+use crate::config::Config;
+use crate::dnsmasq::fragment;
+use crate::libvirt::xml::{HookData, NetworkXml};
+use crate::model::ManagedNetwork;
+use crate::system::decide::Mode;
+use crate::systemd::Systemd;
+
+/// The largest `<hookData>` read from stdin; a network with thousands of hosts stays far below.
+const MAX_INPUT: u64 = 16 << 20;
+
+/// Options of `hook`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The kind of object libvirt calls the hook for.
+    #[command(subcommand)]
+    pub object: Object,
+}
+
+/// libvirt's hook kinds; virtmasq handles networks only.
+#[derive(Debug, clap::Subcommand)]
+pub enum Object {
+    /// The network hook: `<net> <op> <subop> <extra>`, `<hookData>` XML on stdin.
+    Network(NetworkArgs),
+}
+
+/// The network hook's arguments, as libvirt passes them.
+#[derive(Debug, clap::Args)]
+pub struct NetworkArgs {
+    /// Fail a `start` of a network that is virtmasq's but that it cannot serve (its intent is
+    /// invalid, or private mode without a running daemon), so that libvirt does not start it.
+    #[arg(long)]
+    pub veto_unservable: bool,
+    /// The network's name (checked against `<hookData>`).
+    pub network: String,
+    /// What happens to the network.
+    #[arg(value_enum)]
+    pub op: Op,
+    /// libvirt's sub-operation (`begin`, `end`); not used.
+    pub subop: String,
+    /// libvirt's extra argument (`-`); not used.
+    pub extra: String,
+}
+
+/// The operations libvirt's network hook is called for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Op {
+    /// The network is about to start; its bridge does not exist yet.
+    Start,
+    /// The network runs: its bridge is up.
+    Started,
+    /// The network stopped.
+    Stopped,
+    /// A guest interface was plugged in.
+    PortCreated,
+    /// A guest interface was unplugged.
+    PortDeleted,
+    /// `virsh net-update` changed the network.
+    Updated,
+    /// Older libvirt's `port-created`.
+    Plugged,
+    /// Older libvirt's `port-deleted`.
+    Unplugged,
+}
+
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use clap::ValueEnum;
+        let name = self.to_possible_value().map(|v| v.get_name().to_owned());
+        f.write_str(&name.unwrap_or_default())
+    }
+}
+
+/// Whether a network is virtmasq's to serve.
+#[derive(Debug)]
+pub enum Ownership {
+    /// It is, and this is what to serve.
+    Ours(Box<ManagedNetwork>),
+    /// It is (libvirt does not serve it and it has an intent), but the intent is invalid.
+    Broken(String),
+    /// libvirt serves it, or it has no intent: none of virtmasq's business.
+    NotOurs(Skip),
+}
+
+/// Decides ownership from the hook's XML alone.
+pub fn ownership(net: &NetworkXml, cfg: &Config) -> Ownership {
+    match managed_parsed(net, cfg) {
+        Ok(served) => Ownership::Ours(Box::new(served.network)),
+        Err(Skip::Invalid(msg)) => Ownership::Broken(msg),
+        Err(skip) => Ownership::NotOurs(skip),
+    }
+}
+
+/// What the hook does.
+#[derive(Debug)]
+pub enum Step {
+    /// Nothing; the reason is logged.
+    Nothing(String),
+    /// Tell the daemon with this pid to reconcile.
+    Signal(i32),
+    /// System mode without a daemon: write this network's fragment.
+    Serve(Box<ManagedNetwork>),
+    /// System mode without a daemon: remove this network's files; the reason is logged.
+    Remove(String),
+    /// Private mode without a daemon: nothing serves the network (a warning).
+    Unserved(String),
+    /// Fail the `start` so that libvirt does not start the network.
+    Veto(String),
+}
+
+/// What the hook knows before it decides.
+#[derive(Debug)]
+pub struct Situation {
+    /// The operation.
+    pub op: Op,
+    /// Whose network it is.
+    pub own: Ownership,
+    /// The running daemon's pid.
+    pub daemon: Option<i32>,
+    /// Whether virtmasq has system-mode files for this network.
+    pub has_files: bool,
+    /// Whether `--veto-unservable` was given.
+    pub veto: bool,
+}
+
+impl Situation {
+    /// Whether [`decide`] needs the mode: finding it may take D-Bus calls, so only when needed.
+    pub fn needs_mode(&self) -> bool {
+        let ours = !matches!(self.own, Ownership::NotOurs(_));
+        match self.op {
+            Op::Start => {
+                self.veto && matches!(self.own, Ownership::Ours(_)) && self.daemon.is_none()
+            }
+            Op::Started | Op::Updated => self.daemon.is_none() && (ours || self.has_files),
+            Op::Stopped => self.daemon.is_none() && self.has_files,
+            _ => false,
+        }
+    }
+}
+
+/// The hook's decision; pure. `mode` is given when [`Situation::needs_mode`] says so.
+pub fn decide(s: Situation, mode: Option<Mode>) -> Step {
+    let system = mode == Some(Mode::System);
+    match (s.op, s.daemon) {
+        (Op::PortCreated | Op::PortDeleted | Op::Plugged | Op::Unplugged, _) => {
+            return Step::Nothing("a guest port changes nothing virtmasq serves".into())
+        }
+        (Op::Start, _) => return decide_start(s, system),
+        (_, Some(pid)) => return Step::Signal(pid),
+        _ => {}
+    }
+    match (s.op, s.own) {
+        (Op::Stopped, _) if system && s.has_files => Step::Remove("it stopped".into()),
+        (Op::Stopped, _) => Step::Nothing("nothing of virtmasq's serves it".into()),
+        (_, Ownership::Ours(net)) if system => Step::Serve(net),
+        (_, Ownership::Ours(_)) => Step::Unserved(NO_DAEMON.to_owned()),
+        (_, Ownership::Broken(msg)) if system => Step::Remove(format!("not served: {msg}")),
+        (_, Ownership::Broken(msg)) => Step::Unserved(msg),
+        (_, Ownership::NotOurs(skip)) if system && s.has_files => {
+            Step::Remove(format!("no longer virtmasq's: {skip}"))
+        }
+        (_, Ownership::NotOurs(skip)) => Step::Nothing(format!("not virtmasq's: {skip}")),
+    }
+}
+
+/// Before the network starts there is nothing to serve yet (no bridge); only a veto.
+fn decide_start(s: Situation, system: bool) -> Step {
+    match s.own {
+        Ownership::Broken(msg) if s.veto => Step::Veto(msg),
+        Ownership::Ours(_) if s.veto && s.daemon.is_none() && !system => {
+            Step::Veto(NO_DAEMON.to_owned())
+        }
+        _ => Step::Nothing("virtmasq acts once the network has started".into()),
+    }
+}
+
+const NO_DAEMON: &str = "private mode, and no `virtmasq daemon` runs: nothing serves this \
+                         network's DHCP until it does";
+
+/// Runs the hook.
+pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<()> {
+    let Object::Network(a) = &args.object;
+    let begun = Instant::now();
+    let journal = Journal::open();
+    let result = run(cli, a, &journal).await;
+    let ms = begun.elapsed().as_secs_f64() * 1000.0;
+    match &result {
+        Ok(done) => journal.info(&format!(
+            "network '{}' {}: {done} ({ms:.1} ms)",
+            a.network, a.op
+        )),
+        // main prints the error itself; the journal needs it too.
+        Err(e) => journal.send(3, &format!("network '{}' {}: {e:#}", a.network, a.op)),
+    }
+    result.map(|_| ())
+}
+
+async fn run(cli: &Cli, a: &NetworkArgs, journal: &Journal) -> anyhow::Result<String> {
+    if std::io::stdin().is_terminal() {
+        bail!("the hook reads libvirt's <hookData> XML on stdin, and stdin is a terminal");
+    }
+    let hook = read_hook_data(std::io::stdin().lock(), &a.network)?;
+    let cfg = match cli.load_config() {
+        Ok(cfg) => cfg,
+        // A broken configuration must not stop libvirt's networks, unless asked to.
+        Err(e) if a.op == Op::Start && a.veto_unservable => return Err(e),
+        Err(e) => return Ok(format!("nothing done: {e:#}")),
+    };
+    let name = hook.network.name.as_str();
+    let situation = Situation {
+        op: a.op,
+        own: ownership(&hook.network, &cfg),
+        daemon: daemon_pid(&pid_file(&cfg)),
+        has_files: cfg.paths.conf_dir.join(fragment::file_name(name)).exists()
+            || fragment::hosts_file(&cfg.paths.state_dir, name).exists(),
+        veto: a.veto_unservable,
+    };
+    let (mode, systemd) = match situation.needs_mode() {
+        true => mode(&cfg).await,
+        false => (None, None),
+    };
+    match decide(situation, mode) {
+        Step::Nothing(why) => Ok(format!("nothing to do: {why}")),
+        Step::Signal(pid) => match kill(Pid::from_raw(pid), Signal::SIGUSR1) {
+            Ok(()) => Ok(format!("asked the daemon (pid {pid}) to reconcile")),
+            Err(e) => Ok(format!("the daemon (pid {pid}) could not be told: {e}")),
+        },
+        Step::Serve(net) => apply(&cfg, systemd, vec![*net], &hook, "serve it", journal).await,
+        Step::Remove(why) => {
+            journal.info(&format!("network '{name}': removing its files: {why}"));
+            apply(
+                &cfg,
+                systemd,
+                Vec::new(),
+                &hook,
+                "remove its files",
+                journal,
+            )
+            .await
+        }
+        Step::Unserved(why) => {
+            journal.warn(&format!("network '{name}': {why}"));
+            Ok("not served".into())
+        }
+        Step::Veto(why) => bail!("refusing to let network '{name}' start: {why}"),
+    }
+}
+
+/// Reads and checks `<hookData>`; `expected` is the name libvirt passed on the command line.
+pub fn read_hook_data(mut input: impl Read, expected: &str) -> anyhow::Result<HookData> {
+    let mut text = String::new();
+    (&mut input)
+        .take(MAX_INPUT + 1)
+        .read_to_string(&mut text)
+        .context("reading <hookData> from stdin")?;
+    if text.len() as u64 > MAX_INPUT {
+        bail!("<hookData> on stdin is larger than {MAX_INPUT} bytes");
+    }
+    if text.trim().is_empty() {
+        bail!("stdin is empty: libvirt passes the network's <hookData> XML there");
+    }
+    let hook = HookData::parse(&text).context("<hookData> on stdin")?;
+    if hook.network.name.as_str() != expected {
+        bail!(
+            "the command line names network '{}', but <hookData> describes '{}'",
+            expected.escape_debug(),
+            hook.network.name
+        );
+    }
+    Ok(hook)
+}
+
+/// The pid of the running daemon, if its pid file names a live `virtmasq daemon` (not a
+/// process that reused the pid of one that died).
+pub fn daemon_pid(pid_file: &Path) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(pid_file)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let daemon = cmdline.split(|b| *b == 0).any(|arg| arg == b"daemon");
+    (pid > 0 && comm.trim_end() == "virtmasq" && daemon).then_some(pid)
+}
+
+/// The mode, without D-Bus when the configuration forces it; with systemd in system mode.
+async fn mode(cfg: &Config) -> (Option<Mode>, Option<Systemd>) {
+    match cfg.mode.forced() {
+        Some(Mode::Private) => (Some(Mode::Private), None),
+        Some(Mode::System) => (Some(Mode::System), Systemd::system().await.ok()),
+        None => {
+            let (d, systemd) = crate::system::detect::detect(cfg, Path::new("/"), Vec::new()).await;
+            (Some(d.decision.mode), systemd)
+        }
+    }
+}
+
+async fn apply(
+    cfg: &Config,
+    systemd: Option<Systemd>,
+    nets: Vec<ManagedNetwork>,
+    hook: &HookData,
+    what: &str,
+    journal: &Journal,
+) -> anyhow::Result<String> {
+    let name = &hook.network.name;
+    let Some(systemd) = systemd else {
+        journal.error(&format!(
+            "network '{name}': system mode, but systemd did not answer"
+        ));
+        return Ok(format!("could not {what}"));
+    };
+    let backend = SystemBackend::new(systemd);
+    match backend.apply_scoped(&nets, cfg, Some(name)).await {
+        Ok((applied, notes)) => {
+            for n in notes {
+                journal.warn(&format!("network '{name}': {n}"));
+            }
+            let restarted = if applied.restarted {
+                ", restarted the system dnsmasq"
+            } else {
+                ""
+            };
+            Ok(format!(
+                "{what}: {} file(s) changed{restarted}",
+                applied.changed.len()
+            ))
+        }
+        Err(e) => {
+            // The previous files are back (apply rolls back); libvirt must not fail for it.
+            journal.error(&format!("network '{name}': could not {what}: {e:#}"));
+            Ok(format!("could not {what}"))
+        }
+    }
+}
+
+/// Syslog over `/dev/log` (the journal under systemd), beside tracing's stderr: libvirt
+/// throws the hook's output away unless it fails.
+pub struct Journal {
+    socket: Option<(UnixDatagram, PathBuf)>,
+}
+
+impl Journal {
+    /// Logs to `/dev/log` if it exists, else to stderr only.
+    pub fn open() -> Self {
+        Self::at(Path::new("/dev/log"))
+    }
+
+    /// Logs to the syslog socket at `path`.
+    pub fn at(path: &Path) -> Self {
+        let socket = UnixDatagram::unbound().ok().filter(|_| path.exists());
+        Self {
+            socket: socket.map(|s| (s, path.to_owned())),
+        }
+    }
+
+    fn send(&self, severity: u8, msg: &str) {
+        // Facility daemon (3); RFC 3164 without a timestamp, which the receiver adds.
+        let pri = 3 * 8 + severity;
+        if let Some((socket, path)) = &self.socket {
+            let line = format!("<{pri}>virtmasq-hook[{}]: {msg}", std::process::id());
+            let _ = socket.send_to(line.as_bytes(), path);
+        }
+    }
+
+    /// An error.
+    pub fn error(&self, msg: &str) {
+        tracing::error!("{msg}");
+        self.send(3, msg);
+    }
+
+    /// A warning.
+    pub fn warn(&self, msg: &str) {
+        tracing::warn!("{msg}");
+        self.send(4, msg);
+    }
+
+    /// Information.
+    pub fn info(&self, msg: &str) {
+        tracing::info!("{msg}");
+        self.send(6, msg);
+    }
+}
+
+#[cfg(test)]
+mod tests;

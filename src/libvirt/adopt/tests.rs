@@ -1,0 +1,262 @@
+use super::*;
+use crate::agent::desired::managed;
+use crate::config::Config;
+use crate::model::{IntentSource, LeaseTime};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/libvirt");
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!("{FIXTURES}/{name}")).unwrap()
+}
+
+/// A libvirt-served network with everything virtmasq carries over, and other programs'
+/// metadata that must survive both ways.
+const FULL: &str = "<network>
+  <name>vq-ad</name>
+  <uuid>2bebdec4-3c33-4039-b9d5-f0dedd1d7aa6</uuid>
+  <metadata>
+    <other:thing xmlns:other=\"urn:other\" keep=\"yes\"/>
+  </metadata>
+  <forward mode='route'/>
+  <bridge name='vqbr-ad' stp='on' delay='0'/>
+  <mac address='52:54:00:7f:d0:44'/>
+  <domain name='ad.example' localOnly='yes'/>
+  <dns enable='yes'/>
+  <ip address='10.82.0.1' prefix='24'>
+    <dhcp>
+      <range start='10.82.0.100' end='10.82.0.150'>
+        <lease expiry='2' unit='hours'/>
+      </range>
+      <range start='10.82.0.200' end='10.82.0.210'/>
+      <host mac='52:54:00:AA:00:01' name='n1' ip='10.82.0.10'/>
+    </dhcp>
+  </ip>
+  <ip address='10.83.0.1' prefix='24'>
+  </ip>
+</network>
+";
+
+/// `virsh net-dumpxml --inactive` of a network defined from `adopt`'s output by libvirtd
+/// 9.0.0 (Debian 12): pretty-printed again, double quotes inside `<metadata>`.
+const DUMPED_ADOPTED: &str = r#"<network>
+  <name>vq-md</name>
+  <uuid>bc776c1e-9398-48c5-a942-e2d16563f1b8</uuid>
+  <metadata>
+    <virtmasq:dhcp xmlns:virtmasq="http://virtmasq.org/xmlns/network/1.0" dns="yes">
+      <virtmasq:range start="10.83.0.100" end="10.83.0.150" lease="2h"/>
+      <virtmasq:host mac="52:54:00:aa:00:01" ip="10.83.0.10" name="n1"/>
+    </virtmasq:dhcp>
+    <virtmasq-saved:libvirt xmlns:virtmasq-saved="http://virtmasq.org/xmlns/libvirt-saved/1.0">
+      <ip address="10.83.0.1">
+        <dhcp>
+          <range start="10.83.0.100" end="10.83.0.150">
+            <lease expiry="2" unit="hours"/>
+          </range>
+          <host mac="52:54:00:AA:00:01" ip="10.83.0.10" name="n1"/>
+        </dhcp>
+      </ip>
+      <dns enable="yes"/>
+    </virtmasq-saved:libvirt>
+  </metadata>
+  <bridge name='vqbr-md' stp='on' delay='0'/>
+  <mac address='52:54:00:57:00:69'/>
+  <dns enable='no'/>
+  <ip address='10.83.0.1' prefix='24'>
+  </ip>
+</network>
+"#;
+
+fn assert_same(a: &str, b: &str) {
+    if let Some(diff) = difference(a, b).unwrap() {
+        panic!("{diff}\n--- expected\n{a}\n--- got\n{b}");
+    }
+}
+
+#[test]
+fn adopt_then_release_gives_back_the_original() {
+    for xml in [fixture("test-driver-default.xml"), FULL.to_owned()] {
+        let adopted = adopt(&xml).unwrap();
+        let released = release(&adopted.xml).unwrap();
+        assert_same(&xml, &released);
+    }
+}
+
+#[test]
+fn an_adopted_network_is_served_by_virtmasq_and_not_by_libvirt() {
+    let adopted = adopt(FULL).unwrap();
+    let net = NetworkXml::parse(&adopted.xml).unwrap();
+    assert!(!net.served_by_libvirt(), "{}", adopted.xml);
+    assert!(!net.dns_enabled);
+    assert!(net.ips.iter().all(|ip| ip.dhcp.is_none()));
+    assert_eq!(net.metadata.as_ref(), Some(&adopted.intent));
+    let intent = &adopted.intent;
+    assert!(intent.dns, "libvirt answered DNS, so virtmasq does");
+    assert_eq!(intent.domain.as_ref().unwrap().as_str(), "ad.example");
+    assert_eq!(intent.ranges.len(), 2);
+    assert_eq!(intent.ranges[0].lease, Some(LeaseTime::Seconds(7200)));
+    assert_eq!(intent.ranges[1].lease, None);
+    assert_eq!(intent.hosts[0].mac.to_string(), "52:54:00:aa:00:01");
+    let served = managed(&adopted.xml, &Config::default()).unwrap();
+    assert_eq!(served.source, IntentSource::Metadata);
+    assert_eq!(served.network.bridge.as_str(), "vqbr-ad");
+    // Other programs' metadata, the forward mode and the domain stay where they were.
+    for kept in ["<other:thing", "<forward mode='route'/>", "localOnly='yes'"] {
+        assert!(adopted.xml.contains(kept), "{kept} lost:\n{}", adopted.xml);
+    }
+}
+
+#[test]
+fn a_network_without_dns_or_metadata_gets_both() {
+    let adopted = adopt(&fixture("test-driver-default.xml")).unwrap();
+    assert!(
+        adopted.xml.contains("<dns enable='no'/>\n  <ip "),
+        "{}",
+        adopted.xml
+    );
+    let doc = Document::parse(&adopted.xml).unwrap();
+    let meta = child(doc.root_element(), "metadata").unwrap();
+    assert_eq!(meta.children().filter(|c| is_ours(c)).count(), 2);
+}
+
+#[test]
+fn release_reads_what_libvirt_dumps_of_an_adopted_network() {
+    let released = release(DUMPED_ADOPTED).unwrap();
+    let net = NetworkXml::parse(&released).unwrap();
+    assert!(net.served_by_libvirt() && net.dns_enabled && net.metadata.is_none());
+    assert!(!released.contains("<metadata"), "{released}");
+    let dhcp = net.ips[0].dhcp.as_ref().unwrap();
+    assert_eq!(dhcp.hosts[0].ip, Some("10.83.0.10".parse().unwrap()));
+    assert_eq!(dhcp.ranges[0].lease, Some(LeaseTime::Seconds(7200)));
+}
+
+#[test]
+fn release_puts_dhcp_into_a_self_closed_ip() {
+    let xml = DUMPED_ADOPTED.replace(
+        "<ip address='10.83.0.1' prefix='24'>\n  </ip>",
+        "<ip address='10.83.0.1' prefix='24'/>",
+    );
+    let released = release(&xml).unwrap();
+    assert!(
+        NetworkXml::parse(&released).unwrap().ips[0].dhcp.is_some(),
+        "{released}"
+    );
+}
+
+#[test]
+fn release_refuses_what_does_not_add_up() {
+    let edited = DUMPED_ADOPTED.replace("lease=\"2h\"", "lease=\"3h\"");
+    let readdressed = DUMPED_ADOPTED.replace("<ip address='10.83.0.1'", "<ip address='10.84.0.1'");
+    let dhcp_again = DUMPED_ADOPTED.replace(
+        "prefix='24'>\n",
+        "prefix='24'>\n<dhcp><range start='10.83.0.2' end='10.83.0.3'/></dhcp>",
+    );
+    let cases: [(&str, &[&str]); 4] = [
+        (FULL, &["was not adopted", "no saved libvirt settings"]),
+        (
+            &edited,
+            &[
+                "changed since it was adopted",
+                "lease=\"3h\"",
+                "lease=\"2h\"",
+            ],
+        ),
+        (&readdressed, &["no longer has an <ip address='10.83.0.1'>"]),
+        (&dhcp_again, &["libvirt serves it again"]),
+    ];
+    for (xml, needles) in cases {
+        let err = release(xml).unwrap_err().to_string();
+        for n in needles {
+            assert!(err.contains(n), "{err}\nmissing {n:?}");
+        }
+    }
+}
+
+#[test]
+fn adopt_refuses_what_virtmasq_would_not_serve() {
+    let overlapping = FULL.replace("start='10.82.0.200'", "start='10.82.0.140'");
+    let cases: [(String, &[&str]); 7] = [
+        (
+            fixture("libvirtd-nat.xml"),
+            &[
+                "vq-nat",
+                "<tftp>",
+                "<bootp>",
+                "per-host <lease>",
+                "<dns><forwarder>",
+                "localPtr='yes'",
+                "<dnsmasq:options>",
+            ],
+        ),
+        (
+            fixture("libvirtd-ipv6.xml"),
+            &["<ip address='fd00::1'>: IPv6"],
+        ),
+        (
+            fixture("libvirtd-isolated-metadata.xml"),
+            &["already adopted"],
+        ),
+        (
+            fixture("libvirtd-bridge-inactive.xml"),
+            &["not served by libvirt"],
+        ),
+        (
+            fixture("libvirtd-classful.xml"),
+            &["vq-classful", "refused"],
+        ),
+        (adopt(FULL).unwrap().xml, &["already adopted"]),
+        (
+            overlapping,
+            &["vq-ad", "refused", "overlaps 10.82.0.100-10.82.0.150"],
+        ),
+    ];
+    for (xml, needles) in cases {
+        let err = adopt(&xml).unwrap_err();
+        let text = crate::exit::chain(&err);
+        for n in needles {
+            assert!(text.contains(n), "{text}\nmissing {n:?}");
+        }
+    }
+}
+
+#[test]
+fn metadata_of_any_shape_receives_the_elements() {
+    for (before, after) in [
+        (
+            "<metadata>\n    <other:thing xmlns:other=\"urn:other\" keep=\"yes\"/>\n  </metadata>",
+            "<metadata/>",
+        ),
+        (
+            "<metadata>\n    <other:thing xmlns:other=\"urn:other\" keep=\"yes\"/>\n  </metadata>",
+            "",
+        ),
+    ] {
+        let xml = FULL.replace(before, after);
+        let adopted = adopt(&xml).unwrap();
+        assert!(
+            NetworkXml::parse(&adopted.xml).unwrap().metadata.is_some(),
+            "{}",
+            adopted.xml
+        );
+        assert_same(
+            &xml.replace("<metadata/>", ""),
+            &release(&adopted.xml).unwrap(),
+        );
+    }
+}
+
+#[test]
+fn difference_ignores_formatting_and_finds_changes() {
+    let a = "<n a='1' b=\"2\"><x>t</x>\n</n>";
+    assert_eq!(
+        difference(a, "<n b='2'  a='1'>\n  <x> t </x></n>").unwrap(),
+        None
+    );
+    let diff = difference(a, "<n a='1' b='3'><x>t</x></n>")
+        .unwrap()
+        .unwrap();
+    assert!(diff.contains("b=\\\"3\\\""), "{diff}");
+    assert!(difference(a, "<n a='1' b='2'><x>t</x><y/></n>")
+        .unwrap()
+        .is_some());
+    assert!(difference(a, "<n a='1' b='2'/>").unwrap().is_some());
+}

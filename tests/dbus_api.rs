@@ -1,0 +1,268 @@
+//! The daemon's D-Bus API on a private system-style bus: the running service introspects as
+//! `dbus/org.virtmasq.Agent1.xml` says, the bus policy keeps unprivileged callers to reading,
+//! root's calls reach the daemon; and systemd's READY=1 comes only after the first sync.
+
+mod lab;
+mod support;
+
+use std::collections::BTreeSet;
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use lab::Lab;
+use support::bus::PrivateBus;
+use support::*;
+
+const NAME: &str = "org.virtmasq.Agent1";
+const PATH: &str = "/org/virtmasq/Agent1";
+
+fn lab_with_network(name: &str) -> (Lab, std::path::PathBuf) {
+    let lab = Lab::new(name);
+    lab.add_bridge("vqd0", "10.89.0.1/24");
+    let uri = write_node(
+        lab.dir(),
+        "node.xml",
+        &[TestNet {
+            name: "lab",
+            bridge: "vqd0",
+            ip: "10.89.0.1/24",
+            dhcp: Some(r#"<virtmasq:range start="10.89.0.100" end="10.89.0.150"/>"#),
+        }],
+    );
+    let cfg = write_config(lab.dir(), &uri, "");
+    (lab, cfg)
+}
+
+/// (kind, name, [(arg name, type, direction)]) of every member of our interface.
+fn members(xml: &str) -> BTreeSet<(String, String, Vec<(String, String, String)>)> {
+    let opts = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..Default::default()
+    };
+    let doc = roxmltree::Document::parse_with_options(xml, opts).expect("introspection XML");
+    let iface = doc
+        .descendants()
+        .find(|n| n.has_tag_name("interface") && n.attribute("name") == Some(NAME))
+        .expect("our interface");
+    iface
+        .children()
+        .filter(|n| n.is_element())
+        .map(|m| {
+            let args = m
+                .children()
+                .filter(|a| a.has_tag_name("arg"))
+                .map(|a| {
+                    let dir = a
+                        .attribute("direction")
+                        .unwrap_or(if m.has_tag_name("method") {
+                            "in"
+                        } else {
+                            "out"
+                        });
+                    (
+                        a.attribute("name").unwrap_or("").to_owned(),
+                        a.attribute("type").unwrap_or("").to_owned(),
+                        dir.to_owned(),
+                    )
+                })
+                .collect();
+            let kind = m.tag_name().name().to_owned();
+            let name = m.attribute("name").unwrap_or("").to_owned();
+            let name = match kind.as_str() {
+                "property" => format!(
+                    "{name}:{}:{}",
+                    m.attribute("type").unwrap_or(""),
+                    m.attribute("access").unwrap_or("")
+                ),
+                _ => name,
+            };
+            (kind, name, args)
+        })
+        .filter(|(kind, _, _)| kind != "annotation")
+        .collect()
+}
+
+fn out(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn start_agent(lab: &Lab, cfg: &Path, bus: &PrivateBus) -> u32 {
+    let mut cmd = lab.host_command(BIN);
+    cmd.args(["--config", cfg.to_str().unwrap(), "daemon"])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(lab.dir().join("agent.log")).unwrap());
+    let pid = lab.spawn(&mut cmd);
+    assert!(
+        wait_until(Duration::from_secs(10), || bus.has_owner(NAME)),
+        "the daemon did not take {NAME}:\n{}",
+        std::fs::read_to_string(lab.dir().join("agent.log")).unwrap_or_default()
+    );
+    pid
+}
+
+#[test]
+fn the_running_service_matches_its_description_and_its_policy_holds() {
+    let bus = PrivateBus::start();
+    let (lab, cfg) = lab_with_network("dbus_api");
+    start_agent(&lab, &cfg, &bus);
+
+    let introspected = bus
+        .busctl()
+        .args(["introspect", "--xml-interface", NAME, PATH])
+        .output()
+        .unwrap();
+    assert!(introspected.status.success(), "{}", out(&introspected));
+    let file = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("dbus/org.virtmasq.Agent1.xml"),
+    )
+    .unwrap();
+    assert_eq!(
+        members(&String::from_utf8_lossy(&introspected.stdout)),
+        members(&file),
+        "the running service and dbus/org.virtmasq.Agent1.xml differ"
+    );
+
+    // Anyone may read.
+    let status = bus
+        .busctl_as_nobody()
+        .args(["call", NAME, PATH, NAME, "Status"])
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", out(&status));
+    assert!(
+        out(&status).contains("\\\"mode\\\":\\\"private\\\"")
+            || out(&status).contains(r#""mode":"private""#),
+        "{}",
+        out(&status)
+    );
+    let mode = bus
+        .busctl_as_nobody()
+        .args(["get-property", NAME, PATH, NAME, "ManagedNetworks"])
+        .output()
+        .unwrap();
+    assert_eq!(out(&mode).trim(), "as 1 \"lab\"", "{}", out(&mode));
+
+    // Only root may change anything.
+    for args in [
+        vec!["FilterAllow", "as", "1", "52:54:00:00:00:01"],
+        vec!["Reconcile"],
+        vec!["ReportNetworkEvent", "ss", "lab", "started"],
+    ] {
+        let refused = bus
+            .busctl_as_nobody()
+            .args(["call", NAME, PATH, NAME])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!refused.status.success(), "nobody could call {args:?}");
+        assert!(
+            out(&refused).to_lowercase().contains("access denied"),
+            "{}",
+            out(&refused)
+        );
+    }
+    let allowed = bus
+        .busctl()
+        .args([
+            "call",
+            NAME,
+            PATH,
+            NAME,
+            "FilterAllow",
+            "as",
+            "1",
+            "52-54-00-00-00-01",
+        ])
+        .output()
+        .unwrap();
+    assert!(allowed.status.success(), "{}", out(&allowed));
+    let list = bus
+        .busctl()
+        .args(["call", NAME, PATH, NAME, "FilterList"])
+        .output()
+        .unwrap();
+    assert!(
+        out(&list).contains("\"52:54:00:00:00:01\""),
+        "{}",
+        out(&list)
+    );
+    let bad = bus
+        .busctl()
+        .args([
+            "call",
+            NAME,
+            PATH,
+            NAME,
+            "FilterDeny",
+            "as",
+            "1",
+            "zz:00:00:00:00:00",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !bad.status.success() && out(&bad).contains("zz:00:00:00:00:00"),
+        "{}",
+        out(&bad)
+    );
+    let ev = bus
+        .busctl()
+        .args([
+            "call",
+            NAME,
+            PATH,
+            NAME,
+            "ReportNetworkEvent",
+            "ss",
+            "lab",
+            "started",
+        ])
+        .output()
+        .unwrap();
+    assert!(ev.status.success(), "{}", out(&ev));
+}
+
+#[test]
+fn ready_is_sent_only_after_the_first_sync() {
+    let (lab, cfg) = lab_with_network("dbus_notify");
+    let sock_path = lab.dir().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut cmd = lab.host_command(BIN);
+    cmd.args(["--config", cfg.to_str().unwrap(), "daemon"])
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent");
+    lab.spawn(&mut cmd);
+    let pid_file = lab.dir().join("run/lab/dnsmasq.pid");
+    let mut buf = [0u8; 4096];
+    let mut seen = Vec::new();
+    loop {
+        let n = sock.recv(&mut buf).expect("no READY=1 within 15 s");
+        let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if msg.lines().any(|l| l == "READY=1") {
+            // The first reconcile has started the network's dnsmasq before READY=1.
+            assert!(
+                pid_file.exists(),
+                "READY=1 before the network was served ({seen:?})"
+            );
+            break;
+        }
+        seen.push(msg);
+        assert!(seen.len() < 20, "{seen:?}");
+    }
+    let n = sock.recv(&mut buf).expect("a STATUS= line after READY");
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let status_seen = seen
+        .iter()
+        .chain(std::iter::once(&msg))
+        .any(|m| m.contains("STATUS=private mode, serving 1 network(s)"));
+    assert!(status_seen, "{seen:?} {msg}");
+}
