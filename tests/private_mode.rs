@@ -178,3 +178,36 @@ fn a_bridge_created_again_is_served_again_within_a_second() {
         "no lease on the bridge created again"
     );
 }
+
+#[test]
+fn sighup_with_a_broken_configuration_keeps_serving() {
+    let (lab, pid_file, agent) = lab_with_agent("private_sighup_broken");
+    let dnsmasq = live_pid(&pid_file).unwrap();
+    let cfg = lab.dir().join("virtmasq.toml");
+    let good = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{good}\n[dnsmasq]\nno_pnig = true\n")).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent as i32),
+        nix::sys::signal::SIGHUP,
+    )
+    .unwrap();
+    let log = lab.dir().join("virtmasq-0.log");
+    assert!(
+        wait_until(Duration::from_secs(5), || std::fs::read_to_string(&log)
+            .is_ok_and(|l| l.contains("configuration not reloaded"))),
+        "no error logged for the broken configuration"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("virtmasq.toml") && text.contains("line"),
+        "{text}"
+    );
+    // The old configuration stays in force: same dnsmasq, and clients still get leases.
+    assert_eq!(live_pid(&pid_file), Some(dnsmasq));
+    let client = lab.add_client("vqa0", "52:54:00:91:00:06");
+    assert!(client.lease().is_some(), "no lease after a broken reload");
+    assert!(
+        std::path::Path::new(&format!("/proc/{agent}")).exists(),
+        "the agent died"
+    );
+}
