@@ -29,6 +29,8 @@ pub enum Command {
     Daemon(commands::daemon::Args),
     /// Find the system dnsmasq, say what it is and which mode follows.
     Detect(commands::detect::Args),
+    /// The PXE MAC filter: allow, deny, forget, list, sync, unknown.
+    Filter(commands::filter::Args),
     /// What is served, by which dnsmasq, from which file; the last errors.
     Status(commands::status::Args),
     /// Apply the desired state once and exit (scripts, the libvirt hook).
@@ -43,6 +45,14 @@ pub enum Command {
     Adopt(commands::adopt::Args),
     /// Give an adopted network back to libvirt, exactly as it was before `adopt`.
     Release(commands::adopt::Args),
+    /// Prepare this host: the libvirt hook, the PXE filter's dnsmasq drop-in, virtmasq.service
+    /// enabled and started. Running it again changes nothing.
+    Setup(commands::setup::SetupArgs),
+    /// Undo `setup`: virtmasq.service stopped, the hook and drop-in removed, virtmasq's
+    /// fragments removed and the system dnsmasq restarted on what remains. State stays.
+    Teardown(commands::setup::TeardownArgs),
+    /// Print the manual page or a shell completion script (for packagers).
+    Generate(commands::generate::Args),
 }
 
 impl Cli {

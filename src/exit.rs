@@ -1,6 +1,7 @@
 //! The one place where errors become exit codes (sysexits.h values) and printed messages.
 
 use crate::config::ConfigError;
+use crate::filter::FilterError;
 use crate::libvirt::source::LibvirtError;
 use crate::model::InvalidValue;
 use crate::system::apply::ApplyError;
@@ -11,6 +12,8 @@ pub const DATAERR: u8 = 65;
 pub const UNAVAILABLE: u8 = 69;
 /// An internal error.
 pub const SOFTWARE: u8 = 70;
+/// A temporary failure (another writer holds a lock): try again.
+pub const TEMPFAIL: u8 = 75;
 /// An I/O error.
 pub const IOERR: u8 = 74;
 /// A configuration error.
@@ -30,6 +33,16 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
                 ApplyError::Invalid { .. } => DATAERR,
                 ApplyError::Io { .. } => IOERR,
                 ApplyError::Restart { .. } | ApplyError::Hangup { .. } => UNAVAILABLE,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<FilterError>() {
+            return match e {
+                FilterError::Duplicate { .. }
+                | FilterError::Conflict { .. }
+                | FilterError::BadEntry { .. }
+                | FilterError::BadJson { .. } => DATAERR,
+                FilterError::LockTimeout { .. } => TEMPFAIL,
+                _ => IOERR,
             };
         }
         if cause.is::<crate::systemd::SystemdError>() {

@@ -1,0 +1,145 @@
+//! `virtmasq filter ...`: the PXE MAC filter's policy, written to its hostsdir at once
+//! (dnsmasq reads changed files through inotify, without a restart). Two writers (two calls,
+//! a call and the daemon) are serialised by the filter's lock; bad input changes nothing.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Subcommand;
+use serde::Serialize;
+
+use crate::cli::{print_out, Cli};
+use crate::filter::{DesiredLists, PxeFilter, SyncReport, UnknownPolicy};
+use crate::model::MacAddr;
+
+/// Options of `filter`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// What to do.
+    #[command(subcommand)]
+    pub op: Op,
+}
+
+/// The filter's verbs.
+#[derive(Debug, Subcommand)]
+pub enum Op {
+    /// Answer these MACs.
+    Allow {
+        /// MACs (aa:bb:cc:dd:ee:ff or AA-BB-CC-DD-EE-FF).
+        #[arg(required = true)]
+        macs: Vec<MacAddr>,
+    },
+    /// Ignore these MACs (no DHCP, no PXE answer).
+    Deny {
+        /// MACs.
+        #[arg(required = true)]
+        macs: Vec<MacAddr>,
+    },
+    /// Return these MACs to the policy for unknown MACs.
+    Forget {
+        /// MACs.
+        #[arg(required = true)]
+        macs: Vec<MacAddr>,
+    },
+    /// Show the policy.
+    List {
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace the whole policy with a list: JSON `{"allow": [...], "deny": [...]}` or one MAC
+    /// a line meaning allow. MACs in neither list fall back to the unknown-MAC policy.
+    Sync {
+        /// The file (`-` for standard input).
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+    },
+    /// Set the policy for MACs without an entry (`default`: the configuration's).
+    Unknown {
+        /// allow, deny or default.
+        #[arg(value_parser = ["allow", "deny", "default"])]
+        policy: String,
+    },
+}
+
+#[derive(Serialize)]
+struct Listing {
+    allow: Vec<String>,
+    deny: Vec<String>,
+    unknown: UnknownPolicy,
+}
+
+/// Runs one filter verb.
+pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<()> {
+    let cfg = cli.load_config()?;
+    let filter = PxeFilter::new(cfg.filter.clone(), cfg.paths.state_dir.clone());
+    let report = match &args.op {
+        Op::Allow { macs } => filter.allow(macs)?,
+        Op::Deny { macs } => filter.deny(macs)?,
+        Op::Forget { macs } => filter.forget(macs)?,
+        Op::Sync { from } => {
+            let (text, origin) = if from.as_os_str() == "-" {
+                (
+                    std::io::read_to_string(std::io::stdin())?,
+                    "standard input".to_owned(),
+                )
+            } else {
+                let text = std::fs::read_to_string(from)
+                    .with_context(|| format!("reading {}", from.display()))?;
+                (text, from.display().to_string())
+            };
+            filter.replace_all(DesiredLists::parse(&text, &origin)?)?
+        }
+        Op::Unknown { policy } => filter.set_unknown(match policy.as_str() {
+            "allow" => Some(UnknownPolicy::Allow),
+            "deny" => Some(UnknownPolicy::Deny),
+            _ => None,
+        })?,
+        Op::List { json } => {
+            let p = filter.list()?;
+            let listing = Listing {
+                allow: p.allow.iter().map(|m| m.to_string()).collect(),
+                deny: p.deny.iter().map(|m| m.to_string()).collect(),
+                unknown: p.unknown,
+            };
+            return print_out(&if *json {
+                format!("{}\n", serde_json::to_string_pretty(&listing)?)
+            } else {
+                let mut t = String::new();
+                for m in &listing.allow {
+                    t.push_str(&format!("allow {m}\n"));
+                }
+                for m in &listing.deny {
+                    t.push_str(&format!("deny  {m}\n"));
+                }
+                t.push_str(&format!("unknown MACs: {:?}\n", listing.unknown).to_lowercase());
+                t
+            });
+        }
+    };
+    // A running daemon refreshes its status and compacts piled-up rewrites (SIGHUP to
+    // dnsmasq) at its next reconcile.
+    if let Some(pid) = std::fs::read_to_string(crate::agent::daemon::pid_file(&cfg))
+        .ok()
+        .and_then(|t| t.trim().parse::<i32>().ok())
+    {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGUSR1,
+        );
+    }
+    print_out(&summary(&report, cfg.filter.enabled))
+}
+
+fn summary(r: &SyncReport, enabled: bool) -> String {
+    let mut s = format!(
+        "{} file(s) written in {:.1?}\n",
+        r.applied.written, r.elapsed
+    );
+    if !enabled {
+        s.push_str(
+            "note: the filter is disabled ([filter] enabled = false): dnsmasq does not read it\n",
+        );
+    }
+    s
+}
