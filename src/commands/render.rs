@@ -2,11 +2,11 @@
 
 use std::path::Path;
 
+use crate::agent::backend::{private_options, system_extra_lines};
 use crate::agent::daemon::read_libvirt;
 use crate::agent::desired::find;
 use crate::cli::{print_out, Cli};
 use crate::dnsmasq::fragment::{self, FragmentContext};
-use crate::agent::backend::{private_options, system_extra_lines};
 use crate::dnsmasq::render::{render_private, InstancePaths};
 use crate::model::NetworkName;
 use crate::system::decide::Mode;
