@@ -4,8 +4,9 @@
 //! files written of an initial sync of N MACs (default 50,000; `FILTER_BENCH_MACS` shrinks
 //! it) and of an incremental sync of 100 changes among them, for both durability modes and
 //! for the baseline; runs alternate so that disk noise spreads evenly (`FILTER_BENCH_ROUNDS`,
-//! default 2; the best run is printed). As root it then starts a real dnsmasq in a lab namespace on
-//! the N-file hostsdir and measures how long dnsmasq takes to absorb the 100 changes.
+//! default 2; the best run is printed). As root it then starts a real dnsmasq in a lab
+//! namespace on the N-file hostsdir and measures how long dnsmasq takes to absorb the 100
+//! changes. `FILTER_BENCH_PARTS` (default `tmpfs,disk,dnsmasq`) picks what runs.
 //!
 //! Scenario, identical for both: every MAC is known and denied, unknown MACs are allowed
 //! (ironic with a `node_not_found_hook`), then 100 MACs start introspection (allowed).
@@ -32,6 +33,8 @@ const CHANGES: usize = 100;
 enum Impl {
     Ours(Durability),
     Ironic,
+    /// The baseline plus one syncfs per sync: ironic's writes made as durable as ours.
+    IronicSyncfs,
 }
 
 impl Impl {
@@ -40,6 +43,7 @@ impl Impl {
             Impl::Ours(Durability::Syncfs) => "virtmasq, syncfs",
             Impl::Ours(Durability::FsyncEach) => "virtmasq, fsync-each",
             Impl::Ironic => "ironic baseline",
+            Impl::IronicSyncfs => "ironic + syncfs",
         }
     }
 }
@@ -190,16 +194,23 @@ mod ironic {
     }
 }
 
-fn run_ironic(base: &Path, all: &[MacAddr], toggled: &[MacAddr]) -> Run {
+fn run_ironic(base: &Path, all: &[MacAddr], toggled: &[MacAddr], durable: bool) -> Run {
     let dir = base.join("hostsdir");
     fs::create_dir_all(&dir).unwrap();
     let known: HashSet<String> = all.iter().map(MacAddr::to_string).collect();
+    let sync = |active: &HashSet<String>| {
+        let written = ironic::sync(&dir, active, &known, true);
+        if durable {
+            nix::unistd::syncfs(File::open(&dir).unwrap()).unwrap();
+        }
+        written
+    };
     let t = Instant::now();
-    let initial_files = ironic::sync(&dir, &HashSet::new(), &known, true);
+    let initial_files = sync(&HashSet::new());
     let initial = t.elapsed();
     let active: HashSet<String> = toggled.iter().map(MacAddr::to_string).collect();
     let t = Instant::now();
-    let incremental_files = ironic::sync(&dir, &active, &known, true);
+    let incremental_files = sync(&active);
     Run {
         initial,
         initial_files,
@@ -218,7 +229,8 @@ fn run(which: Impl, parent: &Path, all: &[MacAddr], toggled: &[MacAddr]) -> Run 
     nix::unistd::sync();
     let result = match which {
         Impl::Ours(d) => run_ours(base.path(), d, all, toggled),
-        Impl::Ironic => run_ironic(base.path(), all, toggled),
+        Impl::Ironic => run_ironic(base.path(), all, toggled, false),
+        Impl::IronicSyncfs => run_ironic(base.path(), all, toggled, true),
     };
     drop(base);
     result
@@ -235,6 +247,7 @@ fn compare(label: &str, parent: &Path, all: &[MacAddr], toggled: &[MacAddr], rou
         Impl::Ours(Durability::Syncfs),
         Impl::Ours(Durability::FsyncEach),
         Impl::Ironic,
+        Impl::IronicSyncfs,
     ];
     let mut runs: Vec<Vec<Run>> = vec![Vec::new(); impls.len()];
     for round in 0..rounds {
@@ -268,16 +281,19 @@ fn compare(label: &str, parent: &Path, all: &[MacAddr], toggled: &[MacAddr], rou
             any.incremental_files
         );
     }
-    let (base_init, base_incr, _) = best_of(2);
-    for (i, which) in impls.iter().enumerate().take(2) {
-        let (init, incr, _) = best_of(i);
+    let ratio = |ours: usize, base: usize| {
+        let ((init, incr, _), (base_init, base_incr, _)) = (best_of(ours), best_of(base));
         println!(
-            "  ratio {} / ironic: initial {:.2}, incremental {:.2}",
-            which.label(),
+            "  ratio {} / {}: initial {:.2}, incremental {:.2}",
+            impls[ours].label(),
+            impls[base].label(),
             init.as_secs_f64() / base_init.as_secs_f64(),
             incr.as_secs_f64() / base_incr.as_secs_f64()
         );
-    }
+    };
+    ratio(0, 2);
+    ratio(1, 2);
+    ratio(0, 3);
 }
 
 /// A tmpfs mounted on a fresh directory under /tmp, unmounted on drop.
@@ -307,23 +323,28 @@ impl Drop for Tmpfs {
 fn main() {
     let n = env_usize("FILTER_BENCH_MACS", 50_000).max(CHANGES);
     let rounds = env_usize("FILTER_BENCH_ROUNDS", 2).max(1);
+    let parts = std::env::var("FILTER_BENCH_PARTS").unwrap_or("tmpfs,disk,dnsmasq".into());
+    let part = |name: &str| parts.split(',').any(|p| p.trim() == name);
     let all = macs(n);
     let toggled = changed(&all);
     let root = nix::unistd::geteuid().is_root();
     let tmpfs = if root { Tmpfs::mount() } else { None };
     match &tmpfs {
-        Some(t) => compare("tmpfs", t.0.path(), &all, &toggled, rounds),
+        Some(t) if part("tmpfs") => compare("tmpfs", t.0.path(), &all, &toggled, rounds),
+        Some(_) => {}
         None => println!("\ntmpfs: skipped (mounting one needs root)"),
     }
-    compare("disk", &std::env::temp_dir(), &all, &toggled, rounds);
+    if part("disk") {
+        compare("disk", &std::env::temp_dir(), &all, &toggled, rounds);
+    }
     if !root {
         println!("\ndnsmasq absorption: skipped (the lab needs root)");
-        return;
+    } else if part("dnsmasq") {
+        let parent = tmpfs
+            .as_ref()
+            .map_or_else(std::env::temp_dir, |t| t.0.path().to_owned());
+        measure_dnsmasq(&parent, &all, &toggled);
     }
-    let parent = tmpfs
-        .as_ref()
-        .map_or_else(std::env::temp_dir, |t| t.0.path().to_owned());
-    measure_dnsmasq(&parent, &all, &toggled);
 }
 
 /// Used by the absorption measurement: the renderer's lines for one bridge.

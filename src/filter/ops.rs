@@ -10,7 +10,7 @@ use super::config::{FilterConfig, UnknownPolicy};
 use super::entry::{DenyLine, Target, Verdict};
 use super::error::FilterError;
 use super::hostsdir::{self, Applied, Verify};
-use super::plan::{plan, plan_purge};
+use super::plan::{plan, plan_purge, ObservedDir};
 use super::policy::{check_request, DesiredLists, Policy};
 use super::store::{Store, StoredPolicy};
 use crate::model::MacAddr;
@@ -216,19 +216,7 @@ impl PxeFilter {
         }
         let dir = &self.cfg.hostsdir;
         hostsdir::ensure_dir(dir)?;
-        let mut policy = self.effective(stored);
-        let observed = match only {
-            None => hostsdir::observe(dir, Verify::Sizes, policy.deny_line)?,
-            Some(macs) => {
-                let among = |set: &BTreeSet<MacAddr>| -> BTreeSet<MacAddr> {
-                    macs.iter().filter(|m| set.contains(m)).copied().collect()
-                };
-                (policy.allow, policy.deny) = (among(&policy.allow), among(&policy.deny));
-                let targets = macs.iter().map(|m| Target::Mac(*m));
-                let targets = targets.chain([Target::Unknown]);
-                hostsdir::observe_targets(dir, targets, policy.deny_line)?
-            }
-        };
+        let (observed, policy) = observe_for(dir, self.effective(stored), only)?;
         let actions = plan(&observed, &policy);
         let applied = hostsdir::apply(dir, &actions, policy.deny_line, self.cfg.durability)?;
         let needs_compaction = self.count(&applied)?;
@@ -255,6 +243,25 @@ impl PxeFilter {
         }
         Ok(after >= u64::from(self.cfg.compact_after))
     }
+}
+
+/// The directory as far as a change needs to see it, and the policy restricted accordingly:
+/// everything, or only the files of `only` (plus the wildcard) and their part of the policy.
+fn observe_for(
+    dir: &Path,
+    mut policy: Policy,
+    only: Option<&[MacAddr]>,
+) -> Result<(ObservedDir, Policy), FilterError> {
+    let Some(macs) = only else {
+        return Ok((hostsdir::observe(dir, Verify::Sizes, policy.deny_line)?, policy));
+    };
+    let among = |set: &BTreeSet<MacAddr>| -> BTreeSet<MacAddr> {
+        macs.iter().filter(|m| set.contains(m)).copied().collect()
+    };
+    (policy.allow, policy.deny) = (among(&policy.allow), among(&policy.deny));
+    let targets = macs.iter().map(|m| Target::Mac(*m)).chain([Target::Unknown]);
+    let observed = hostsdir::observe_targets(dir, targets, policy.deny_line)?;
+    Ok((observed, policy))
 }
 
 /// Whether a SIGHUP (or D-Bus ClearCache) is safe for a dnsmasq of `version` (major, minor)
