@@ -1,0 +1,160 @@
+//! The daemon's HTTP endpoint: iPXE clients fetch `/boot.ipxe` and get a script chosen for
+//! them by the `[http]` rules (chain, sanboot or exit, by MAC, UUID or default), like the PXE
+//! seed's `boot2.php`. A client that has not said who it is gets a script that asks again with
+//! its `${mac}` and `${uuid}`. Every answer is logged with the client's MAC.
+//!
+//! [`serve`] takes everything it uses as arguments (a bound listener, the rules, a shutdown
+//! future), so the daemon and the tests run the same server, the tests on port 0.
+
+mod config;
+mod query;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::{RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::serve::IncomingStream;
+use axum::Router;
+use thiserror::Error;
+use tokio::net::TcpListener;
+
+pub use config::{HttpConfig, DEFAULT_PORT};
+pub use query::{parse_query, ClientQuery, QueryError, MAX_QUERY};
+
+use crate::pxe::script::{client_script, identify_script, ScriptRules, SCRIPT_PATH};
+
+/// The rules the endpoint answers by, replaceable while it serves (a configuration reload).
+#[derive(Debug, Default)]
+pub struct SharedRules(RwLock<Arc<ScriptRules>>);
+
+impl SharedRules {
+    /// Starts with `rules`.
+    pub fn new(rules: ScriptRules) -> Self {
+        Self(RwLock::new(Arc::new(rules)))
+    }
+
+    /// Replaces the rules; requests already answered keep what they got.
+    pub fn replace(&self, rules: ScriptRules) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(rules);
+    }
+
+    /// The rules in force now.
+    pub fn current(&self) -> Arc<ScriptRules> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// The endpoint could not start.
+#[derive(Debug, Error)]
+pub enum HttpError {
+    /// The configured address cannot be bound.
+    #[error("cannot listen for iPXE script requests on {addr} (see [http] address and port)")]
+    Bind {
+        /// The address from the configuration.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Binds the configured address.
+pub async fn bind(cfg: &HttpConfig) -> Result<TcpListener, HttpError> {
+    let addr = cfg.listen_addr();
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| HttpError::Bind { addr, source })
+}
+
+/// Both ends of a connection: the client, for the log, and the address it reached us on,
+/// which the identify script points back to.
+#[derive(Debug, Clone, Copy)]
+struct Peer {
+    local: SocketAddr,
+    remote: SocketAddr,
+}
+
+impl Connected<IncomingStream<'_, TcpListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
+        let remote = *stream.remote_addr();
+        let local = stream.io().local_addr().unwrap_or_else(|e| {
+            tracing::warn!(client = %remote, error = %e, "cannot read the local address");
+            SocketAddr::from(([0, 0, 0, 0], 0))
+        });
+        Peer { local, remote }
+    }
+}
+
+/// Serves script requests on `listener` until `shutdown` completes, then finishes the requests
+/// in flight and returns.
+pub async fn serve(
+    listener: TcpListener,
+    rules: Arc<SharedRules>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(address = %addr, "serving iPXE scripts at {SCRIPT_PATH}");
+    }
+    let app = Router::new()
+        .route(SCRIPT_PATH, get(boot_script))
+        .fallback(not_found)
+        .with_state(rules);
+    axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn boot_script(
+    State(rules): State<Arc<SharedRules>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let query = match parse_query(raw.as_deref().unwrap_or("")) {
+        Ok(q) => q,
+        Err(e) => {
+            tracing::warn!(client = %peer.remote, error = %e, "refused an iPXE script request");
+            return text(StatusCode::BAD_REQUEST, format!("bad request: {e}\n"));
+        }
+    };
+    let Some(mac) = query.mac else {
+        tracing::info!(client = %peer.remote, "asked an iPXE client to identify itself");
+        return text(StatusCode::OK, identify_script(peer.local));
+    };
+    let rules = rules.current();
+    let (action, matched) = rules.choose(&mac, query.uuid.as_ref());
+    let uuid = query.uuid.map(|u| u.to_string());
+    tracing::info!(
+        mac = %mac,
+        uuid = uuid.as_deref().unwrap_or("-"),
+        client = %peer.remote,
+        rule = %matched,
+        action = %action,
+        "served an iPXE script"
+    );
+    text(StatusCode::OK, client_script(&mac, matched, action))
+}
+
+async fn not_found() -> Response {
+    text(
+        StatusCode::NOT_FOUND,
+        format!("not found: this endpoint serves {SCRIPT_PATH} only\n"),
+    )
+}
+
+fn text(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests;

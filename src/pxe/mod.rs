@@ -1,0 +1,39 @@
+//! PXE boot profiles: per-network boot files by client architecture, iPXE chainloading without
+//! loops, proxy DHCP next to a DHCP server virtmasq does not own, a TFTP root per bridge,
+//! per-host overrides by MAC or machine UUID, and the rules that pick each iPXE client's script.
+//!
+//! A [`PxeProfile`] comes from the configuration (`[networks.<name>.pxe]`); [`dnsmasq_lines`]
+//! checks it (settings, then the TFTP root on disk) and renders the lines that go into a
+//! private instance's configuration or a system fragment. Nothing is written when a check
+//! fails. [`script`] holds the rules the HTTP endpoint ([`crate::http`]) serves scripts by.
+
+pub mod arch;
+pub mod check;
+pub mod error;
+pub mod lines;
+pub mod profile;
+pub mod script;
+pub mod values;
+
+pub use arch::ClientArch;
+pub use check::check_files;
+pub use error::PxeError;
+pub use lines::{render_lines, LinesFor, PxeScope, IPXE_TAG};
+pub use profile::{BootFiles, BootTarget, HostKey, IpxeHandoff, PxeHost, PxeMode, PxeProfile};
+pub use script::{ScriptAction, ScriptRule, ScriptRules};
+pub use values::{BootFile, BootUrl, MachineUuid, PromptText, PxelinuxValue, ScriptUri};
+
+/// The dnsmasq lines of `profile` on the network in `scope`, for a private instance or a
+/// system fragment, after checking the profile and every boot file in its TFTP root. In proxy
+/// mode the lines include the network's `dhcp-range=<net>,proxy`: the network's own address
+/// ranges must then not be rendered. Restarting dnsmasq is needed for any change (SIGHUP does
+/// not re-read `dhcp-boot`, `pxe-*`, `tftp-*`).
+pub fn dnsmasq_lines(
+    profile: &PxeProfile,
+    scope: &PxeScope,
+    mode: LinesFor,
+) -> Result<Vec<String>, PxeError> {
+    let lines = render_lines(profile, scope, mode)?;
+    check_files(profile, scope.network)?;
+    Ok(lines)
+}
