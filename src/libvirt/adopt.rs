@@ -64,7 +64,10 @@ pub enum AdoptError {
     )]
     NotServedByLibvirt(NetworkName),
     /// It uses something virtmasq does not serve.
-    #[error("network '{name}' cannot be adopted without losing part of its service: {}", reasons.join("; "))]
+    #[error(
+        "network '{name}' cannot be adopted without losing part of its service:\n  - {}",
+        reasons.join("\n  - ")
+    )]
     Unsupported {
         /// The network.
         name: NetworkName,
@@ -248,10 +251,17 @@ fn unsupported(root: Node, net: &NetworkXml) -> Vec<String> {
                 a.value()
             ));
         }
-        if let Some(c) = dns.children().find(Node::is_element) {
-            let what = c.tag_name().name();
+        let mut kinds: Vec<&str> = dns
+            .children()
+            .filter(Node::is_element)
+            .map(|c| c.tag_name().name())
+            .collect();
+        kinds.dedup();
+        if !kinds.is_empty() {
+            let kinds = kinds.iter().map(|k| format!("<{k}>")).collect::<Vec<_>>();
             out.push(format!(
-                "<dns><{what}> (DNS records and forwarders) is not carried over"
+                "<dns> {} (DNS records and forwarders) are not carried over",
+                kinds.join(", ")
             ));
         }
     }
@@ -291,7 +301,8 @@ fn adopt_edits(xml: &str, root: Node, intent: &DhcpIntent) -> Vec<Edit> {
             continue;
         };
         let address = ip.attribute("address").unwrap_or_default();
-        saved += &format!("\n  <ip address='{address}'>{}</ip>", &xml[dhcp.range()]);
+        let text = reindent(&xml[dhcp.range()], column(dhcp), 4);
+        saved += &format!("\n  <ip address='{address}'>\n    {text}\n  </ip>");
         edits.push((removal(dhcp), String::new()));
     }
     if dns.is_none() {
@@ -392,7 +403,7 @@ fn restore_dhcp(xml: &str, root: Node, copy: Node) -> Result<Edit, String> {
             "<ip address='{want}'> has a <dhcp> again; remove it first"
         ));
     }
-    let text = &xml[dhcp.range()];
+    let text = reindent(&xml[dhcp.range()], column(dhcp), 4);
     let range = ip.range();
     if xml[range.clone()].ends_with("/>") {
         return Ok((
@@ -437,6 +448,26 @@ fn closing(xml: &str, el: Node) -> usize {
     xml[range.clone()]
         .rfind("</")
         .map_or(range.end, |i| range.start + i)
+}
+
+/// The column `el` starts at, when it starts a line (its indentation), else 0.
+fn column(el: Node) -> usize {
+    indent_before(el).len().saturating_sub(1)
+}
+
+/// `text` (an element copied from column `from`) moved to column `to`: every line after the
+/// first loses `from` columns of indentation and gains `to`.
+fn reindent(text: &str, from: usize, to: usize) -> String {
+    let pad = " ".repeat(to);
+    let mut lines = text.split('\n');
+    let mut out = lines.next().unwrap_or_default().to_owned();
+    for line in lines {
+        let strip = line.len() - line.trim_start_matches(' ').len();
+        out.push('\n');
+        out.push_str(&pad);
+        out.push_str(&line[strip.min(from)..]);
+    }
+    out
 }
 
 /// The line break and indentation before `el` (`"\n  "`), or a line break alone.
