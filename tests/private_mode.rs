@@ -145,7 +145,10 @@ fn sigterm_stops_the_agent_and_its_dnsmasq_cleanly() {
         conf.to_str().unwrap()
     )
     .is_empty()));
-    // Runtime files are removed; the lease file stays.
+    // The agent exits 0 once its instances are down; their runtime files are removed, the
+    // lease file stays.
+    assert!(wait_until(Duration::from_secs(5), || lab.process_status(agent).is_some()));
+    assert!(lab.process_status(agent).unwrap().success());
     assert!(!pid_file.exists() && !conf.exists());
     assert!(lab.dir().join("state/leases").is_dir());
 }
