@@ -61,6 +61,8 @@ XML
 virsh -c "test://$WORK/node.xml" net-list --all
 
 cat > "$WORK/virtmasq.toml" <<TOML
+# The demo shows private mode; it never touches this machine's own dnsmasq, if it has one.
+mode = "private"
 [paths]
 state_dir = "$WORK/state"
 run_dir = "$WORK/run"
