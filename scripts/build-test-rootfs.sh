@@ -3,7 +3,10 @@
 # systemd-nspawn: a real systemd, a system bus and the Debian `dnsmasq` service with its default
 # configuration, plus libvirt0 because the virtmasq binary links libvirt.
 #
-#   scripts/build-test-rootfs.sh [DEST]      (as root; default DEST below)
+#   scripts/build-test-rootfs.sh [--variant libvirt] [DEST]      (as root; default DEST below)
+#
+# The `libvirt` variant adds libvirt-daemon-system and libvirt-clients (a real libvirtd, whose
+# `default` network is not autostarted), for the packaging tests; its default DEST differs.
 #
 # The root is built in a temporary directory next to DEST and renamed into place only when
 # complete, so an interrupted build never leaves a half root behind. An flock on DEST.lock makes
@@ -11,9 +14,21 @@
 # Bump the -vN suffix of the default DEST whenever the package list or the tweaks change.
 set -euo pipefail
 
-DEST=${1:-/var/cache/virtmasq-tests/rootfs-bookworm-v1}
+VARIANT=base
+if [ "${1:-}" = --variant ]; then
+  VARIANT=${2:?--variant needs a name}
+  shift 2
+fi
 SUITE=bookworm
 INCLUDE=systemd,systemd-sysv,dbus,libpam-systemd,dnsmasq,iproute2,busybox,libvirt0
+case "$VARIANT" in
+  base) DEST=${1:-/var/cache/virtmasq-tests/rootfs-bookworm-v1} ;;
+  libvirt)
+    DEST=${1:-/var/cache/virtmasq-tests/rootfs-bookworm-libvirt-v1}
+    INCLUDE=$INCLUDE,libvirt-daemon-system,libvirt-clients
+    ;;
+  *) printf 'build-test-rootfs: unknown variant %s (base, libvirt)\n' "$VARIANT" >&2; exit 2 ;;
+esac
 # Units that slow down or break a boot inside a container, or start work nobody asked for.
 MASK=(
   systemd-networkd-wait-online.service # waits up to 2 min for links it does not manage
@@ -154,6 +169,11 @@ systemctl --root="$ROOT" --quiet mask "${MASK[@]}"
 systemctl --root="$ROOT" --quiet enable dnsmasq.service
 [ -f "$ROOT/etc/dnsmasq.conf" ] || die "the root has no /etc/dnsmasq.conf"
 
+if [ "$VARIANT" = libvirt ]; then
+  # libvirt's `default` network would add virbr0 and its own dnsmasq to every container.
+  rm -f "$ROOT/etc/libvirt/qemu/networks/autostart/default.xml"
+fi
+
 echo virtmasq-test >"$ROOT/etc/hostname"
 # debootstrap copied this machine's resolv.conf. The containers live in lab namespaces with no
 # way out; dnsmasq inside should not even try an upstream server (tests write one if they need it).
@@ -165,7 +185,7 @@ mkdir -p "$ROOT/etc/systemd/journald.conf.d"
 printf '[Journal]\nStorage=volatile\n' >"$ROOT/etc/systemd/journald.conf.d/volatile.conf"
 # No package manager runs in the tests; drop the downloaded .debs (~100 MB).
 rm -rf "$ROOT"/var/cache/apt/archives/*.deb "$ROOT"/var/lib/apt/lists/*
-printf 'suite=%s\nmirror=%s\ninclude=%s\nbuilt=%s\n' "$SUITE" "$MIRROR" "$INCLUDE" \
+printf 'suite=%s\nvariant=%s\nmirror=%s\ninclude=%s\nbuilt=%s\n' "$SUITE" "$VARIANT" "$MIRROR" "$INCLUDE" \
   "$(date -u +%FT%TZ)" >"$ROOT/etc/virtmasq-test-rootfs"
 
 mv -T "$ROOT" "$DEST"

@@ -16,5 +16,6 @@ pub mod libvirt;
 pub mod model;
 pub mod netlink;
 pub mod pxe;
+pub mod setup;
 pub mod system;
 pub mod systemd;

@@ -26,7 +26,9 @@ mod process;
 mod rootfs;
 
 #[allow(unused_imports)] // each test uses only part of the harness
-pub use rootfs::{resolve as resolve_in_root, write_into, RootKind, DEFAULT_ROOTFS, ROOTFS_ENV};
+pub use rootfs::{
+    resolve as resolve_in_root, write_into, RootKind, Variant, DEFAULT_ROOTFS, ROOTFS_ENV,
+};
 
 use std::fs;
 use std::marker::PhantomData;
@@ -120,9 +122,14 @@ impl<'lab> Container<'lab> {
     /// output and the container's journal if it is not `running` or `degraded` within
     /// [`BOOT_TIMEOUT`].
     pub fn boot(lab: &'lab Lab, opts: &BootOptions) -> Container<'lab> {
+        Self::boot_variant(lab, opts, Variant::Base)
+    }
+
+    /// Like [`Container::boot`], from the cached root of `variant` (built on first use).
+    pub fn boot_variant(lab: &'lab Lab, opts: &BootOptions, variant: Variant) -> Container<'lab> {
         cgroup::sweep_stale();
         rootfs::sweep_stale_dirs();
-        let lower = rootfs::ensure_rootfs();
+        let lower = rootfs::ensure_variant(variant);
         let started = Instant::now();
         let n = CONTAINER_COUNTER.fetch_add(1, Ordering::Relaxed);
         let name = format!("{NAME_PREFIX}{}-{n}", std::process::id());

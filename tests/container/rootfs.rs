@@ -26,11 +26,38 @@ static WRITE_COUNTER: AtomicUsize = AtomicUsize::new(0);
 /// Bound on the fallback full copy of the root (~220 MB).
 const COPY_LIMIT: Duration = Duration::from_secs(5 * 60);
 
-/// Path of the cached root, after building it if it is missing. The script renames the root
-/// into place only when complete, so an existing directory is a complete one.
+/// The libvirt variant's cached root (`build-test-rootfs.sh --variant libvirt`).
+pub const LIBVIRT_ROOTFS: &str = "/var/cache/virtmasq-tests/rootfs-bookworm-libvirt-v1";
+/// Overrides [`LIBVIRT_ROOTFS`].
+pub const LIBVIRT_ROOTFS_ENV: &str = "VIRTMASQ_TEST_ROOTFS_LIBVIRT";
+
+/// Which cached root a container boots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Variant {
+    /// systemd, dbus, Debian's dnsmasq service, libvirt0.
+    #[default]
+    Base,
+    /// The base plus libvirt-daemon-system and libvirt-clients: a real libvirtd.
+    Libvirt,
+}
+
+/// Path of the cached base root, after building it if it is missing.
 pub fn ensure_rootfs() -> PathBuf {
-    let root =
-        std::env::var_os(ROOTFS_ENV).map_or_else(|| PathBuf::from(DEFAULT_ROOTFS), PathBuf::from);
+    ensure_variant(Variant::Base)
+}
+
+/// Path of a cached root, after building it if it is missing. The script renames the root
+/// into place only when complete, so an existing directory is a complete one.
+pub fn ensure_variant(variant: Variant) -> PathBuf {
+    let (env, default, flag): (&str, &str, &[&str]) = match variant {
+        Variant::Base => (ROOTFS_ENV, DEFAULT_ROOTFS, &[]),
+        Variant::Libvirt => (
+            LIBVIRT_ROOTFS_ENV,
+            LIBVIRT_ROOTFS,
+            &["--variant", "libvirt"],
+        ),
+    };
+    let root = std::env::var_os(env).map_or_else(|| PathBuf::from(default), PathBuf::from);
     if root.is_dir() {
         return root;
     }
@@ -42,6 +69,7 @@ pub fn ensure_rootfs() -> PathBuf {
     let mut cmd = Command::new("bash");
     // Its own process group, so that a timeout also ends debootstrap and holds no lock.
     cmd.arg(BUILD_SCRIPT)
+        .args(flag)
         .arg(&root)
         .stdin(Stdio::null())
         .stdout(Stdio::inherit())
