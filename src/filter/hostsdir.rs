@@ -189,7 +189,9 @@ pub fn apply(
 
 /// A directory and an open handle on it.
 struct DirAt<'a> {
+    /// The path, for error messages.
     dir: &'a Path,
+    /// The open directory every name is resolved against.
     handle: &'a File,
 }
 

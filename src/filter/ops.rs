@@ -31,8 +31,8 @@ pub struct SyncReport {
     pub applied: Applied,
     /// Files in the hostsdir that dnsmasq reads but we did not write; removed at start-up.
     pub foreign: Vec<String>,
-    /// Whether the caller should now have dnsmasq re-read the directory (SIGHUP), then call
-    /// [`PxeFilter::compacted`].
+    /// Whether the caller should now have dnsmasq re-read the directory (SIGHUP where
+    /// [`sighup_is_safe`], else a restart), then call [`PxeFilter::compacted`].
     pub needs_compaction: bool,
     /// Time spent, lock wait included.
     pub elapsed: Duration,
@@ -41,8 +41,11 @@ pub struct SyncReport {
 /// The PXE MAC filter of one host: its configuration and its state directory.
 #[derive(Debug, Clone)]
 pub struct PxeFilter {
+    /// The `[filter]` configuration: hostsdir, default unknown policy, durability.
     cfg: FilterConfig,
+    /// Where the policy, the lock and the rewrite counter live.
     store: Store,
+    /// How long a change waits for another writer before failing with a clear error.
     lock_timeout: Duration,
 }
 
@@ -253,13 +256,19 @@ fn observe_for(
     only: Option<&[MacAddr]>,
 ) -> Result<(ObservedDir, Policy), FilterError> {
     let Some(macs) = only else {
-        return Ok((hostsdir::observe(dir, Verify::Sizes, policy.deny_line)?, policy));
+        return Ok((
+            hostsdir::observe(dir, Verify::Sizes, policy.deny_line)?,
+            policy,
+        ));
     };
     let among = |set: &BTreeSet<MacAddr>| -> BTreeSet<MacAddr> {
         macs.iter().filter(|m| set.contains(m)).copied().collect()
     };
     (policy.allow, policy.deny) = (among(&policy.allow), among(&policy.deny));
-    let targets = macs.iter().map(|m| Target::Mac(*m)).chain([Target::Unknown]);
+    let targets = macs
+        .iter()
+        .map(|m| Target::Mac(*m))
+        .chain([Target::Unknown]);
     let observed = hostsdir::observe_targets(dir, targets, policy.deny_line)?;
     Ok((observed, policy))
 }

@@ -57,7 +57,9 @@ pub struct StoredPolicy {
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StateFile {
+    /// Format version, so a later format is refused rather than misread.
     version: u32,
+    /// The policy itself, at the top level of the JSON object.
     #[serde(flatten)]
     policy: StoredPolicy,
 }
@@ -65,12 +67,14 @@ struct StateFile {
 /// The state directory.
 #[derive(Debug, Clone)]
 pub struct Store {
+    /// The state directory, created on first use.
     dir: PathBuf,
 }
 
 /// An exclusive hold on the filter; released when dropped.
 #[derive(Debug)]
 pub struct LockGuard {
+    /// The locked file; dropping it unlocks.
     _lock: Flock<File>,
 }
 
