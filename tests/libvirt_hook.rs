@@ -69,71 +69,83 @@ fn unserved_within(lab: &Lab, net: &str, secs: u64) -> bool {
     })
 }
 
-/// A lease from the server at `server` on `bridge`, in `prefix`.0/24; returns the address.
-/// libvirt's dnsmasq pings an address before offering it (about 3 s), so the client tries for
-/// up to 8 s.
-fn assert_lease_in(lab: &Lab, bridge: &str, mac: &str, prefix: [u8; 3], server: &str) -> String {
-    let client = lab.add_client(bridge, mac);
-    let lease = client.lease_with_args(&["-t", "8"]);
-    let lease = lease.unwrap_or_else(|| panic!("no lease on {bridge} for {mac}"));
-    assert_eq!(
-        lease.ip.octets()[..3],
-        prefix,
-        "lease {} on {bridge}",
-        lease.ip
+/// A libvirt network of the tests: name, bridge, and its /24 (the bridge is `.1`).
+struct Net {
+    name: &'static str,
+    bridge: &'static str,
+    net: [u8; 3],
+}
+
+impl Net {
+    fn address(&self) -> String {
+        let [a, b, c] = self.net;
+        format!("{a}.{b}.{c}.1")
+    }
+
+    /// The network as libvirt serves it itself, with `dhcp` inside its `<dhcp>`.
+    fn served_by_libvirt(&self, dhcp: &str, extra: &str) -> String {
+        served_network(self.name, self.bridge, &self.address(), dhcp, extra)
+    }
+
+    /// A lease for `mac` from the bridge's address, in the network; returns the address.
+    /// libvirt's dnsmasq pings an address before offering it (about 3 s), so the client
+    /// tries for up to 8 s.
+    fn lease(&self, lab: &Lab, mac: &str) -> String {
+        let client = lab.add_client(self.bridge, mac);
+        let lease = client.lease_with_args(&["-t", "8"]);
+        let lease = lease.unwrap_or_else(|| panic!("no lease on {} for {mac}", self.bridge));
+        assert_eq!(
+            lease.ip.octets()[..3],
+            self.net,
+            "lease {} on {}",
+            lease.ip,
+            self.bridge
+        );
+        assert_eq!(lease.server_id, Some(self.address().parse().unwrap()));
+        lease.ip.to_string()
+    }
+}
+
+const OWN: Net = Net {
+    name: "vqt-own",
+    bridge: "vqbr-own",
+    net: [10, 95, 0],
+};
+const AD: Net = Net {
+    name: "vqt-ad",
+    bridge: "vqbr-ad",
+    net: [10, 96, 0],
+};
+
+/// Runs `virtmasq adopt|release` and returns its standard output.
+fn agent_ok(cfg: &Path, verb: &str, net: &Net) -> String {
+    let args = ["--config", cfg.to_str().unwrap(), verb, net.name];
+    let out = run_agent(&args, Duration::from_secs(60));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{verb}: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(lease.server_id, Some(server.parse().unwrap()));
-    lease.ip.to_string()
+    text
 }
 
 #[test]
 fn an_adopted_network_is_served_from_net_start_to_net_destroy() {
     let lab = Lab::new("hook_adopted_network");
     let (lv, cfg) = libvirtd_with_hook(&lab, "");
-    let cfg_arg = cfg.to_str().unwrap();
-    let own_range = "<range start='10.95.0.100' end='10.95.0.150'/>";
-    lv.define(&served_network(
-        "vqt-own",
-        "vqbr-own",
-        "10.95.0.1",
-        own_range,
-        "",
-    ));
+    lv.define(&OWN.served_by_libvirt("<range start='10.95.0.100' end='10.95.0.150'/>", ""));
     let ad_dhcp = "<range start='10.96.0.100' end='10.96.0.150'/>\
                    <host mac='52:54:00:96:00:0a' ip='10.96.0.10' name='fixed'/>";
-    let domain = "<domain name='ad.example'/>";
-    lv.define(&served_network(
-        "vqt-ad",
-        "vqbr-ad",
-        "10.96.0.1",
-        ad_dhcp,
-        domain,
-    ));
-    lv.virsh_ok(&["net-start", "vqt-own"]);
-    lv.virsh_ok(&["net-start", "vqt-ad"]);
+    lv.define(&AD.served_by_libvirt(ad_dhcp, "<domain name='ad.example'/>"));
+    lv.virsh_ok(&["net-start", OWN.name]);
+    lv.virsh_ok(&["net-start", AD.name]);
     assert!(
-        !lv.dnsmasq_of("vqt-ad").is_empty(),
-        "libvirt serves vqt-ad before adopt"
+        !lv.dnsmasq_of(AD.name).is_empty(),
+        "libvirt serves it before adopt"
     );
-    let original = lv.definition("vqt-ad");
+    let original = lv.definition(AD.name);
     let daemon = start_daemon(&lab, &cfg);
-
-    // Adopting a running network restarts it: libvirt's dnsmasq goes, the hook tells the
-    // daemon, and the daemon's dnsmasq takes over.
-    let out = run_agent(
-        &["--config", cfg_arg, "adopt", "vqt-ad"],
-        Duration::from_secs(60),
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        text.contains("adopted") && text.contains("restarted"),
-        "{text}"
-    );
     let log = || {
         format!(
             "daemon:\n{}\nlibvirtd:\n{}",
@@ -141,93 +153,62 @@ fn an_adopted_network_is_served_from_net_start_to_net_destroy() {
             lv.log()
         )
     };
+
+    // Adopting a running network restarts it: libvirt's dnsmasq goes, the hook tells the
+    // daemon, and the daemon's dnsmasq takes over.
+    let text = agent_ok(&cfg, "adopt", &AD);
     assert!(
-        served_within(&lab, "vqt-ad", 10),
+        text.contains("adopted") && text.contains("restarted"),
+        "{text}"
+    );
+    assert!(
+        served_within(&lab, AD.name, 10),
         "not served after adopt\n{}",
         log()
     );
     assert!(
-        lv.dnsmasq_of("vqt-ad").is_empty(),
+        lv.dnsmasq_of(AD.name).is_empty(),
         "libvirt's dnsmasq still runs"
     );
-    assert_lease_in(
-        &lab,
-        "vqbr-ad",
-        "52:54:00:96:00:01",
-        [10, 96, 0],
-        "10.96.0.1",
-    );
-    let fixed = assert_lease_in(
-        &lab,
-        "vqbr-ad",
-        "52:54:00:96:00:0a",
-        [10, 96, 0],
-        "10.96.0.1",
-    );
-    assert_eq!(fixed, "10.96.0.10");
+    AD.lease(&lab, "52:54:00:96:00:01");
+    assert_eq!(AD.lease(&lab, "52:54:00:96:00:0a"), "10.96.0.10");
 
-    // net-destroy: the stopped hook, and our service for it is gone.
-    lv.virsh_ok(&["net-destroy", "vqt-ad"]);
+    // net-destroy: the stopped hook, and our service for it is gone. net-start: the started
+    // hook, and a client on the new bridge gets a lease from us.
+    lv.virsh_ok(&["net-destroy", AD.name]);
     assert!(
-        unserved_within(&lab, "vqt-ad", 10),
-        "still served after net-destroy\n{}",
+        unserved_within(&lab, AD.name, 10),
+        "served after net-destroy\n{}",
         log()
     );
-    // net-start: the started hook, and a client on the new bridge gets a lease from us.
-    lv.virsh_ok(&["net-start", "vqt-ad"]);
+    lv.virsh_ok(&["net-start", AD.name]);
     assert!(
-        served_within(&lab, "vqt-ad", 10),
+        served_within(&lab, AD.name, 10),
         "not served after net-start\n{}",
         log()
     );
-    assert!(lv.dnsmasq_of("vqt-ad").is_empty());
-    assert_lease_in(
-        &lab,
-        "vqbr-ad",
-        "52:54:00:96:00:02",
-        [10, 96, 0],
-        "10.96.0.1",
-    );
+    assert!(lv.dnsmasq_of(AD.name).is_empty());
+    AD.lease(&lab, "52:54:00:96:00:02");
 
     // The network libvirt serves itself kept its own dnsmasq, and virtmasq runs none for it.
-    assert!(!lv.dnsmasq_of("vqt-own").is_empty());
-    assert!(!lab.dir().join("run/vqt-own").exists());
-    assert_lease_in(
-        &lab,
-        "vqbr-own",
-        "52:54:00:95:00:01",
-        [10, 95, 0],
-        "10.95.0.1",
-    );
+    assert!(!lv.dnsmasq_of(OWN.name).is_empty());
+    assert!(!lab.dir().join("run").join(OWN.name).exists());
+    OWN.lease(&lab, "52:54:00:95:00:01");
 
     // Release: libvirt serves it again, ours stops, and the definition is the original one.
-    let out = run_agent(
-        &["--config", cfg_arg, "release", "vqt-ad"],
-        Duration::from_secs(60),
-    );
+    agent_ok(&cfg, "release", &AD);
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        unserved_within(&lab, "vqt-ad", 10),
-        "still served after release\n{}",
+        unserved_within(&lab, AD.name, 10),
+        "served after release\n{}",
         log()
     );
     assert!(
-        !lv.dnsmasq_of("vqt-ad").is_empty(),
+        !lv.dnsmasq_of(AD.name).is_empty(),
         "libvirt does not serve it again"
     );
-    let diff = virtmasq::libvirt::adopt::difference(&original, &lv.definition("vqt-ad"));
+    let diff = virtmasq::libvirt::adopt::difference(&original, &lv.definition(AD.name));
     assert_eq!(diff.unwrap(), None);
-    assert_lease_in(
-        &lab,
-        "vqbr-ad",
-        "52:54:00:96:00:03",
-        [10, 96, 0],
-        "10.96.0.1",
-    );
+    AD.lease(&lab, "52:54:00:96:00:03");
 }
 
 /// A network virtmasq serves from its metadata, defined directly.
@@ -257,7 +238,8 @@ fn the_daemon_catches_up_at_start_and_a_veto_keeps_an_unserved_network_down() {
         "{}",
         lab.process_log(daemon)
     );
-    lab.stop_process(daemon, Duration::from_secs(5));
+    // The daemon crashes (SIGKILL): its dnsmasq goes with it.
+    assert!(lab.signal_process(daemon, "KILL"));
     assert!(unserved_within(&lab, "vqt-a", 5));
     // While it is down, vqt-a stops and vqt-b starts: it serves vqt-b and not vqt-a.
     lv.virsh_ok(&["net-destroy", "vqt-a"]);
@@ -269,17 +251,17 @@ fn the_daemon_catches_up_at_start_and_a_veto_keeps_an_unserved_network_down() {
         lab.process_log(daemon)
     );
     assert!(
-        !served_within(&lab, "vqt-a", 1),
+        unserved_within(&lab, "vqt-a", 1),
         "{}",
         lab.process_log(daemon)
     );
-    assert_lease_in(
-        &lab,
-        "vqbr-b",
-        "52:54:00:98:00:01",
-        [10, 98, 0],
-        "10.98.0.1",
-    );
+
+    let b = Net {
+        name: "vqt-b",
+        bridge: "vqbr-b",
+        net: [10, 98, 0],
+    };
+    b.lease(&lab, "52:54:00:98:00:01");
     lab.stop_process(daemon, Duration::from_secs(5));
 
     // With --veto-unservable (the shim reads its options at every call), a start that

@@ -7,7 +7,6 @@
 //! original definition (and state) is put back before the error is reported.
 
 use std::fmt::Write as _;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -16,10 +15,9 @@ use nix::unistd::Pid;
 
 use crate::agent::daemon::pid_file;
 use crate::cli::{print_out, Cli};
-use crate::commands::hook::daemon_pid;
+use crate::commands::hook::{daemon_pid, instance_running};
 use crate::config::{Config, NetworkConfig, RangeConfig};
 use crate::dnsmasq::fragment;
-use crate::dnsmasq::render::InstancePaths;
 use crate::libvirt::adopt::{adopt, release, SAVED_NAMESPACE};
 use crate::libvirt::define::{Libvirt, NetworkState};
 use crate::libvirt::metadata::render_intent;
@@ -253,13 +251,8 @@ fn poke_daemon(cfg: &Config) {
 /// Waits until nothing of virtmasq's serves network `name`: no live private instance, no
 /// system-mode fragment. False if that takes longer than `limit`.
 fn wait_unserved(cfg: &Config, name: &str, limit: Duration) -> bool {
-    let paths = InstancePaths::new(&cfg.paths.run_dir, &cfg.paths.state_dir, name);
     let fragment = cfg.paths.conf_dir.join(fragment::file_name(name));
-    let serving = || {
-        let pid = std::fs::read_to_string(&paths.pid).ok();
-        let pid = pid.and_then(|p| p.trim().parse::<i32>().ok());
-        pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists()) || fragment.exists()
-    };
+    let serving = || instance_running(cfg, name) || fragment.exists();
     let end = Instant::now() + limit;
     while serving() {
         if Instant::now() >= end {

@@ -28,6 +28,7 @@ use crate::agent::desired::{managed_parsed, Skip};
 use crate::cli::Cli;
 use crate::config::Config;
 use crate::dnsmasq::fragment;
+use crate::dnsmasq::render::InstancePaths;
 use crate::libvirt::xml::{HookData, NetworkXml};
 use crate::model::ManagedNetwork;
 use crate::system::decide::Mode;
@@ -129,8 +130,8 @@ pub enum Step {
     Serve(Box<ManagedNetwork>),
     /// System mode without a daemon: remove this network's files; the reason is logged.
     Remove(String),
-    /// Private mode without a daemon: nothing serves the network (a warning).
-    Unserved(String),
+    /// Nothing can be done, and a person should know why (a warning).
+    Warn(String),
     /// Fail the `start` so that libvirt does not start the network.
     Veto(String),
 }
@@ -146,6 +147,8 @@ pub struct Situation {
     pub daemon: Option<i32>,
     /// Whether virtmasq has system-mode files for this network.
     pub has_files: bool,
+    /// Whether a private dnsmasq of virtmasq's runs for this network.
+    pub instance_running: bool,
     /// Whether `--veto-unservable` was given.
     pub veto: bool,
 }
@@ -180,9 +183,9 @@ pub fn decide(s: Situation, mode: Option<Mode>) -> Step {
         (Op::Stopped, _) if system && s.has_files => Step::Remove("it stopped".into()),
         (Op::Stopped, _) => Step::Nothing("nothing of virtmasq's serves it".into()),
         (_, Ownership::Ours(net)) if system => Step::Serve(net),
-        (_, Ownership::Ours(_)) => Step::Unserved(NO_DAEMON.to_owned()),
+        (_, Ownership::Ours(_)) => Step::Warn(NO_DAEMON.to_owned()),
         (_, Ownership::Broken(msg)) if system => Step::Remove(format!("not served: {msg}")),
-        (_, Ownership::Broken(msg)) => Step::Unserved(msg),
+        (_, Ownership::Broken(msg)) => Step::Warn(msg),
         (_, Ownership::NotOurs(skip)) if system && s.has_files => {
             Step::Remove(format!("no longer virtmasq's: {skip}"))
         }
@@ -197,6 +200,13 @@ fn decide_start(s: Situation, system: bool) -> Step {
         Ownership::Ours(_) if s.veto && s.daemon.is_none() && !system => {
             Step::Veto(NO_DAEMON.to_owned())
         }
+        // Released (or edited) and restarted faster than the daemon stops its dnsmasq.
+        Ownership::NotOurs(Skip::ServedByLibvirt) if s.instance_running => Step::Warn(
+            "libvirt serves it now, but virtmasq's dnsmasq for it still runs (its daemon has \
+             not caught up yet), so libvirt's dnsmasq may fail to bind the bridge; if this \
+             start fails, start the network again in a moment"
+                .into(),
+        ),
         _ => Step::Nothing("virtmasq acts once the network has started".into()),
     }
 }
@@ -240,6 +250,7 @@ async fn run(cli: &Cli, a: &NetworkArgs, journal: &Journal) -> anyhow::Result<St
         daemon: daemon_pid(&pid_file(&cfg)),
         has_files: cfg.paths.conf_dir.join(fragment::file_name(name)).exists()
             || fragment::hosts_file(&cfg.paths.state_dir, name).exists(),
+        instance_running: instance_running(&cfg, name),
         veto: a.veto_unservable,
     };
     let (mode, systemd) = match situation.needs_mode() {
@@ -265,9 +276,9 @@ async fn run(cli: &Cli, a: &NetworkArgs, journal: &Journal) -> anyhow::Result<St
             )
             .await
         }
-        Step::Unserved(why) => {
+        Step::Warn(why) => {
             journal.warn(&format!("network '{name}': {why}"));
-            Ok("not served".into())
+            Ok("nothing done".into())
         }
         Step::Veto(why) => bail!("refusing to let network '{name}' start: {why}"),
     }
@@ -309,6 +320,15 @@ pub fn daemon_pid(pid_file: &Path) -> Option<i32> {
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let daemon = cmdline.split(|b| *b == 0).any(|arg| arg == b"daemon");
     (pid > 0 && comm.trim_end() == "virtmasq" && daemon).then_some(pid)
+}
+
+/// Whether a private dnsmasq of virtmasq's runs for network `name` (its pid file names a live
+/// process).
+pub fn instance_running(cfg: &Config, name: &str) -> bool {
+    let pid = InstancePaths::new(&cfg.paths.run_dir, &cfg.paths.state_dir, name).pid;
+    let pid = std::fs::read_to_string(pid).ok();
+    let pid = pid.and_then(|p| p.trim().parse::<i32>().ok());
+    pid.is_some_and(|p| p > 0 && Path::new(&format!("/proc/{p}")).exists())
 }
 
 /// The mode, without D-Bus when the configuration forces it; with systemd in system mode.

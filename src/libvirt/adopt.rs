@@ -15,7 +15,6 @@
 //! everything else (comments, other programs' metadata, attribute order) stays as it was.
 
 use std::net::IpAddr;
-use std::ops::Range;
 
 use roxmltree::{Document, Node};
 use thiserror::Error;
@@ -201,6 +200,27 @@ pub fn intent_of(net: &NetworkXml) -> DhcpIntent {
 
 /// Everything in the network that virtmasq would not serve, one line each.
 fn unsupported(root: Node, net: &NetworkXml) -> Vec<String> {
+    let mut out = unsupported_ips(net);
+    let local_ptr = root
+        .children()
+        .filter(|n| is_libvirt(n, "ip"))
+        .filter_map(|n| n.attribute("localPtr").map(|v| (n, v)));
+    for (ip, v) in local_ptr {
+        let address = ip.attribute("address").unwrap_or_default();
+        out.push(format!(
+            "<ip address='{address}' localPtr='{v}'> is not carried over"
+        ));
+    }
+    out.extend(unsupported_dns(root));
+    let raw = |n: &Node| n.is_element() && n.tag_name().namespace() == Some(DNSMASQ_NAMESPACE);
+    if root.children().any(|n| raw(&n)) {
+        out.push("<dnsmasq:options> (raw dnsmasq options) are not carried over".into());
+    }
+    out
+}
+
+/// What the `<ip>` elements hold that virtmasq would not serve.
+fn unsupported_ips(net: &NetworkXml) -> Vec<String> {
     let mut out = Vec::new();
     for ip in &net.ips {
         let at = format!("<ip address='{}'>", ip.address);
@@ -233,16 +253,12 @@ fn unsupported(root: Node, net: &NetworkXml) -> Vec<String> {
             }
         }
     }
-    let local_ptr = root
-        .children()
-        .filter(|n| is_libvirt(n, "ip"))
-        .filter_map(|n| n.attribute("localPtr").map(|v| (n, v)));
-    for (ip, v) in local_ptr {
-        let address = ip.attribute("address").unwrap_or_default();
-        out.push(format!(
-            "<ip address='{address}' localPtr='{v}'> is not carried over"
-        ));
-    }
+    out
+}
+
+/// What `<dns>` and `<domain>` hold beyond what virtmasq serves (DNS on or off, a domain).
+fn unsupported_dns(root: Node) -> Vec<String> {
+    let mut out = Vec::new();
     if let Some(dns) = child(root, "dns") {
         if let Some(a) = dns.attributes().find(|a| a.name() != "enable") {
             out.push(format!(
@@ -277,15 +293,8 @@ fn unsupported(root: Node, net: &NetworkXml) -> Vec<String> {
             ));
         }
     }
-    let raw = |n: &Node| n.is_element() && n.tag_name().namespace() == Some(DNSMASQ_NAMESPACE);
-    if root.children().any(|n| raw(&n)) {
-        out.push("<dnsmasq:options> (raw dnsmasq options) are not carried over".into());
-    }
     out
 }
-
-/// One replacement of `range` in the original text by `text` (an insertion when empty).
-type Edit = (Range<usize>, String);
 
 fn adopt_edits(xml: &str, root: Node, intent: &DhcpIntent) -> Vec<Edit> {
     let mut edits = Vec::new();
@@ -415,67 +424,6 @@ fn restore_dhcp(xml: &str, root: Node, copy: Node) -> Result<Edit, String> {
     Ok((at..at, format!("  {text}\n  ")))
 }
 
-/// Applies non-overlapping edits to `text`.
-fn splice(text: &str, mut edits: Vec<Edit>) -> String {
-    edits.sort_by_key(|(r, _)| (r.start, r.end));
-    let mut out = String::with_capacity(text.len() + 1024);
-    let mut pos = 0;
-    for (range, with) in edits {
-        debug_assert!(range.start >= pos, "overlapping edits");
-        out.push_str(&text[pos..range.start]);
-        out.push_str(&with);
-        pos = range.end;
-    }
-    out.push_str(&text[pos..]);
-    out
-}
-
-/// The range of `el` together with the indentation before it, so that removing it leaves no
-/// blank line.
-fn removal(el: Node) -> Range<usize> {
-    let range = el.range();
-    match el.prev_sibling() {
-        Some(ws) if ws.is_text() && ws.text().is_some_and(|t| t.trim().is_empty()) => {
-            ws.range().start..range.end
-        }
-        _ => range,
-    }
-}
-
-/// The offset of the end tag of `el` (`</ip>`), or of its end for an empty element.
-fn closing(xml: &str, el: Node) -> usize {
-    let range = el.range();
-    xml[range.clone()]
-        .rfind("</")
-        .map_or(range.end, |i| range.start + i)
-}
-
-/// The column `el` starts at, when it starts a line (its indentation), else 0.
-fn column(el: Node) -> usize {
-    indent_before(el).len().saturating_sub(1)
-}
-
-/// `text` (an element copied from column `from`) moved to column `to`: every line after the
-/// first loses `from` columns of indentation and gains `to`.
-fn reindent(text: &str, from: usize, to: usize) -> String {
-    let pad = " ".repeat(to);
-    let mut lines = text.split('\n');
-    let mut out = lines.next().unwrap_or_default().to_owned();
-    for line in lines {
-        let strip = line.len() - line.trim_start_matches(' ').len();
-        out.push('\n');
-        out.push_str(&pad);
-        out.push_str(&line[strip.min(from)..]);
-    }
-    out
-}
-
-/// The line break and indentation before `el` (`"\n  "`), or a line break alone.
-fn indent_before(el: Node) -> String {
-    let ws = el.prev_sibling().and_then(|p| p.text()).unwrap_or("\n");
-    ws.rfind('\n').map_or("\n".into(), |i| ws[i..].to_owned())
-}
-
 fn child<'a, 'i>(el: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
     el.children().find(|n| is_libvirt(n, name))
 }
@@ -498,56 +446,10 @@ fn is_saved(node: &Node) -> bool {
         && node.tag_name().name() == SAVED_ELEMENT
 }
 
-/// The first difference between two XML documents compared as trees (element names and
-/// namespaces, attribute sets, text without surrounding whitespace), or None when they are
-/// equal. Formatting, attribute order, quotes and namespace prefixes do not count.
-pub fn difference(a: &str, b: &str) -> Result<Option<String>, XmlError> {
-    let lines = |xml: &str| -> Result<Vec<String>, XmlError> {
-        let doc = Document::parse(xml).map_err(XmlError::Syntax)?;
-        let mut out = Vec::new();
-        canonical(doc.root_element(), 0, &mut out);
-        Ok(out)
-    };
-    let (a, b) = (lines(a)?, lines(b)?);
-    let n = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
-    Ok((a.len() != b.len() || n < a.len()).then(|| {
-        let show = |v: &[String]| v.get(n).cloned().unwrap_or_else(|| "(end)".into());
-        format!("first difference: {:?} against {:?}", show(&a), show(&b))
-    }))
-}
+mod text;
 
-fn canonical(el: Node, depth: usize, out: &mut Vec<String>) {
-    let ns = el
-        .tag_name()
-        .namespace()
-        .map(|n| format!("{{{n}}}"))
-        .unwrap_or_default();
-    let mut attrs: Vec<String> = el
-        .attributes()
-        .map(|a| {
-            format!(
-                "{}{}={:?}",
-                a.namespace().unwrap_or(""),
-                a.name(),
-                a.value()
-            )
-        })
-        .collect();
-    attrs.sort();
-    out.push(format!(
-        "{}{ns}{} {}",
-        " ".repeat(depth),
-        el.tag_name().name(),
-        attrs.join(" ")
-    ));
-    for c in el.children() {
-        if c.is_element() {
-            canonical(c, depth + 1, out);
-        } else if let Some(t) = c.text().map(str::trim).filter(|t| !t.is_empty()) {
-            out.push(format!("{}text {t:?}", " ".repeat(depth + 1)));
-        }
-    }
-}
+pub use text::difference;
+use text::{closing, column, indent_before, reindent, removal, splice, Edit};
 
 #[cfg(test)]
 mod tests;

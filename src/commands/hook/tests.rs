@@ -27,6 +27,7 @@ fn situation(op: Op, own: Ownership, daemon: Option<i32>, has_files: bool) -> Si
         own,
         daemon,
         has_files,
+        instance_running: false,
         veto: false,
     }
 }
@@ -38,7 +39,7 @@ fn kind(step: &Step) -> &'static str {
         Step::Signal(_) => "signal",
         Step::Serve(_) => "serve",
         Step::Remove(_) => "remove",
-        Step::Unserved(_) => "unserved",
+        Step::Warn(_) => "warn",
         Step::Veto(_) => "veto",
     }
 }
@@ -73,9 +74,9 @@ fn what_the_hook_does() {
         (Op::Updated, broken, Some(42), false, None, "signal"),
         (Op::Started, ours, None, false, s, "serve"),
         (Op::Updated, ours, None, true, s, "serve"),
-        (Op::Started, ours, None, false, p, "unserved"),
+        (Op::Started, ours, None, false, p, "warn"),
         (Op::Started, broken, None, true, s, "remove"),
-        (Op::Started, broken, None, false, p, "unserved"),
+        (Op::Started, broken, None, false, p, "warn"),
         (Op::Started, not_ours, None, false, None, "nothing"),
         (Op::Started, not_ours, None, true, s, "remove"),
         (Op::Stopped, ours, None, true, s, "remove"),
@@ -109,6 +110,16 @@ fn a_start_is_vetoed_only_when_asked_and_unservable() {
     assert_eq!(veto(ours(), Some(42), Some(Mode::Private)), "nothing");
     assert_eq!(veto(ours(), None, Some(Mode::System)), "nothing");
     assert_eq!(veto(not_ours(), None, None), "nothing");
+}
+
+#[test]
+fn a_start_while_our_dnsmasq_still_runs_is_a_warning() {
+    let mut s = situation(Op::Start, not_ours(), Some(42), false);
+    s.instance_running = true;
+    assert_eq!(kind(&decide(s, None)), "warn");
+    let mut s = situation(Op::Start, ours(), Some(42), false);
+    s.instance_running = true;
+    assert_eq!(kind(&decide(s, None)), "nothing");
 }
 
 #[test]
