@@ -224,19 +224,23 @@ pub async fn setup(
     let mut created = Created::load(&record)?;
     let hook_added = install_hook(layout, &mut created, &mut report)?;
     let dropin = Layout::dropin(cfg);
-    if wants_dropin(cfg, mode) {
+    // systemd notices a changed unit file, not a drop-in added in a new directory: a drop-in
+    // changed here always means a reload.
+    let dropin_changed = if wants_dropin(cfg, mode) {
         let dir = dropin.parent().unwrap_or(Path::new("/"));
         created.ensure_dirs(layout, dir)?;
-        if files::write_if_changed(&layout.at(&dropin), DROPIN)? {
+        let written = files::write_if_changed(&layout.at(&dropin), DROPIN)?;
+        if written {
             report.changes.push(format!(
                 "installed {} (the PXE filter is on: {} stops with virtmasq)",
                 dropin.display(),
                 cfg.system.unit
             ));
         }
+        written
     } else {
-        remove_dropin(layout, &dropin, &mut created, &mut report)?;
-    }
+        remove_dropin(layout, &dropin, &mut created, &mut report)?
+    };
     created.save(&record)?;
     let Some(units) = units else {
         if opts.start {
@@ -247,7 +251,7 @@ pub async fn setup(
         return Ok(report);
     };
     units
-        .reload_if_needed(&[SERVICE, &cfg.system.unit], &mut report)
+        .reload_if_needed(&[SERVICE, &cfg.system.unit], dropin_changed, &mut report)
         .await?;
     if opts.start {
         units
@@ -279,10 +283,10 @@ pub async fn teardown(
     let mut report = Report::default();
     let record = layout.record(cfg);
     let mut created = Created::load(&record)?;
-    remove_dropin(layout, &Layout::dropin(cfg), &mut created, &mut report)?;
+    let dropin_removed = remove_dropin(layout, &Layout::dropin(cfg), &mut created, &mut report)?;
     if let Some(units) = units {
         units
-            .reload_if_needed(&[SERVICE, &cfg.system.unit], &mut report)
+            .reload_if_needed(&[SERVICE, &cfg.system.unit], dropin_removed, &mut report)
             .await?;
         if opts.stop {
             units.stop(SERVICE, SERVICE_TIMEOUT, &mut report).await?;
@@ -349,14 +353,17 @@ fn remove_hook(
     created.remove_empty(layout, report)
 }
 
+/// Removes the drop-in if it is there; true when it was.
 fn remove_dropin(
     layout: &Layout,
     dropin: &Path,
     created: &mut Created,
     report: &mut Report,
-) -> Result<(), SetupError> {
-    if files::remove_if_contains(&layout.at(dropin), "virtmasq setup")? {
+) -> Result<bool, SetupError> {
+    let removed = files::remove_if_contains(&layout.at(dropin), "virtmasq setup")?;
+    if removed {
         report.changes.push(format!("removed {}", dropin.display()));
     }
-    created.remove_empty(layout, report)
+    created.remove_empty(layout, report)?;
+    Ok(removed)
 }

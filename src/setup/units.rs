@@ -100,13 +100,18 @@ impl Units {
             .is_active())
     }
 
-    /// `daemon-reload` if any of `units` changed on disk since systemd loaded it.
+    /// `daemon-reload` if `changed` (the caller changed a drop-in) or any of `units` changed
+    /// on disk since systemd loaded it.
     pub async fn reload_if_needed(
         &self,
         units: &[&str],
+        changed: bool,
         report: &mut Report,
     ) -> Result<(), SetupError> {
         let mut stale = Vec::new();
+        if changed {
+            stale.push("a drop-in");
+        }
         for unit in units {
             let path = self
                 .manager
