@@ -16,6 +16,7 @@ PACKAGES=(
   systemd-container   # systemd-nspawn: a booted Debian with a system dnsmasq
   debootstrap
   ca-certificates
+  qemu-system-x86 ipxe-qemu  # a real network boot from the lab: a VM with iPXE ROMs (tests/pxe_boot_qemu.rs)
 )
 
 missing=()

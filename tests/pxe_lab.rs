@@ -113,75 +113,62 @@ fn client_with_addr(rig: &Rig, mac: &str, host: u8) -> Client {
     c
 }
 
+/// The machine UUID of the FOG seed's Dell.
+const UUID: &str = "4c4c4544-0038-3610-804e-c4c04f4a5831";
+
+/// [`PROFILE`] with a UUID override for x86-64 UEFI, a MAC override for BIOS, x86-64 UEFI and
+/// the iPXE URL, and pxelinux's options.
+fn hosts_profile(rig: &Rig) -> virtmasq::pxe::PxeProfile {
+    let mut profile = rig.profile(&format!(
+        "{PROFILE}\n[[hosts]]\nuuid = \"{UUID}\"\nboot_files = {{ efi_x64 = \"uuid.efi\" }}\n\
+         [[hosts]]\nmac = \"52:54:00:95:00:0a\"\n\
+         boot_files = {{ bios = \"mac.kpxe\", efi_x64 = \"mac.efi\" }}\n\
+         ipxe_url = \"http://10.95.0.1:8067/special.ipxe\"\n"
+    ));
+    profile.pxelinux_config_file = Some("pxelinux.cfg/default".parse().unwrap());
+    profile.pxelinux_path_prefix = Some("http://10.95.0.1/".parse().unwrap());
+    profile
+}
+
+fn with_uuid(opts: ProbeOptions, bytes: [u8; 16]) -> ProbeOptions {
+    ProbeOptions {
+        uuid: Some(bytes),
+        ..opts
+    }
+}
+
 #[test]
 fn host_overrides_by_mac_and_uuid_and_pxelinux_options() {
     let mut rig = Rig::new("pxe_dhcp_hosts", "vqpx0", "10.95.0");
-    let uuid: MachineUuid = "4c4c4544-0038-3610-804e-c4c04f4a5831".parse().unwrap();
-    let profile = rig.profile(&format!(
-        "{PROFILE}\n[[hosts]]\nuuid = \"{uuid}\"\nboot_files = {{ efi_x64 = \"uuid.efi\" }}\n\
-         [[hosts]]\nmac = \"52:54:00:95:00:0a\"\nboot_files = {{ bios = \"mac.kpxe\", efi_x64 = \"mac.efi\" }}\n\
-         ipxe_url = \"http://10.95.0.1:8067/special.ipxe\"\n"
-    ));
-    let mut profile = profile;
-    profile.pxelinux_config_file = Some("pxelinux.cfg/default".parse().unwrap());
-    profile.pxelinux_path_prefix = Some("http://10.95.0.1/".parse().unwrap());
-    let conf = rig.private_conf(&profile);
+    let conf = rig.private_conf(&hosts_profile(&rig));
     rig.start(&conf);
+    let uuid: MachineUuid = UUID.parse().unwrap();
+    let (guid, plain) = (uuid.guid_bytes(), uuid.bytes());
     let by_mac = rig.lab.add_client("vqpx0", "52:54:00:95:00:0a");
     let other = rig.lab.add_client("vqpx0", "52:54:00:95:00:0b");
-    let with_uuid = |opts: ProbeOptions, bytes: [u8; 16]| ProbeOptions {
-        uuid: Some(bytes),
-        ..opts
-    };
+    let special = "http://10.95.0.1:8067/special.ipxe";
     let cases = [
         (&by_mac, pxe(0), Some("mac.kpxe")),
         (&by_mac, pxe(7), Some("mac.efi")),
-        (
-            &by_mac,
-            ipxe(0, true, true),
-            Some("http://10.95.0.1:8067/special.ipxe"),
-        ),
+        (&by_mac, ipxe(0, true, true), Some(special)),
         // Option 97 as PXE firmware and iPXE send it (GUID layout), and in RFC 4122 order.
-        (
-            &other,
-            with_uuid(pxe(7), uuid.guid_bytes()),
-            Some("uuid.efi"),
-        ),
-        (&other, with_uuid(pxe(7), uuid.bytes()), Some("uuid.efi")),
-        (
-            &other,
-            with_uuid(pxe(0), uuid.guid_bytes()),
-            Some("undionly.kpxe"),
-        ),
+        (&other, with_uuid(pxe(7), guid), Some("uuid.efi")),
+        (&other, with_uuid(pxe(7), plain), Some("uuid.efi")),
+        (&other, with_uuid(pxe(0), guid), Some("undionly.kpxe")),
         (&other, pxe(7), Some("ipxe.efi")),
-        (
-            &other,
-            with_uuid(ipxe(7, true, true), uuid.guid_bytes()),
-            Some(URL),
-        ),
+        (&other, with_uuid(ipxe(7, true, true), guid), Some(URL)),
         // MAC and UUID overrides both match: the MAC one wins.
-        (
-            &by_mac,
-            with_uuid(pxe(7), uuid.guid_bytes()),
-            Some("mac.efi"),
-        ),
+        (&by_mac, with_uuid(pxe(7), guid), Some("mac.efi")),
     ];
     for (client, opts, want) in cases {
         let got = boot_file(&rig, client, &opts);
-        assert_eq!(
-            got.as_deref(),
-            want,
-            "{} {opts:?}\n{}",
-            client.mac(),
-            rig.log()
-        );
+        let mac = client.mac();
+        assert_eq!(got.as_deref(), want, "{mac} {opts:?}\n{}", rig.log());
     }
     let offer = other.probe(&pxe(0)).unwrap();
-    assert_eq!(
-        offer.option_str(209).as_deref(),
-        Some("pxelinux.cfg/default")
-    );
-    assert_eq!(offer.option_str(210).as_deref(), Some("http://10.95.0.1/"));
+    let pxelinux = (offer.option_str(209), offer.option_str(210));
+    let want = ("pxelinux.cfg/default", "http://10.95.0.1/");
+    assert_eq!(pxelinux, (Some(want.0.into()), Some(want.1.into())));
 }
 
 #[test]
@@ -267,8 +254,9 @@ fn start_site_dhcp(rig: &Rig) {
     );
 }
 
-#[test]
-fn proxy_mode_with_a_site_dhcp_server_and_the_4011_exchange() {
+/// A proxy-DHCP dnsmasq from [`PROFILE`] (plus a MAC override) on the lab host, and the
+/// site's DHCP server beside it.
+fn proxy_rig() -> Rig {
     let mut rig = Rig::new("pxe_proxy", "vqpx0", "10.95.0");
     let profile = rig.profile(&format!(
         "mode = \"proxy\"\n{PROFILE}\n[[hosts]]\nmac = \"52:54:00:95:00:0a\"\n\
@@ -280,63 +268,58 @@ fn proxy_mode_with_a_site_dhcp_server_and_the_4011_exchange() {
     );
     rig.start(&conf);
     start_site_dhcp(&rig);
+    rig
+}
+
+/// One PXE client of architecture `arch` at `ip`: offers from both servers, then its boot file
+/// from the proxy's port 4011 (UEFI) or from the menu item it picked there (BIOS).
+fn check_proxy_boot(rig: &Rig, client: &Client, ip: &str, arch: &str, file: &str) {
+    let x = pxe_exchange(client, &["--arch", arch, "--ip", ip]);
+    let proxy = x
+        .proxy_offer()
+        .unwrap_or_else(|| panic!("no proxy offer: {:?}\n{}", x.offers, rig.log()));
+    assert!(x.address_offer().is_some(), "no site offer: {:?}", x.offers);
+    assert_eq!(option_text(proxy, 60).as_deref(), Some("PXEClient"));
+    // dnsmasq redirects UEFI clients (arch >= 6) to itself on port 4011 through siaddr;
+    // BIOS clients find the boot server in the menu's option 43 instead.
+    let want_siaddr = if arch == "0" { "0.0.0.0" } else { "10.95.0.1" };
+    assert_eq!(proxy["siaddr"], want_siaddr, "arch {arch}: {proxy}");
+    assert!(
+        proxy["file"].is_null(),
+        "arch {arch}: file in the offer: {proxy}"
+    );
+    let ack = x
+        .ack
+        .unwrap_or_else(|| panic!("arch {arch}: no answer on port 4011\n{}", rig.log()));
+    assert_eq!(ack["file"], file, "arch {arch}: {ack}");
+    assert_eq!(ack["siaddr"], "10.95.0.1");
+    let menu = !ack["menu_item"].is_null();
+    assert_eq!(menu, arch == "0", "a menu for BIOS only: {ack}");
+}
+
+#[test]
+fn proxy_mode_with_a_site_dhcp_server_and_the_4011_exchange() {
+    let rig = proxy_rig();
     let client = rig.lab.add_client("vqpx0", "52:54:00:95:00:01");
     // A plain client gets its address from the site; the proxy ignores non-PXE clients.
     let lease = client.lease().expect("a lease from the site's server");
-    assert_eq!(
-        lease.server_id.map(|a| a.to_string()).as_deref(),
-        Some("10.95.0.2")
-    );
+    let server = lease.server_id.map(|a| a.to_string());
+    assert_eq!(server.as_deref(), Some("10.95.0.2"));
     set_addr(&client, &format!("{}/24", lease.ip));
     let ip = lease.ip.to_string();
-    let cases = [
+    for (arch, file) in [
         ("7", "ipxe.efi"),
         ("9", "bc.efi"),
         ("11", "arm64/snp.efi"),
         ("0", "undionly.kpxe"),
-    ];
-    for (arch, file) in cases {
-        let x = pxe_exchange(&client, &["--arch", arch, "--ip", &ip]);
-        let proxy = x
-            .proxy_offer()
-            .unwrap_or_else(|| panic!("no proxy offer: {:?}\n{}", x.offers, rig.log()));
-        assert!(
-            x.address_offer().is_some(),
-            "no offer from the site: {:?}",
-            x.offers
-        );
-        assert_eq!(option_text(proxy, 60).as_deref(), Some("PXEClient"));
-        // dnsmasq redirects UEFI clients (arch >= 6) to itself on port 4011 through siaddr;
-        // BIOS clients find the boot server in the menu's option 43 instead.
-        let want_siaddr = if arch == "0" { "0.0.0.0" } else { "10.95.0.1" };
-        assert_eq!(proxy["siaddr"], want_siaddr, "arch {arch}: {proxy}");
-        // UEFI clients learn their file only on port 4011; BIOS ones pick it from the menu.
-        assert!(
-            proxy["file"].is_null(),
-            "arch {arch}: file in the offer: {proxy}"
-        );
-        let ack = x
-            .ack
-            .unwrap_or_else(|| panic!("arch {arch}: no answer on port 4011\n{}", rig.log()));
-        assert_eq!(ack["file"], file, "arch {arch}: {ack}");
-        assert_eq!(ack["siaddr"], "10.95.0.1");
-        assert_eq!(
-            ack["menu_item"].is_null(),
-            arch != "0",
-            "menu only for BIOS: {ack}"
-        );
+    ] {
+        check_proxy_boot(&rig, &client, &ip, arch, file);
     }
     // iPXE gets its script URL right in the proxy offer, never the iPXE binary again.
-    let x = pxe_exchange(
-        &client,
-        &["--arch", "0", "--user-class", "iPXE", "--ipxe-175"],
-    );
-    assert_eq!(
-        x.proxy_offer().map(|o| o["file"].clone()),
-        Some(URL.into()),
-        "{:?}",
-        x.offers
-    );
+    let ipxe_bios = ["--arch", "0", "--user-class", "iPXE", "--ipxe-175"];
+    let x = pxe_exchange(&client, &ipxe_bios);
+    let offered = x.proxy_offer().map(|o| o["file"].clone());
+    assert_eq!(offered, Some(URL.into()), "{:?}", x.offers);
     let x = pxe_exchange(
         &client,
         &["--arch", "7", "--user-class", "iPXE", "--ip", &ip],
@@ -346,12 +329,8 @@ fn proxy_mode_with_a_site_dhcp_server_and_the_4011_exchange() {
     let host = rig.lab.add_client("vqpx0", "52:54:00:95:00:0a");
     set_addr(&host, "10.95.0.30/24");
     let x = pxe_exchange(&host, &["--arch", "7", "--ip", "10.95.0.30"]);
-    assert_eq!(
-        x.ack.map(|a| a["file"].clone()),
-        Some("mac.efi".into()),
-        "{}",
-        rig.log()
-    );
+    let file = x.ack.map(|a| a["file"].clone());
+    assert_eq!(file, Some("mac.efi".into()), "{}", rig.log());
 }
 
 #[test]

@@ -131,9 +131,9 @@ async fn boot_script(
     let uuid = query.uuid.map(|u| u.to_string());
     tracing::info!(
         mac = %mac,
-        uuid = uuid.as_deref().unwrap_or("-"),
+        uuid = %uuid.as_deref().unwrap_or("-"),
         client = %peer.remote,
-        rule = %matched,
+        rule = %matched.as_str(),
         action = %action,
         "served an iPXE script"
     );

@@ -172,6 +172,17 @@ pub enum Matched {
     Default,
 }
 
+impl Matched {
+    /// One word for logs: `mac`, `uuid` or `default`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Matched::Mac => "mac",
+            Matched::Uuid => "uuid",
+            Matched::Default => "default",
+        }
+    }
+}
+
 impl fmt::Display for Matched {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
