@@ -311,6 +311,51 @@ mod tests {
         assert_eq!(cfg.networks[&name].intent(), intent, "{text}");
     }
 
+    fn job(direction: Direction) -> Job {
+        Job {
+            uri: "test:///default".into(),
+            args: Args {
+                network: "lab".parse().unwrap(),
+                dry_run: false,
+                no_restart: false,
+                libvirt_uri: None,
+            },
+            direction,
+            config_path: "/etc/virtmasq/virtmasq.toml".into(),
+            cfg: Config::default(),
+        }
+    }
+
+    #[test]
+    fn metadata_that_libvirt_dropped_is_an_error_with_the_config_section() {
+        let xml = "<network><name>lab</name><bridge name='vqbr-lab'/>\
+                   <ip address='10.82.0.1' prefix='24'><dhcp>\
+                   <range start='10.82.0.100' end='10.82.0.150'/></dhcp></ip></network>";
+        let adopted = adopt(xml).unwrap();
+        let j = job(Direction::Adopt);
+        j.check_kept(&adopted.xml, Some(&adopted.intent)).unwrap();
+        // A libvirt that does not keep network metadata drops the whole element.
+        let (start, end) = (
+            adopted.xml.find("<metadata>"),
+            adopted.xml.find("</metadata>"),
+        );
+        let (start, end) = (start.unwrap(), end.unwrap() + "</metadata>".len());
+        let dropped = format!("{}{}", &adopted.xml[..start], &adopted.xml[end..]);
+        let err = j.check_kept(&dropped, Some(&adopted.intent)).unwrap_err();
+        let text = format!("{err:#}");
+        for needle in [
+            "did not keep virtmasq's <metadata>",
+            "[networks.lab]",
+            "10.82.0.150",
+        ] {
+            assert!(text.contains(needle), "{text}\nmissing {needle:?}");
+        }
+        // After release, libvirt must serve the network again.
+        let j = job(Direction::Release);
+        j.check_kept(xml, None).unwrap();
+        assert!(j.check_kept(&adopted.xml, None).is_err());
+    }
+
     #[test]
     fn a_dry_run_shows_both_and_says_nothing_changed() {
         let before = "<network><name>a</name></network>";
