@@ -147,7 +147,9 @@ fn sigterm_stops_the_agent_and_its_dnsmasq_cleanly() {
     .is_empty()));
     // The agent exits 0 once its instances are down; their runtime files are removed, the
     // lease file stays.
-    assert!(wait_until(Duration::from_secs(5), || lab.process_status(agent).is_some()));
+    assert!(wait_until(Duration::from_secs(5), || lab
+        .process_status(agent)
+        .is_some()));
     assert!(lab.process_status(agent).unwrap().success());
     assert!(!pid_file.exists() && !conf.exists());
     assert!(lab.dir().join("state/leases").is_dir());
@@ -213,4 +215,48 @@ fn sighup_with_a_broken_configuration_keeps_serving() {
         std::path::Path::new(&format!("/proc/{agent}")).exists(),
         "the agent died"
     );
+}
+
+#[test]
+fn a_network_that_turns_invalid_keeps_being_served_as_before() {
+    let (lab, pid_file, agent) = lab_with_agent("private_turns_invalid");
+    let dnsmasq = live_pid(&pid_file).unwrap();
+    let conf = lab.dir().join("run/lab/dnsmasq.conf");
+    let before = std::fs::read(&conf).unwrap();
+    // The network's intent now has a range outside its subnet.
+    write_node(
+        lab.dir(),
+        "node.xml",
+        &[TestNet {
+            name: "lab",
+            bridge: "vqa0",
+            ip: "10.91.0.1/24",
+            dhcp: Some(r#"<virtmasq:range start="10.91.0.100" end="10.91.9.150"/>"#),
+        }],
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent as i32),
+        nix::sys::signal::SIGUSR1,
+    )
+    .unwrap();
+    let log = lab.dir().join("virtmasq-0.log");
+    assert!(
+        wait_until(Duration::from_secs(5), || std::fs::read_to_string(&log)
+            .is_ok_and(|l| l.contains("10.91.0.100-10.91.9.150"))),
+        "the invalid range was not reported"
+    );
+    assert_eq!(
+        live_pid(&pid_file),
+        Some(dnsmasq),
+        "the running dnsmasq was touched"
+    );
+    assert_eq!(
+        std::fs::read(&conf).unwrap(),
+        before,
+        "its configuration was rewritten"
+    );
+    assert!(lab
+        .add_client("vqa0", "52:54:00:91:00:07")
+        .lease()
+        .is_some());
 }

@@ -1,15 +1,19 @@
 //! The two ways of serving networks behind one trait: private instances, or fragments in the
 //! system dnsmasq. The daemon and `sync` drive either the same way.
 
+use std::collections::HashSet;
 use std::path::Path;
 
+use crate::agent::desired::pxe_lines;
 use crate::config::Config;
 use crate::dnsmasq::fragment;
 use crate::dnsmasq::private::Supervisor;
 use crate::dnsmasq::process::RunAs;
 use crate::dnsmasq::render::RenderOptions;
+use crate::filter::PxeFilter;
 use crate::fsutil::FileLock;
 use crate::model::{ManagedNetwork, NetworkName};
+use crate::pxe::LinesFor;
 use crate::system::apply::{observe, Applied, Apply};
 use crate::system::effective::EffectiveConfig;
 use crate::system::plan::{desired, plan, Target};
@@ -27,15 +31,18 @@ pub struct Outcome {
 
 /// A way of serving networks.
 pub trait Backend {
-    /// Brings what is served in line with `nets`.
+    /// Brings what is served in line with `nets`. Networks named in `keep` (their new
+    /// definition is invalid) keep whatever serves them now, untouched.
     fn reconcile(
         &mut self,
         nets: &[ManagedNetwork],
+        keep: &HashSet<NetworkName>,
         cfg: &Config,
     ) -> impl std::future::Future<Output = Outcome>;
     /// What serves `net` now, for people (a pid, a fragment).
     fn served_by(&self, net: &ManagedNetwork, cfg: &Config) -> String;
-    /// Makes every dnsmasq re-read its hosts files and hostsdirs (SIGHUP).
+    /// Makes every dnsmasq re-read its hosts files and hostsdirs: SIGHUP, or a restart where
+    /// SIGHUP is not safe ([`sighup_safe`]).
     fn reread(&mut self, cfg: &Config) -> impl std::future::Future<Output = anyhow::Result<()>>;
     /// The agent is stopping.
     fn shutdown(&mut self) -> impl std::future::Future<Output = ()>;
@@ -48,24 +55,56 @@ fn filter_lines(cfg: &Config, net: &ManagedNetwork) -> Vec<String> {
     } else {
         Vec::new()
     };
-    crate::filter::dnsmasq_lines(&cfg.filter, &bridges, false)
+    crate::filter::dnsmasq_lines(&cfg.filter, &bridges, net.is_proxy())
 }
 
-/// Rendering options of `net`'s private instance.
+/// Whether the filter's deny lines must work for proxy DHCP (`set:` a tag that
+/// `dhcp-ignore` matches): some covered network serves proxy DHCP.
+pub fn filter_proxy(cfg: &Config, nets: &[ManagedNetwork]) -> bool {
+    nets.iter()
+        .any(|n| cfg.filter.covers(&n.name) && n.is_proxy())
+}
+
+/// Whether dnsmasq may be sent SIGHUP: dnsmasq up to 2.90 crashes on SIGHUP once a `set:`
+/// entry of a hosts file has matched, and the filter's deny lines carry `set:` for proxy DHCP.
+/// Where it is not safe, a restart does the same work.
+pub fn sighup_safe(cfg: &Config) -> bool {
+    let tagged = cfg.filter.enabled
+        && PxeFilter::new(cfg.filter.clone(), cfg.paths.state_dir.clone())
+            .list()
+            .is_ok_and(|p| p.deny_line != crate::filter::entry::DenyLine::Plain);
+    let version = DnsmasqVersion::of(&cfg.paths.dnsmasq).map_or((0, 0), |v| v.numeric);
+    crate::filter::ops::sighup_is_safe(version, tagged)
+}
+
+/// Rendering options of `net`'s private instance: the filter's lines and the PXE profile's
+/// (already checked when the network was accepted; a profile that broke since then, say a
+/// boot file deleted, renders no PXE lines and is logged).
 pub fn private_options(cfg: &Config, net: &ManagedNetwork) -> RenderOptions {
+    let mut extra_lines = filter_lines(cfg, net);
+    extra_lines.extend(pxe_or_log(net, cfg, LinesFor::Private));
     RenderOptions {
         no_ping: cfg.dnsmasq.no_ping,
-        extra_lines: filter_lines(cfg, net),
+        extra_lines,
     }
+}
+
+fn pxe_or_log(net: &ManagedNetwork, cfg: &Config, mode: LinesFor) -> Vec<String> {
+    pxe_lines(net, cfg, mode).unwrap_or_else(|e| {
+        tracing::error!(network = %net.name, error = %crate::exit::chain(&e), "PXE profile");
+        Vec::new()
+    })
 }
 
 /// Lines of `net`'s system fragment beyond its own: the filter's scope (`tag-if`). The lines
 /// the filter needs once per dnsmasq go to the shared fragment ([`system_shared_lines`]).
 pub fn system_extra_lines(cfg: &Config, net: &ManagedNetwork) -> Vec<String> {
-    filter_lines(cfg, net)
+    let mut lines: Vec<String> = filter_lines(cfg, net)
         .into_iter()
         .filter(|l| l.starts_with("tag-if="))
-        .collect()
+        .collect();
+    lines.extend(pxe_or_log(net, cfg, LinesFor::System));
+    lines
 }
 
 /// Lines needed once in the system dnsmasq for all of `nets` (the filter's hostsdir).
@@ -98,8 +137,16 @@ impl PrivateBackend {
 }
 
 impl Backend for PrivateBackend {
-    async fn reconcile(&mut self, nets: &[ManagedNetwork], cfg: &Config) -> Outcome {
-        let errors = self.0.reconcile(nets, |n| private_options(cfg, n)).await;
+    async fn reconcile(
+        &mut self,
+        nets: &[ManagedNetwork],
+        keep: &HashSet<NetworkName>,
+        cfg: &Config,
+    ) -> Outcome {
+        let errors = self
+            .0
+            .reconcile(nets, |n| private_options(cfg, n), keep)
+            .await;
         Outcome {
             changes: Vec::new(),
             errors: errors.into_iter().map(anyhow::Error::from).collect(),
@@ -119,8 +166,12 @@ impl Backend for PrivateBackend {
         }
     }
 
-    async fn reread(&mut self, _cfg: &Config) -> anyhow::Result<()> {
-        self.0.hangup_all();
+    async fn reread(&mut self, cfg: &Config) -> anyhow::Result<()> {
+        if sighup_safe(cfg) {
+            self.0.hangup_all();
+        } else {
+            self.0.restart_all();
+        }
         Ok(())
     }
 
@@ -168,6 +219,17 @@ impl SystemBackend {
         cfg: &Config,
         scope: Option<&NetworkName>,
     ) -> anyhow::Result<(Applied, Vec<String>)> {
+        self.apply_keeping(nets, cfg, scope, &HashSet::new()).await
+    }
+
+    /// The common body: `keep` names networks whose files stay exactly as they are.
+    async fn apply_keeping(
+        &self,
+        nets: &[ManagedNetwork],
+        cfg: &Config,
+        scope: Option<&NetworkName>,
+        keep: &HashSet<NetworkName>,
+    ) -> anyhow::Result<(Applied, Vec<String>)> {
         let lock_path = cfg.paths.state_dir.join("system.lock");
         let _lock = FileLock::acquire(&lock_path, std::time::Duration::from_secs(30))?;
         let effective = EffectiveConfig::read(Path::new("/"));
@@ -184,7 +246,7 @@ impl SystemBackend {
                 system_shared_lines(cfg, nets)
             },
         };
-        let want = desired(nets, &target, |n| system_extra_lines(cfg, n), bridge_exists);
+        let mut want = desired(nets, &target, |n| system_extra_lines(cfg, n), bridge_exists);
         if scope.is_none() {
             *self.deferred.lock().unwrap_or_else(|p| p.into_inner()) = want.deferred.clone();
         }
@@ -201,6 +263,23 @@ impl SystemBackend {
             observed.foreign.retain(|p| *p == frag);
             observed.hosts.retain(|p, _| *p == hosts);
         }
+        for name in keep {
+            let frag = cfg.paths.conf_dir.join(fragment::file_name(name.as_str()));
+            let hosts = fragment::hosts_file(&cfg.paths.state_dir, name.as_str());
+            for (path, map) in [(frag, &observed.fragments), (hosts, &observed.hosts)] {
+                if let Some(text) = map
+                    .get(&path)
+                    .and_then(|b| String::from_utf8(b.clone()).ok())
+                {
+                    let target = if path.extension().is_some_and(|e| e == "hosts") {
+                        &mut want.hosts
+                    } else {
+                        &mut want.fragments
+                    };
+                    target.insert(path, text);
+                }
+            }
+        }
         let plan = plan(&observed, &want);
         for p in &plan.refused {
             tracing::error!(path = %p.display(), "a file virtmasq did not write is in the way; left alone");
@@ -211,6 +290,7 @@ impl SystemBackend {
             flavor: effective.flavor,
             binary: &cfg.paths.dnsmasq,
             restart_timeout: cfg.system.restart_timeout(),
+            hangup_safe: sighup_safe(cfg),
         }
         .run(&plan)
         .await?;
@@ -231,8 +311,13 @@ pub fn bridge_exists(name: &str) -> bool {
 }
 
 impl Backend for SystemBackend {
-    async fn reconcile(&mut self, nets: &[ManagedNetwork], cfg: &Config) -> Outcome {
-        match self.apply(nets, cfg).await {
+    async fn reconcile(
+        &mut self,
+        nets: &[ManagedNetwork],
+        keep: &HashSet<NetworkName>,
+        cfg: &Config,
+    ) -> Outcome {
+        match self.apply_keeping(nets, cfg, None, keep).await {
             Ok((applied, notes)) => {
                 let mut changes: Vec<String> = applied
                     .changed
@@ -277,7 +362,18 @@ impl Backend for SystemBackend {
     }
 
     async fn reread(&mut self, cfg: &Config) -> anyhow::Result<()> {
-        Ok(self.systemd.hangup(&cfg.system.unit).await?)
+        if sighup_safe(cfg) {
+            self.systemd.hangup(&cfg.system.unit).await?;
+        } else {
+            let _lock = FileLock::acquire(
+                &cfg.paths.state_dir.join("system.lock"),
+                std::time::Duration::from_secs(30),
+            )?;
+            self.systemd
+                .restart_and_wait(&cfg.system.unit, cfg.system.restart_timeout())
+                .await?;
+        }
+        Ok(())
     }
 
     /// Fragments stay: the system dnsmasq keeps serving the networks while the agent is down.

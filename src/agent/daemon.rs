@@ -14,16 +14,19 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::backend::{Backend, PrivateBackend, SystemBackend};
+use super::backend::{filter_proxy, Backend, PrivateBackend, SystemBackend};
 use super::dbus::{self, Agent, Request};
 use super::desired::{desired, Desired};
 use super::status::{snapshot, FilterStatus, NetworkStatus, SharedStatus, SkippedStatus, Status};
 use crate::config::Config;
 use crate::filter::PxeFilter;
+use crate::http::SharedRules;
 use crate::libvirt::source::{list_networks, LibvirtError, LibvirtNetwork};
+use crate::model::NetworkName;
 use crate::netlink::{LinkEvent, Watcher};
 use crate::system::decide::Mode;
 use crate::system::detect::detect;
+use crate::system::version::DnsmasqVersion;
 use crate::systemd::notify;
 
 /// What the daemon needs to start.
@@ -63,6 +66,10 @@ struct Services {
     bus: Option<zbus::Connection>,
     /// The PXE filter.
     filter: Arc<PxeFilter>,
+    /// The iPXE script rules the HTTP endpoint serves, replaced on SIGHUP.
+    http_rules: Option<Arc<SharedRules>>,
+    /// Dropped to stop the HTTP endpoint.
+    _http_stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// Runs until `shutdown` completes.
@@ -81,10 +88,23 @@ pub async fn run(opts: DaemonOptions, shutdown: impl Future<Output = ()>) -> any
         cfg.paths.state_dir.clone(),
     ));
     if cfg.filter.enabled {
+        let version = DnsmasqVersion::of(&cfg.paths.dnsmasq);
+        if !version.as_ref().is_some_and(|v| v.at_least(2, 81)) {
+            anyhow::bail!(
+                "the PXE filter needs dnsmasq 2.81 or later (tags on dhcp-host entries); {} is {}",
+                cfg.paths.dnsmasq.display(),
+                version.map_or("not usable".into(), |v| v.version)
+            );
+        }
+        // Deny lines carry a tag only where proxy DHCP is served: read libvirt once to know.
+        let proxy = match read_libvirt(&cfg.libvirt.uri).await {
+            Ok(nets) => filter_proxy(&cfg, &desired(&nets, &cfg).networks()),
+            Err(_) => false,
+        };
         // Stale entries go before any dnsmasq reads the directory: dnsmasq never forgets an
         // entry whose file is deleted while it runs.
         let f = filter.clone();
-        let report = tokio::task::spawn_blocking(move || f.purge_and_rebuild(false))
+        let report = tokio::task::spawn_blocking(move || f.purge_and_rebuild(proxy))
             .await?
             .context("the PXE filter's first sync failed; nothing was started")?;
         tracing::info!(?report, "PXE filter synced");
@@ -109,6 +129,7 @@ pub async fn run(opts: DaemonOptions, shutdown: impl Future<Output = ()>) -> any
             None
         }
     };
+    let (http_rules, http_stop) = start_http(&cfg).await?;
     let pid = pid_file(&cfg);
     crate::fsutil::write_atomic(&pid, format!("{}\n", std::process::id()).as_bytes(), 0o644)
         .with_context(|| format!("writing {}", pid.display()))?;
@@ -117,6 +138,8 @@ pub async fn run(opts: DaemonOptions, shutdown: impl Future<Output = ()>) -> any
         requests,
         bus,
         filter,
+        http_rules,
+        _http_stop: http_stop,
     };
     let result = match mode {
         Mode::System => {
@@ -131,6 +154,35 @@ pub async fn run(opts: DaemonOptions, shutdown: impl Future<Output = ()>) -> any
     let _ = std::fs::remove_file(&pid);
     let _ = notify::stopping();
     result
+}
+
+/// Starts the iPXE script endpoint when configured; an address that cannot be bound is an
+/// error (the profiles that send clients there would fail).
+async fn start_http(
+    cfg: &Config,
+) -> anyhow::Result<(
+    Option<Arc<SharedRules>>,
+    Option<tokio::sync::oneshot::Sender<()>>,
+)> {
+    if !cfg.http.enabled {
+        return Ok((None, None));
+    }
+    let addr = cfg.http.listen_addr();
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {addr} for iPXE scripts ([http] address, port)")
+    })?;
+    let rules = Arc::new(SharedRules::new(cfg.http.script_rules()?));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = rules.clone();
+    tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        if let Err(e) = crate::http::serve(listener, served, shutdown).await {
+            tracing::error!(error = %e, "the iPXE script endpoint failed");
+        }
+    });
+    Ok((Some(rules), Some(stop)))
 }
 
 async fn run_with<B: Backend>(
@@ -170,6 +222,9 @@ async fn run_with<B: Backend>(
                 match opts.load() {
                     Ok(new) => {
                         tracing::info!("configuration reloaded");
+                        if let (Some(shared), Ok(rules)) = (&svc.http_rules, new.http.script_rules()) {
+                            shared.replace(rules);
+                        }
                         cfg = new;
                         tick = tokio::time::interval(cfg.libvirt.poll_interval());
                         tick.reset();
@@ -265,7 +320,14 @@ async fn reconcile<B: Backend>(cfg: &Config, backend: &mut B, svc: &Services) ->
     let want = desired(&nets, cfg);
     report(&want);
     let managed = want.networks();
-    let outcome = backend.reconcile(&managed, cfg).await;
+    // A network that turned invalid keeps being served as before: bad input loses nothing.
+    let keep: HashSet<NetworkName> = want
+        .skipped
+        .iter()
+        .filter(|(_, skip)| skip.is_error())
+        .filter_map(|(name, _)| name.parse().ok())
+        .collect();
+    let outcome = backend.reconcile(&managed, &keep, cfg).await;
     for c in &outcome.changes {
         tracing::info!("{c}");
     }

@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::libvirt::source::LibvirtNetwork;
 use crate::libvirt::xml::NetworkXml;
 use crate::model::{IntentSource, ManagedNetwork, NetworkName};
+use crate::pxe::{LinesFor, PxeScope};
 
 /// Why a network is not served.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,7 +114,30 @@ pub fn managed_parsed(xml: &NetworkXml, cfg: &Config) -> Result<Served, Skip> {
     }
     let network = ManagedNetwork::new(xml.name.clone(), bridge, xml.ipv4_subnets(), intent)
         .map_err(|e| Skip::Invalid(format!("network '{}': {e}", xml.name)))?;
+    // A PXE profile is checked here, with its boot files on disk, so a broken one keeps the
+    // network from being written at all.
+    pxe_lines(&network, cfg, LinesFor::Private)
+        .map_err(|e| Skip::Invalid(crate::exit::chain(&e)))?;
     Ok(Served { network, source })
+}
+
+/// The PXE lines of a network (none without a profile), for a private instance or a system
+/// fragment.
+pub fn pxe_lines(
+    net: &ManagedNetwork,
+    cfg: &Config,
+    mode: LinesFor,
+) -> Result<Vec<String>, crate::pxe::PxeError> {
+    let Some(profile) = &net.pxe else {
+        return Ok(Vec::new());
+    };
+    let scope = PxeScope {
+        network: &net.name,
+        bridge: &net.bridge,
+        subnet: &net.subnets[0],
+        http: &cfg.http,
+    };
+    crate::pxe::dnsmasq_lines(profile, &scope, mode)
 }
 
 /// Finds one network by name in libvirt's answer and returns its managed form.

@@ -284,6 +284,7 @@ pub fn config_section(name: &NetworkName, intent: &DhcpIntent) -> String {
         hosts: intent.hosts.clone(),
         domain: intent.domain.clone(),
         dns: intent.dns,
+        pxe: intent.pxe.clone(),
     };
     let mut networks = std::collections::BTreeMap::new();
     networks.insert(name.clone(), section);

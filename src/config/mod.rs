@@ -43,6 +43,9 @@ pub struct Config {
     /// The PXE MAC filter.
     #[serde(default)]
     pub filter: FilterConfig,
+    /// The daemon's HTTP endpoint for iPXE scripts.
+    #[serde(default)]
+    pub http: crate::http::HttpConfig,
     /// DHCP intent per libvirt network name (`[networks.<name>]`).
     #[serde(default)]
     pub networks: BTreeMap<NetworkName, NetworkConfig>,

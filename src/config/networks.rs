@@ -23,6 +23,9 @@ pub struct NetworkConfig {
     /// Answer DNS on the bridge address.
     #[serde(default = "yes")]
     pub dns: bool,
+    /// PXE boot profile (`[networks.<name>.pxe]`).
+    #[serde(default)]
+    pub pxe: Option<crate::pxe::PxeProfile>,
 }
 
 fn yes() -> bool {
@@ -73,6 +76,7 @@ impl NetworkConfig {
             hosts: self.hosts.clone(),
             domain: self.domain.clone(),
             dns: self.dns,
+            pxe: self.pxe.clone(),
         }
     }
 }

@@ -110,6 +110,7 @@ mod tests {
                 }],
                 domain: Some("lab.example".parse().unwrap()),
                 dns: true,
+                pxe: None,
             },
         )
         .unwrap()

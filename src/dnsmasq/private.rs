@@ -161,8 +161,9 @@ impl Supervisor {
         &mut self,
         desired: &[ManagedNetwork],
         opts: impl Fn(&ManagedNetwork) -> RenderOptions,
+        keep: &std::collections::HashSet<NetworkName>,
     ) -> Vec<PrivateError> {
-        let wanted: BTreeMap<NetworkName, (PrivateRender, InstancePaths, String)> = desired
+        let mut wanted: BTreeMap<NetworkName, (PrivateRender, InstancePaths, String)> = desired
             .iter()
             .map(|n| {
                 let paths = InstancePaths::new(&self.run_dir, &self.state_dir, n.name.as_str());
@@ -170,6 +171,13 @@ impl Supervisor {
                 (n.name.clone(), (render, paths, n.bridge.to_string()))
             })
             .collect();
+        // A network whose new definition is invalid keeps its instance exactly as it runs.
+        for name in keep {
+            if let (Some(inst), false) = (self.instances.get(name), wanted.contains_key(name)) {
+                let kept = (inst.render.clone(), inst.paths.clone(), inst.bridge.clone());
+                wanted.insert(name.clone(), kept);
+            }
+        }
         let running = self
             .instances
             .iter()
@@ -240,6 +248,14 @@ impl Supervisor {
     pub fn hangup_all(&self) {
         for inst in self.instances.values() {
             let _ = inst.control.send(Control::Reload);
+        }
+    }
+
+    /// Restarts every instance (where SIGHUP is not safe).
+    pub fn restart_all(&self) {
+        for inst in self.instances.values() {
+            let _ = std::fs::remove_file(&inst.paths.pid);
+            let _ = inst.control.send(Control::Restart);
         }
     }
 

@@ -71,8 +71,12 @@ pub fn render_private(
     let _ = writeln!(c, "pid-file={}", paths.pid.display());
     let _ = writeln!(c, "dhcp-leasefile={}", paths.leases.display());
     let _ = writeln!(c, "dhcp-hostsfile={}", paths.hosts.display());
-    c.push_str("dhcp-no-override\ndhcp-authoritative\n");
-    let _ = writeln!(c, "dhcp-lease-max={}", lease_max(net));
+    c.push_str("dhcp-no-override\n");
+    // In proxy DHCP another server owns the addresses: never claim authority over them.
+    if !net.is_proxy() {
+        c.push_str("dhcp-authoritative\n");
+        let _ = writeln!(c, "dhcp-lease-max={}", lease_max(net));
+    }
     c.push_str(&range_lines(net, None));
     c.push_str(&dns_lines(net));
     if opts.no_ping {

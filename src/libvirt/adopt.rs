@@ -169,6 +169,7 @@ pub fn intent_of(net: &NetworkXml) -> DhcpIntent {
     let mut intent = DhcpIntent {
         domain: net.domain.clone(),
         dns: net.dns_enabled,
+        pxe: None,
         ..DhcpIntent::default()
     };
     let v4 = |ip: IpAddr| match ip {

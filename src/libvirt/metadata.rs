@@ -206,6 +206,7 @@ mod tests {
             ],
             domain: Some("lab.example".parse().unwrap()),
             dns: false,
+            pxe: None,
         }
     }
 

@@ -43,6 +43,8 @@ pub struct DhcpIntent {
     pub domain: Option<DnsName>,
     /// Whether to answer DNS on the bridge address (libvirt's dnsmasq does).
     pub dns: bool,
+    /// The network's PXE boot profile, if any.
+    pub pxe: Option<crate::pxe::PxeProfile>,
 }
 
 /// Where a network's intent came from, so `status` can say so.
@@ -73,6 +75,8 @@ pub struct ManagedNetwork {
     pub domain: Option<DnsName>,
     /// Whether DNS is served on the bridge.
     pub dns: bool,
+    /// The PXE boot profile (checked against the network in `agent::desired`).
+    pub pxe: Option<crate::pxe::PxeProfile>,
 }
 
 impl ManagedNetwork {
@@ -90,7 +94,18 @@ impl ManagedNetwork {
                 "it has no IPv4 address, so there is no subnet to serve",
             ));
         }
-        if intent.ranges.is_empty() && !intent.hosts.iter().any(|h| h.ip.is_some()) {
+        let proxy = intent
+            .pxe
+            .as_ref()
+            .is_some_and(|p| p.mode == crate::pxe::PxeMode::Proxy);
+        if proxy && !intent.ranges.is_empty() {
+            return Err(InvalidValue::new(
+                "network",
+                name.as_str(),
+                "its PXE profile is proxy DHCP (another server hands out addresses) but it also                  has address ranges; drop one of them",
+            ));
+        }
+        if !proxy && intent.ranges.is_empty() && !intent.hosts.iter().any(|h| h.ip.is_some()) {
             return Err(InvalidValue::new(
                 "network",
                 name.as_str(),
@@ -111,7 +126,15 @@ impl ManagedNetwork {
             hosts: intent.hosts,
             domain: intent.domain,
             dns: intent.dns,
+            pxe: intent.pxe,
         })
+    }
+
+    /// Whether this network's PXE profile is proxy DHCP (another server hands out addresses).
+    pub fn is_proxy(&self) -> bool {
+        self.pxe
+            .as_ref()
+            .is_some_and(|p| p.mode == crate::pxe::PxeMode::Proxy)
     }
 
     /// The subnet that holds `ip`, if any.
@@ -195,6 +218,7 @@ mod tests {
                 .collect(),
             domain: None,
             dns: true,
+            pxe: None,
         }
     }
 

@@ -160,6 +160,8 @@ pub struct Apply<'a> {
     pub binary: &'a Path,
     /// How long a restart may take.
     pub restart_timeout: Duration,
+    /// SIGHUP is safe for this dnsmasq (else a hosts change restarts it).
+    pub hangup_safe: bool,
 }
 
 impl Apply<'_> {
@@ -181,7 +183,7 @@ impl Apply<'_> {
             return Err(e);
         }
         applied.changed = touched.iter().map(|p| p.to_path_buf()).collect();
-        if plan.restart {
+        if plan.restart || (plan.hangup && !self.hangup_safe) {
             if let Err(message) = check(self.flavor, self.binary) {
                 backup.restore();
                 return Err(ApplyError::Invalid { message });

@@ -29,6 +29,7 @@ fn net(dns: bool, hosts: bool) -> ManagedNetwork {
         },
         domain: Some("lab.example".parse().unwrap()),
         dns,
+        pxe: None,
     };
     ManagedNetwork::new(
         "lab".parse().unwrap(),
@@ -110,6 +111,7 @@ fn static_only_subnet_gets_a_static_range() {
         }],
         domain: None,
         dns: false,
+        pxe: None,
     };
     let n = ManagedNetwork::new(
         "s".parse().unwrap(),

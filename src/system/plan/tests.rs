@@ -98,6 +98,7 @@ fn network() -> ManagedNetwork {
         hosts: vec![],
         domain: None,
         dns: true,
+        pxe: None,
     };
     ManagedNetwork::new(
         "lab".parse().unwrap(),
