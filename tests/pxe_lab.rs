@@ -106,6 +106,33 @@ fn dhcp_mode_gives_each_architecture_its_file_and_ipxe_its_url() {
     );
 }
 
+#[test]
+fn uefi_http_boot_gets_a_url_and_the_httpclient_vendor_class() {
+    let mut rig = Rig::new("pxe_http_boot", "vqpx0", "10.95.0");
+    let with_http = PROFILE.replace(
+        "efi_arm64",
+        "http_x64 = \"http://10.95.0.1/ipxe.efi\", efi_arm64",
+    );
+    let profile = rig.profile(&with_http);
+    let conf = rig.private_conf(&profile);
+    rig.start(&conf);
+    let client = rig.lab.add_client("vqpx0", "52:54:00:95:00:01");
+    let http = ProbeOptions {
+        vendor_class: Some("HTTPClient:Arch:00016:UNDI:003001".into()),
+        ..pxe(16)
+    };
+    let offer = client.probe(&http).expect("an offer");
+    assert_eq!(
+        offer.boot_file().as_deref(),
+        Some("http://10.95.0.1/ipxe.efi")
+    );
+    // UEFI firmware ignores an HTTP boot offer without this class.
+    assert_eq!(offer.option_str(60).as_deref(), Some("HTTPClient"));
+    let pxe7 = client.probe(&pxe(7)).expect("an offer");
+    assert_eq!(pxe7.boot_file().as_deref(), Some("ipxe.efi"));
+    assert_ne!(pxe7.option_str(60).as_deref(), Some("HTTPClient"));
+}
+
 /// A client with a fixed address `<prefix>.<host>` (a static host, for TFTP).
 fn client_with_addr(rig: &Rig, mac: &str, host: u8) -> Client {
     let c = rig.lab.add_client(&rig.bridge, mac);
