@@ -17,6 +17,8 @@ PACKAGES=(
   debootstrap
   ca-certificates
   qemu-system-x86 ipxe-qemu  # a real network boot from the lab: a VM with iPXE ROMs (tests/pxe_boot_qemu.rs)
+  lintian             # checks the Debian package (tests/packaging.rs)
+  rpm                 # rpmbuild and rpmspec: builds the RPM from packaging/rpm (tests/packaging.rs)
 )
 
 missing=()
