@@ -15,7 +15,7 @@ use std::time::Duration;
 use lab::{Client, Lab, ProbeOptions};
 use rig::*;
 use virtmasq::dnsmasq::fragment::{render_fragment, FragmentContext};
-use virtmasq::pxe::{LinesFor, MachineUuid};
+use virtmasq::pxe::{system_side_effect, LinesFor, MachineUuid};
 
 const URL: &str = "http://10.95.0.1:8067/boot.ipxe";
 
@@ -233,6 +233,9 @@ fn system_fragment_serves_pxe_and_tftp_on_its_bridge_only() {
             "leaked to vqpx1: {opts:?}"
         );
     }
+    // dhcp mode leaves dnsmasq's PXE handling off: nothing PXE-specific reaches vqpx1.
+    let offer = theirs.probe(&pxe(7)).expect("the system's own offer");
+    assert!(!offer.options.contains_key(&43) && !offer.options.contains_key(&60));
     assert!(
         tftp_get(&ours, "10.95.0.1", "ipxe.efi").is_some(),
         "{}",
@@ -243,6 +246,39 @@ fn system_fragment_serves_pxe_and_tftp_on_its_bridge_only() {
         None,
         "TFTP answered on vqpx1"
     );
+}
+
+#[test]
+fn system_fragment_in_proxy_mode_answers_its_bridge_only() {
+    let mut rig = Rig::new("pxe_system_proxy", "vqpx0", "10.95.0");
+    rig.lab.add_bridge("vqpx1", "10.96.0.1/24");
+    let profile = rig.profile(&format!("mode = \"proxy\"\n{PROFILE}"));
+    let system = format!(
+        "port=0\nexcept-interface=lo\nbind-dynamic\nno-ping\nlog-dhcp\n\
+         dhcp-leasefile={}\ndhcp-range=tag:vqpx1,10.96.0.100,10.96.0.150,255.255.255.0\n{}\n",
+        rig.path("leases").display(),
+        rig.lines(&profile, LinesFor::System).join("\n")
+    );
+    rig.start(&system);
+    let ours = rig.lab.add_client("vqpx0", "52:54:00:95:00:01");
+    let theirs = rig.lab.add_client("vqpx1", "52:54:00:96:00:01");
+    let x = pxe_exchange(&ours, &["--arch", "7"]);
+    let proxy = x
+        .proxy_offer()
+        .unwrap_or_else(|| panic!("{:?}\n{}", x.offers, rig.log()));
+    assert_eq!(proxy["siaddr"], "10.95.0.1");
+    let x = pxe_exchange(&theirs, &["--arch", "7"]);
+    assert!(
+        x.proxy_offer().is_none(),
+        "proxy answer on vqpx1: {:?}",
+        x.offers
+    );
+    let offer = x.address_offer().expect("the system's own offer on vqpx1");
+    assert!(offer["file"].is_null(), "{offer}");
+    // The documented side effect (virtmasq::pxe::system_side_effect): with pxe-service in
+    // the configuration, the system's offers to PXE clients elsewhere carry PXEClient.
+    assert_eq!(option_text(offer, 60).as_deref(), Some("PXEClient"));
+    assert!(system_side_effect(&profile).is_some());
 }
 
 /// The site's own DHCP server, in a namespace of its own on the bridge (`<prefix>.2`).

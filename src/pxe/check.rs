@@ -21,7 +21,7 @@ pub(super) fn check_profile(
     mode: LinesFor,
 ) -> Result<(), PxeError> {
     let net = scope.network;
-    if mode == LinesFor::System && scope.bridge.as_str().starts_with('!') {
+    if mode != LinesFor::Private && scope.bridge.as_str().starts_with('!') {
         return Err(PxeError::profile(
             net,
             format!(

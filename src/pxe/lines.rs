@@ -31,6 +31,16 @@ pub enum LinesFor {
     /// A fragment in the system dnsmasq's conf-dir: every effective line requires
     /// `tag:<bridge>`.
     System,
+    /// A fragment for a system dnsmasq whose configuration has a plain `enable-tftp` (TFTP on
+    /// every interface): like [`LinesFor::System`] without `enable-tftp=<bridge>`, which
+    /// dnsmasq would take as its list of TFTP interfaces, stopping TFTP everywhere else.
+    SystemTftpEverywhere,
+}
+
+impl LinesFor {
+    fn is_system(self) -> bool {
+        self != LinesFor::Private
+    }
 }
 
 /// The network a profile is rendered for.
@@ -44,6 +54,21 @@ pub struct PxeScope<'a> {
     pub subnet: &'a Ipv4Net,
     /// The HTTP endpoint, for profiles that send iPXE clients to it.
     pub http: &'a HttpConfig,
+}
+
+/// What a profile's lines change for the *other* interfaces of a shared (system) dnsmasq, for
+/// `status` and the logs to say; None when nothing.
+///
+/// Proxy mode needs `pxe-service`/`pxe-prompt`, which turn on dnsmasq's PXE handling as a
+/// whole: from then on its ordinary offers to PXE clients on every interface carry vendor
+/// class `PXEClient` and an option 43 telling them to boot the file in the offer (seen with
+/// dnsmasq 2.90; tests/pxe_lab.rs pins it). Run such a network on a private instance where
+/// that matters.
+pub fn system_side_effect(profile: &PxeProfile) -> Option<&'static str> {
+    (profile.mode == PxeMode::Proxy).then_some(
+        "proxy mode turns on dnsmasq's PXE handling for every interface: offers to PXE \
+         clients on other networks gain vendor class PXEClient and option 43",
+    )
 }
 
 /// Checks `profile` against the network and renders its lines, touching no file.
@@ -102,6 +127,7 @@ impl Subject {
 
 struct Renderer<'a> {
     p: &'a PxeProfile,
+    mode: LinesFor,
     s: &'a PxeScope<'a>,
     /// `tag:<bridge>,` for a system fragment, empty for a private instance.
     scope: String,
@@ -118,9 +144,10 @@ impl<'a> Renderer<'a> {
         mode: LinesFor,
         ipxe_url: Option<BootUrl>,
     ) -> Self {
-        let scope = match mode {
-            LinesFor::Private => String::new(),
-            LinesFor::System => format!("tag:{},", s.bridge),
+        let scope = if mode.is_system() {
+            format!("tag:{},", s.bridge)
+        } else {
+            String::new()
         };
         let not_ipxe = if ipxe_url.is_some() {
             "tag:!virtmasq-ipxe,"
@@ -129,6 +156,7 @@ impl<'a> Renderer<'a> {
         };
         Self {
             p,
+            mode,
             s,
             scope,
             not_ipxe,
@@ -192,7 +220,9 @@ impl<'a> Renderer<'a> {
         if let Some(root) = &self.p.tftp_root {
             // Per-interface forms: TFTP answers on this bridge only, from this root only.
             let b = self.s.bridge;
-            self.push(format!("enable-tftp={b}"));
+            if self.mode != LinesFor::SystemTftpEverywhere {
+                self.push(format!("enable-tftp={b}"));
+            }
             self.push(format!("tftp-root={},{b}", root.display()));
         }
     }

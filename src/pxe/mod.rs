@@ -18,7 +18,7 @@ pub mod values;
 pub use arch::ClientArch;
 pub use check::check_files;
 pub use error::PxeError;
-pub use lines::{render_lines, LinesFor, PxeScope, IPXE_TAG};
+pub use lines::{render_lines, system_side_effect, LinesFor, PxeScope, IPXE_TAG};
 pub use profile::{BootFiles, BootTarget, HostKey, IpxeHandoff, PxeHost, PxeMode, PxeProfile};
 pub use script::{ScriptAction, ScriptRule, ScriptRules};
 pub use values::{BootFile, BootUrl, MachineUuid, PromptText, PxelinuxValue, ScriptUri};

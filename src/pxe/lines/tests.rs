@@ -274,3 +274,22 @@ fn boot_files_must_be_in_the_tftp_root() {
         "{err}"
     );
 }
+
+#[test]
+fn a_system_wide_enable_tftp_is_not_narrowed() {
+    let n = net();
+    let scope = n.scope();
+    let sys = render_lines(&profile(BASIC), &scope, LinesFor::SystemTftpEverywhere).unwrap();
+    assert!(
+        !sys.iter().any(|l| l.starts_with("enable-tftp")),
+        "{sys:#?}"
+    );
+    assert!(sys.contains(&"tftp-root=/srv/tftp,virbr10".to_owned()));
+    assert!(
+        sys.iter().any(|l| l.starts_with("dhcp-boot=tag:virbr10,")),
+        "still scoped"
+    );
+    assert!(system_side_effect(&profile(BASIC)).is_none());
+    let proxy = profile(&format!("mode = \"proxy\"\n{BASIC}"));
+    assert!(system_side_effect(&proxy).unwrap().contains("PXEClient"));
+}
