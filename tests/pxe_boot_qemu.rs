@@ -5,10 +5,14 @@
 //! the VM's MAC, and follows it: it chains to a second script that the test serves and that
 //! echoes a marker the test reads from the serial log. The VM cannot power itself off; it is
 //! killed. Needs root, qemu-system-x86 and ipxe-qemu (scripts/install-deps.sh).
+//!
+//! Two ways: the endpoint and a dnsmasq built from the renderers in this process, and the
+//! `virtmasq daemon` itself with its private dnsmasq, both configured from virtmasq.toml.
 
 mod lab;
 #[path = "fixtures/pxe/rig.rs"]
 mod rig;
+mod support;
 
 use std::fs;
 use std::io::{self, Write};
@@ -18,6 +22,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use lab::Lab;
 use rig::Rig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -117,38 +122,63 @@ fn capture_logs() -> LogBuf {
     log
 }
 
-/// The lab host: bridge, tap for the VM, dnsmasq from the profile, and the two listeners (the
-/// endpoint's, the second script's) bound on the bridge address inside the lab.
-fn lab_host() -> (Rig, std::net::TcpListener, std::net::TcpListener) {
-    let mut rig = Rig::new("pxe_qemu_boot", "vqpxq0", "10.97.0");
-    let ns = rig.lab.host_ns().to_owned();
-    rig.lab
-        .host_run(&["ip", "tuntap", "add", "dev", "vqtap0", "mode", "tap"]);
-    rig.lab
-        .host_run(&["ip", "link", "set", "vqtap0", "master", "vqpxq0", "up"]);
-    let endpoint = listen_in(&ns, "10.97.0.1:0");
-    let second = listen_in(&ns, "10.97.0.1:0");
-    let second_url = format!("http://{}/second.ipxe", second.local_addr().unwrap());
-    rig.http = HttpConfig {
-        enabled: true,
-        address: "10.97.0.1".parse().unwrap(),
-        port: endpoint.local_addr().unwrap().port(),
-        rules: vec![ScriptRule {
-            key: ClientKey::Mac(VM_MAC.parse().unwrap()),
-            action: ScriptAction::Chain(second_url.parse().unwrap()),
-        }],
-        ..HttpConfig::default()
-    };
-    // A BIOS boot file is configured, to show the VM's iPXE is not handed it again.
-    let profile = rig.profile("tftp_root = \"{root}\"\nboot_files = { bios = \"undionly.kpxe\" }");
-    let conf = rig.private_conf(&profile);
-    rig.start(&conf);
-    (rig, endpoint, second)
+/// Fails (never skips) without qemu or the iPXE ROMs.
+fn check_tools() {
+    for p in [QEMU, ROM] {
+        let hint = "run scripts/install-deps.sh";
+        assert!(Path::new(p).exists(), "{p} is missing: {hint}");
+    }
 }
 
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A tap for the VM on the rig's bridge, in the lab host.
+fn add_tap(rig: &Rig) {
+    let tap = ["ip", "tuntap", "add", "dev", "vqtap0", "mode", "tap"];
+    rig.lab.host_run(&tap);
+    let up = ["ip", "link", "set", "vqtap0", "master", &rig.bridge, "up"];
+    rig.lab.host_run(&up);
+}
+
+/// Serves the second script (it echoes `marker`) on the bridge address inside the lab;
+/// returns its URL. Requests are recorded in `seen`.
+fn second_script(
+    rt: &tokio::runtime::Runtime,
+    rig: &Rig,
+    marker: &str,
+    seen: &Arc<Mutex<Vec<String>>>,
+) -> String {
+    let listener = listen_in(rig.lab.host_ns(), &format!("{}:0", rig.addr(1)));
+    let url = format!("http://{}/second.ipxe", listener.local_addr().unwrap());
+    let body = format!("#!ipxe\necho {marker}\nexit\n");
+    let seen = seen.clone();
+    rt.block_on(async {
+        let listener = TcpListener::from_std(listener).unwrap();
+        tokio::spawn(serve_second_script(listener, body, seen));
+    });
+    url
+}
+
+/// The rule that sends the VM to the second script.
+fn vm_rule(url: &str) -> ScriptRule {
+    ScriptRule {
+        key: ClientKey::Mac(VM_MAC.parse().unwrap()),
+        action: ScriptAction::Chain(url.parse().unwrap()),
+    }
+}
+
+/// A profile with a BIOS boot file, to show the VM's iPXE is not handed it again.
+const PROFILE: &str = "tftp_root = \"{root}\"\nboot_files = { bios = \"undionly.kpxe\" }";
+
 /// Starts the VM on the tap; its serial console goes to `serial`.
-fn start_vm(rig: &Rig, serial: &Path) -> u32 {
-    rig.lab.spawn_host(&[
+fn start_vm(lab: &Lab, serial: &Path) -> u32 {
+    lab.spawn_host(&[
         QEMU,
         "-accel",
         "tcg",
@@ -175,68 +205,72 @@ fn start_vm(rig: &Rig, serial: &Path) -> u32 {
 
 /// What the test watches during the boot.
 struct Watch<'a> {
-    rig: &'a Rig,
+    lab: &'a Lab,
     vm: u32,
     serial: &'a Path,
-    log: &'a LogBuf,
+    /// The endpoint's log so far.
+    endpoint_log: &'a dyn Fn() -> String,
+    /// dnsmasq's log so far.
+    dnsmasq_log: &'a dyn Fn() -> String,
     seen: &'a Mutex<Vec<String>>,
     marker: &'a str,
 }
 
-/// Waits (at most [`BOOT_LIMIT`]) for the marker on the serial log or the VM's end; returns
-/// whether the marker came, and when each step was first seen after `started`.
-fn wait_for_boot(w: &Watch, started: Instant) -> (bool, Vec<(&'static str, Duration)>) {
+/// Starts the VM and waits (at most [`BOOT_LIMIT`]) for the marker on the serial log or the
+/// VM's end, then kills it; returns whether the marker came, and when each step was first seen
+/// after qemu started.
+fn boot(w: &Watch) -> (bool, Vec<(&'static str, Duration)>) {
+    let started = Instant::now();
     let mut marks: Vec<(&'static str, Duration)> = Vec::new();
     let mut note = |what: &'static str, done: bool| {
         if done && !marks.iter().any(|(m, _)| *m == what) {
             marks.push((what, started.elapsed()));
         }
     };
-    let booted = lab::Lab::wait_for(
+    let booted = Lab::wait_for(
         || {
             note(
                 "DHCP lease",
-                w.rig.log().contains("DHCPACK(vqpxq0) 10.97.0."),
+                (w.dnsmasq_log)().contains("DHCPACK(vqpxq0) 10.97.0."),
             );
-            let http = w.log.text();
+            let http = (w.endpoint_log)();
             note("identify script", http.contains("identify itself"));
             note("client script", http.contains("served an iPXE script"));
             note("second script", !w.seen.lock().unwrap().is_empty());
             let done = read_lossy(w.serial).contains(w.marker);
             note("marker on serial", done);
-            done || w.rig.lab.process_status(w.vm).is_some()
+            done || w.lab.process_status(w.vm).is_some()
         },
         BOOT_LIMIT,
     );
+    w.lab.stop_process(w.vm, Duration::from_secs(2));
+    eprintln!("boot timeline (from qemu start): {marks:?}");
     (booted, marks)
 }
 
 #[test]
 fn a_vm_boots_from_the_network_into_its_script() {
-    for p in [QEMU, ROM] {
-        assert!(
-            Path::new(p).exists(),
-            "{p} is missing: run scripts/install-deps.sh"
-        );
-    }
+    check_tools();
     let log = capture_logs();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (rig, endpoint, second) = lab_host();
-    let marker = format!("VIRTMASQ-PXE-MARKER-{}", std::process::id());
+    let rt = runtime();
+    let mut rig = Rig::new("pxe_qemu_boot", "vqpxq0", "10.97.0");
+    add_tap(&rig);
+    let marker = format!("VIRTMASQ-PXE-MARKER-{}-a", std::process::id());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let second = second_script(&rt, &rig, &marker, &seen);
+    let endpoint = listen_in(rig.lab.host_ns(), "10.97.0.1:0");
+    rig.http = HttpConfig {
+        enabled: true,
+        address: "10.97.0.1".parse().unwrap(),
+        port: endpoint.local_addr().unwrap().port(),
+        rules: vec![vm_rule(&second)],
+        ..HttpConfig::default()
+    };
+    let conf = rig.private_conf(&rig.profile(PROFILE));
+    rig.start(&conf);
     let rules = Arc::new(SharedRules::new(rig.http.script_rules().unwrap()));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let seen = Arc::new(Mutex::new(Vec::new()));
     let server = rt.block_on(async {
-        let body = format!("#!ipxe\necho {marker}\nexit\n");
-        tokio::spawn(serve_second_script(
-            TcpListener::from_std(second).unwrap(),
-            body,
-            seen.clone(),
-        ));
         let shutdown = async {
             let _ = stopped.await;
         };
@@ -247,28 +281,74 @@ fn a_vm_boots_from_the_network_into_its_script() {
         ))
     });
     let serial = rig.path("serial.log");
-    let started = Instant::now();
-    let vm = start_vm(&rig, &serial);
+    let vm = start_vm(&rig.lab, &serial);
+    let (endpoint_log, dnsmasq_log) = (|| log.text(), || rig.log());
     let watch = Watch {
-        rig: &rig,
+        lab: &rig.lab,
         vm,
         serial: &serial,
-        log: &log,
+        endpoint_log: &endpoint_log,
+        dnsmasq_log: &dnsmasq_log,
         seen: &seen,
         marker: &marker,
     };
-    let (booted, marks) = wait_for_boot(&watch, started);
-    rig.lab.stop_process(vm, Duration::from_secs(2));
+    let (booted, _) = boot(&watch);
     let _ = stop.send(());
     let _ = rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), server).await });
-    eprintln!("boot timeline (from qemu start): {marks:?}");
+    check_boot(&watch, booted);
+}
+
+#[test]
+fn the_daemon_gives_a_vm_its_address_and_its_script() {
+    check_tools();
+    let rt = runtime();
+    let rig = Rig::new("pxe_qemu_daemon", "vqpxq0", "10.97.0");
+    add_tap(&rig);
+    let marker = format!("VIRTMASQ-PXE-MARKER-{}-d", std::process::id());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let second = second_script(&rt, &rig, &marker, &seen);
+    let net = support::TestNet {
+        name: "lab",
+        bridge: "vqpxq0",
+        ip: "10.97.0.1/24",
+        dhcp: None,
+    };
+    let uri = support::write_node(rig.lab.dir(), "node.xml", &[net]);
+    let extra = format!(
+        "[http]\nenabled = true\nport = 8067\nrules = [{{ mac = \"{VM_MAC}\", chain = \"{second}\" }}]\n\
+         [networks.lab]\ndns = false\nranges = [{{ start = \"10.97.0.100\", end = \"10.97.0.150\" }}]\n\
+         [networks.lab.pxe]\n{}\n",
+        PROFILE.replace("{root}", &rig.tftp_root().display().to_string())
+    );
+    let cfg = support::write_config(rig.lab.dir(), &uri, &extra);
+    let daemon = rig
+        .lab
+        .spawn_host(&[support::BIN, "--config", cfg.to_str().unwrap(), "daemon"]);
+    let pid_file = rig.path("run/lab/dnsmasq.pid");
+    let daemon_log = || rig.lab.process_log(daemon);
+    let up = support::wait_until(Duration::from_secs(10), || {
+        support::live_pid(&pid_file).is_some()
+    });
+    assert!(up, "the daemon started no dnsmasq:\n{}", daemon_log());
+    let serial = rig.path("serial.log");
+    let vm = start_vm(&rig.lab, &serial);
+    let watch = Watch {
+        lab: &rig.lab,
+        vm,
+        serial: &serial,
+        endpoint_log: &daemon_log,
+        dnsmasq_log: &daemon_log,
+        seen: &seen,
+        marker: &marker,
+    };
+    let (booted, _) = boot(&watch);
     check_boot(&watch, booted);
 }
 
 /// The assertions, with everything seen in the failure message.
 fn check_boot(w: &Watch, booted: bool) {
-    let (serial_text, http_log, dnsmasq_log) = (read_lossy(w.serial), w.log.text(), w.rig.log());
-    eprintln!("--- endpoint log ---\n{http_log}");
+    let (serial_text, http_log, dnsmasq_log) =
+        (read_lossy(w.serial), (w.endpoint_log)(), (w.dnsmasq_log)());
     let report = format!("serial:\n{serial_text}\nendpoint:\n{http_log}\ndnsmasq:\n{dnsmasq_log}");
     assert!(
         booted && serial_text.contains(w.marker),
@@ -278,6 +358,7 @@ fn check_boot(w: &Watch, booted: bool) {
         .lines()
         .find(|l| l.contains("served an iPXE script"))
         .unwrap_or_else(|| panic!("the endpoint served no script\n{report}"));
+    eprintln!("endpoint: {served}");
     assert!(
         served.contains(&format!("mac={VM_MAC}")) && served.contains("rule=mac "),
         "{served}"
