@@ -24,44 +24,61 @@ const SITE: &str = "vqsite0";
 const SITE_CONF: &str = "# the site's own LAN\nno-ping\ndhcp-range=10.98.0.100,10.98.0.150,1h\n";
 const LAB_BRIDGE: &str = "vqpkg0";
 const DEB_INSIDE: &str = "/root/virtmasq.deb";
+const UPGRADE_INSIDE: &str = "/root/virtmasq-upgrade.deb";
+const UPGRADE_VERSION: &str = "0.1.0-2";
 
 /// A network libvirt serves itself, until `virtmasq adopt` moves it over.
 const LAB_XML: &str = "<network><name>lab</name><bridge name='vqpkg0' stp='off'/>\
     <ip address='10.97.0.1' prefix='24'><dhcp><range start='10.97.0.100' end='10.97.0.150'/>\
     </dhcp></ip></network>";
 
-/// The .deb, built once per test process from the binary this test run built.
-fn deb() -> &'static Path {
-    static DEB: OnceLock<PathBuf> = OnceLock::new();
-    DEB.get_or_init(|| {
+/// The .deb and an upgrade of it (the same files, a later version), built once per test
+/// process from the binary this test run built.
+fn debs() -> &'static (PathBuf, PathBuf) {
+    static DEBS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    DEBS.get_or_init(|| {
         let built = Path::new(MANIFEST).join("target/debug/virtmasq");
         assert_eq!(
             Path::new(BIN),
             built,
             "build-deb.sh packages target/debug/virtmasq; this test's binary is elsewhere"
         );
-        let started = Instant::now();
-        let out = Command::new(Path::new(MANIFEST).join("packaging/build-deb.sh"))
-            .env("PROFILE", "dev")
-            .env("NO_BUILD", "1")
-            .output()
-            .expect("running packaging/build-deb.sh");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "build-deb.sh failed ({}):\n{stdout}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let path = Path::new(MANIFEST).join(stdout.lines().last().unwrap_or_default().trim());
-        assert!(path.is_file(), "no .deb at {}", path.display());
-        eprintln!(
-            "packaging: built {} in {:.1?}",
-            path.display(),
-            started.elapsed()
-        );
-        path
+        (build_deb(None), build_deb(Some(UPGRADE_VERSION)))
     })
+}
+
+fn deb() -> &'static Path {
+    &debs().0
+}
+
+fn build_deb(version: Option<&str>) -> PathBuf {
+    let started = Instant::now();
+    let mut cmd = Command::new(Path::new(MANIFEST).join("packaging/build-deb.sh"));
+    cmd.env("PROFILE", "dev").env("NO_BUILD", "1");
+    // cargo-deb empties its own target/debian on each run: one directory per package.
+    cmd.env(
+        "DEB_OUT",
+        format!("target/packaging-test/{}", version.unwrap_or("install")),
+    );
+    if let Some(v) = version {
+        cmd.env("DEB_VERSION", v);
+    }
+    let out = cmd.output().expect("running packaging/build-deb.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "build-deb.sh failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = Path::new(MANIFEST).join(stdout.lines().last().unwrap_or_default().trim());
+    assert!(path.is_file(), "no .deb at {}", path.display());
+    eprintln!(
+        "packaging: built {} in {:.1?}",
+        path.display(),
+        started.elapsed()
+    );
+    path
 }
 
 #[test]
@@ -155,9 +172,9 @@ fn wait(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
 }
 
 fn boot(lab: &Lab) -> Container<'_> {
-    let deb = deb().to_path_buf();
+    let (deb, upgrade) = debs().clone();
     let opts = BootOptions {
-        binds_ro: vec![(deb, DEB_INSIDE.into())],
+        binds_ro: vec![(deb, DEB_INSIDE.into()), (upgrade, UPGRADE_INSIDE.into())],
         setup: Some(Box::new(|root: &Path| {
             write_into(root, "/etc/dnsmasq.d/site.conf", SITE_CONF, 0o644);
             write_into(root, "/root/lab.xml", LAB_XML, 0o644);
@@ -192,6 +209,7 @@ fn install_adopt_remove_purge() {
     let owned = run(&ct, &["dpkg", "-L", "virtmasq"]);
 
     adopted_network_is_served(&lab, &ct);
+    upgrade_keeps_state_and_dhcp(&lab, &ct);
     setup_and_teardown_are_idempotent(&lab, &ct, &conf_dir_before);
     filter_binds_the_system_dnsmasq(&ct);
     private_mode_runs_under_the_hardened_unit(&lab, &ct);
@@ -388,4 +406,113 @@ fn private_mode_runs_under_the_hardened_unit(lab: &Lab, ct: &Container) {
     run(ct, &["systemctl", "stop", "virtmasq"]);
     run(ct, &["systemctl", "start", "dnsmasq"]);
     run(ct, &["systemctl", "start", "virtmasq"]);
+}
+
+/// An upgrade restarts virtmasq once onto the new binary, keeps its state, and in system mode
+/// (no filter) does not restart the system dnsmasq at all: DHCP is not interrupted.
+fn upgrade_keeps_state_and_dhcp(lab: &Lab, ct: &Container) {
+    let pid = |unit: &str| run(ct, &["systemctl", "show", "-P", "MainPID", unit]);
+    let (agent, dnsmasq) = (pid("virtmasq"), pid("dnsmasq"));
+    let state = files(
+        ct,
+        &["/var/lib/virtmasq", "/etc/dnsmasq.d", "/etc/libvirt/hooks"],
+    );
+    let out = run(ct, &["dpkg", "-i", UPGRADE_INSIDE]);
+    let version = run(ct, &["dpkg-query", "-W", "-f", "${Version}", "virtmasq"]);
+    assert_eq!(version, UPGRADE_VERSION, "{out}");
+    assert_eq!(
+        run(ct, &["systemctl", "is-active", "virtmasq"]).trim(),
+        "active"
+    );
+    assert_ne!(
+        pid("virtmasq"),
+        agent,
+        "the agent was not restarted onto the new binary"
+    );
+    assert_eq!(
+        pid("dnsmasq"),
+        dnsmasq,
+        "the upgrade restarted the system dnsmasq"
+    );
+    assert_eq!(
+        files(
+            ct,
+            &["/var/lib/virtmasq", "/etc/dnsmasq.d", "/etc/libvirt/hooks"]
+        ),
+        state
+    );
+    assert!(in_range(
+        lease(lab, LAB_BRIDGE, "52:54:00:97:00:03"),
+        [10, 97, 0]
+    ));
+}
+
+/// The RPM builds from packaging/rpm/virtmasq.spec (Debian's rpmbuild, with the systemd
+/// macros Fedora would provide) and carries the same scriptlets and files.
+#[test]
+fn rpm_builds_from_the_spec() {
+    deb(); // the generated man page and completions in target/packaging
+    let work = tempfile::tempdir().unwrap();
+    for part in ["packaging", "dbus", "conf.d", "README.md"] {
+        let out = Command::new("cp")
+            .args(["-a", &format!("{MANIFEST}/{part}")])
+            .arg(work.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "cp {part}: {out:?}");
+    }
+    let top = work.path().join("rpmbuild");
+    let out = Command::new("rpmbuild")
+        .current_dir(work.path())
+        .args(["-bb", "--build-in-place", "--nodeps"])
+        .args(["--load", "packaging/rpm/macros.systemd-debian"])
+        .args(["-D", &format!("_topdir {}", top.display())])
+        .args(["-D", &format!("prebuilt_bin {BIN}")])
+        .args([
+            "-D",
+            &format!("prebuilt_assets {MANIFEST}/target/packaging"),
+        ])
+        // Fast: the test build's binary is large and unstripped.
+        .args(["-D", "__strip /bin/true", "-D", "debug_package %{nil}"])
+        .args(["-D", "_binary_payload w1.gzdio"])
+        .arg("packaging/rpm/virtmasq.spec")
+        .output()
+        .expect("rpmbuild must be installed (scripts/install-deps.sh)");
+    assert!(
+        out.status.success(),
+        "rpmbuild failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rpm = top.join("RPMS/x86_64/virtmasq-0.1.0-1.x86_64.rpm");
+    let query = |what: &str| {
+        let out = Command::new("rpm")
+            .args(["-qp", what])
+            .arg(&rpm)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "rpm -qp {what}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let scripts = query("--scripts");
+    for needle in [
+        "virtmasq setup --no-start",
+        "virtmasq teardown --keep-enabled",
+        "preset virtmasq.service",
+        "try-restart virtmasq.service",
+    ] {
+        assert!(scripts.contains(needle), "{needle} missing:\n{scripts}");
+    }
+    let list = query("--list");
+    for path in [
+        "/usr/bin/virtmasq",
+        "/usr/lib/systemd/system/virtmasq.service",
+        "/usr/libexec/virtmasq/libvirt-hook",
+        "/usr/share/dbus-1/system.d/org.virtmasq.Agent1.conf",
+        "/usr/share/dbus-1/system-services/org.virtmasq.Agent1.service",
+        "/usr/share/man/man1/virtmasq.1.gz",
+        "/var/lib/virtmasq",
+    ] {
+        assert!(list.lines().any(|l| l == path), "{path} missing:\n{list}");
+    }
+    assert_eq!(query("--configfiles").trim(), "/etc/virtmasq/virtmasq.toml");
 }
