@@ -21,9 +21,15 @@ use std::time::Duration;
 
 use crate::lab::Lab;
 
-/// libvirt's loadable network driver, the only one this libvirtd loads.
-const NETWORK_DRIVER: &str =
-    "/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_network.so";
+/// libvirt's loadable network driver (the only one this libvirtd loads), below
+/// `/usr/lib/<multiarch triplet>/`.
+fn network_driver() -> PathBuf {
+    let tail = "libvirt/connection-driver/libvirt_driver_network.so";
+    let dirs = fs::read_dir("/usr/lib").into_iter().flatten().flatten();
+    dirs.map(|d| d.path().join(tail))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("/usr/lib/x86_64-linux-gnu").join(tail))
+}
 
 /// The hook shim as packaged.
 pub const SHIM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/libvirt-hook");
@@ -66,20 +72,22 @@ impl<'a> Libvirtd<'a> {
     /// Starts libvirtd in `lab`'s host namespace, with the packaged hook shim installed when
     /// `hook` is given. Panics (the test fails) if it does not answer within 20 s.
     pub fn start(lab: &'a Lab, hook: Option<Hook>) -> Self {
-        for needed in ["/usr/sbin/libvirtd", "/usr/bin/virsh", NETWORK_DRIVER] {
+        let driver = network_driver();
+        for needed in [
+            Path::new("/usr/sbin/libvirtd"),
+            Path::new("/usr/bin/virsh"),
+            &driver,
+        ] {
             assert!(
-                Path::new(needed).exists(),
-                "{needed} is missing: install libvirt-daemon and libvirt-clients"
+                needed.exists(),
+                "{} is missing: install libvirt-daemon and libvirt-clients",
+                needed.display()
             );
         }
         let dir = lab.dir().join("libvirtd");
         fs::create_dir_all(dir.join("drivers")).unwrap();
         fs::create_dir_all(dir.join("sock")).unwrap();
-        std::os::unix::fs::symlink(
-            NETWORK_DRIVER,
-            dir.join("drivers/libvirt_driver_network.so"),
-        )
-        .unwrap();
+        std::os::unix::fs::symlink(&driver, dir.join("drivers/libvirt_driver_network.so")).unwrap();
         let conf = format!(
             "unix_sock_dir = \"{}/sock\"\nunix_sock_rw_perms = \"0700\"\n\
              auth_unix_rw = \"none\"\nauth_unix_ro = \"none\"\nlog_outputs = \"3:stderr\"\n",
