@@ -45,11 +45,17 @@ pub enum Command {
     Adopt(commands::adopt::Args),
     /// Give an adopted network back to libvirt, exactly as it was before `adopt`.
     Release(commands::adopt::Args),
-    /// Prepare this host: the libvirt hook, the PXE filter's dnsmasq drop-in, virtmasq.service
-    /// enabled and started. Running it again changes nothing.
+    /// Prepare this host for virtmasq (package scripts run it; idempotent).
+    ///
+    /// The state directory, the libvirt hook, the PXE filter's dnsmasq drop-in (filter on, system
+    /// mode), a systemd reload when a unit changed, virtmasq.service enabled and started.
+    /// Running it again changes nothing.
     Setup(commands::setup::SetupArgs),
-    /// Undo `setup`: virtmasq.service stopped, the hook and drop-in removed, virtmasq's
-    /// fragments removed and the system dnsmasq restarted on what remains. State stays.
+    /// Undo `setup` (package scripts run it on removal; idempotent).
+    ///
+    /// virtmasq.service stopped and disabled, the hook and the drop-in removed, virtmasq's
+    /// fragments removed from the system dnsmasq's configuration and dnsmasq restarted on what
+    /// remains. State (leases, the filter's policy) stays.
     Teardown(commands::setup::TeardownArgs),
     /// Print the manual page or a shell completion script (for packagers).
     Generate(commands::generate::Args),
