@@ -7,6 +7,7 @@
 //! future), so the daemon and the tests run the same server, the tests on port 0.
 
 mod config;
+mod limit;
 mod query;
 
 use std::future::Future;
@@ -25,9 +26,11 @@ use thiserror::Error;
 use tokio::net::TcpListener;
 
 pub use config::{HttpConfig, DEFAULT_PORT};
+pub use limit::Limits;
 pub use query::{parse_query, ClientQuery, QueryError, MAX_QUERY};
 
 use crate::pxe::script::{client_script, identify_script, ScriptRules, SCRIPT_PATH};
+use limit::BoundedListener;
 
 /// The rules the endpoint answers by, replaceable while it serves (a configuration reload).
 #[derive(Debug, Default)]
@@ -80,8 +83,8 @@ struct Peer {
     remote: SocketAddr,
 }
 
-impl Connected<IncomingStream<'_, TcpListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
+impl Connected<IncomingStream<'_, BoundedListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, BoundedListener>) -> Self {
         let remote = *stream.remote_addr();
         let local = stream.io().local_addr().unwrap_or_else(|e| {
             tracing::warn!(client = %remote, error = %e, "cannot read the local address");
@@ -92,11 +95,21 @@ impl Connected<IncomingStream<'_, TcpListener>> for Peer {
 }
 
 /// Serves script requests on `listener` until `shutdown` completes, then finishes the requests
-/// in flight and returns.
+/// in flight and returns (within [`Limits::lifetime`] at most).
 pub async fn serve(
     listener: TcpListener,
     rules: Arc<SharedRules>,
     shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    serve_with_limits(listener, rules, shutdown, Limits::default()).await
+}
+
+/// [`serve`] with other bounds on connections.
+pub async fn serve_with_limits(
+    listener: TcpListener,
+    rules: Arc<SharedRules>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    limits: Limits,
 ) -> io::Result<()> {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(address = %addr, "serving iPXE scripts at {SCRIPT_PATH}");
@@ -105,6 +118,7 @@ pub async fn serve(
         .route(SCRIPT_PATH, get(boot_script))
         .fallback(not_found)
         .with_state(rules);
+    let listener = BoundedListener::new(listener, limits);
     axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
         .with_graceful_shutdown(shutdown)
         .await

@@ -18,6 +18,10 @@ struct Running {
 }
 
 async fn start() -> Running {
+    start_with(Limits::default()).await
+}
+
+async fn start_with(limits: Limits) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let rules = vec![
@@ -34,9 +38,10 @@ async fn start() -> Running {
         ScriptRules::new(&rules, ScriptAction::Exit).unwrap(),
     ));
     let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve(listener, rules.clone(), async {
+    let shutdown = async {
         let _ = rx.await;
-    }));
+    };
+    let task = tokio::spawn(serve_with_limits(listener, rules.clone(), shutdown, limits));
     Running {
         addr,
         stop: Some(tx),
@@ -135,4 +140,37 @@ async fn replaced_rules_apply_to_the_next_request_and_shutdown_returns() {
     let done = tokio::time::timeout(Duration::from_secs(5), &mut r.task).await;
     assert!(matches!(done, Ok(Ok(Ok(())))), "{done:?}");
     assert!(TcpStream::connect(r.addr).await.is_err(), "still listening");
+}
+
+#[tokio::test]
+async fn silent_connections_are_closed_and_do_not_hold_a_shutdown() {
+    let limits = Limits {
+        max_connections: 1,
+        lifetime: Duration::from_millis(300),
+    };
+    let mut r = start_with(limits).await;
+    // A client that connects and says nothing holds the only connection place...
+    let mut silent = TcpStream::connect(r.addr).await.unwrap();
+    let waiting = tokio::spawn(get(r.addr, "/boot.ipxe?mac=52:54:00:00:00:01"));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a second connection was served beyond the limit"
+    );
+    // ...until its lifetime is over: it is closed, and the waiting request is answered.
+    let mut buf = [0u8; 16];
+    let closed = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
+    let (status, _) = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("answered once the place was free")
+        .unwrap();
+    assert_eq!(status, 200);
+    let _stuck = TcpStream::connect(r.addr).await.unwrap();
+    r.stop.take().unwrap().send(()).unwrap();
+    let done = tokio::time::timeout(Duration::from_secs(5), &mut r.task).await;
+    assert!(
+        matches!(done, Ok(Ok(Ok(())))),
+        "shutdown waited on a silent client: {done:?}"
+    );
 }
