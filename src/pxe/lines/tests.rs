@@ -1,3 +1,6 @@
+//! Rendering checked against the exact lines dnsmasq should get, and the profile checks that
+//! refuse contradictions and missing boot files, each error naming the network and the value.
+
 use std::fs;
 
 use super::*;
