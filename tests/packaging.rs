@@ -326,7 +326,7 @@ fn setup_and_teardown_are_idempotent(
 }
 
 /// With the PXE filter on in system mode, setup binds the system dnsmasq to virtmasq: it
-/// stops with it. Turned off, setup removes the binding.
+/// stops with it and starts again with it. Turned off, setup removes the binding.
 fn filter_binds_the_system_dnsmasq(ct: &Container) {
     let conf = std::fs::read_to_string(ct.host_path("/etc/virtmasq/virtmasq.toml")).unwrap();
     let on = conf.replace("[filter]\n", "[filter]\nenabled = true\n");
@@ -349,11 +349,26 @@ fn filter_binds_the_system_dnsmasq(ct: &Container) {
         },
     );
 
-    // Off again: the binding goes; dnsmasq first, so that virtmasq finds it (system mode).
+    // virtmasq started again (as Restart= would after a failure) brings dnsmasq back.
+    run(ct, &["systemctl", "start", "virtmasq"]);
+    wait(
+        "dnsmasq starting with virtmasq",
+        Duration::from_secs(30),
+        || {
+            let dnsmasq = ct.exec(&["systemctl", "is-active", "dnsmasq"]);
+            String::from_utf8_lossy(&dnsmasq.stdout).trim() == "active"
+        },
+    );
+
+    // Off again: the binding goes, and the agent reloads the configuration.
     ct.write_file("/etc/virtmasq/virtmasq.toml", &conf, 0o644);
-    let out = run(ct, &["virtmasq", "setup", "--no-start"]);
+    let out = run(ct, &["virtmasq", "setup"]);
     assert!(
         out.contains("removed /etc/systemd/system/dnsmasq.service.d"),
+        "{out}"
+    );
+    assert!(
+        out.contains("removed /etc/systemd/system/virtmasq.service.d"),
         "{out}"
     );
     let binds = run(
@@ -361,9 +376,11 @@ fn filter_binds_the_system_dnsmasq(ct: &Container) {
         &["systemctl", "show", "-p", "BindsTo", "dnsmasq.service"],
     );
     assert!(!binds.contains("virtmasq"), "{binds}");
-    run(ct, &["systemctl", "start", "dnsmasq"]);
-    let out = run(ct, &["virtmasq", "setup"]);
-    assert!(out.contains("started virtmasq.service"), "{out}");
+    run(ct, &["systemctl", "restart", "virtmasq"]);
+    assert_eq!(
+        run(ct, &["systemctl", "is-active", "dnsmasq"]).trim(),
+        "active"
+    );
 }
 
 /// The unit's capability set is enough for private mode: a private dnsmasq started by the

@@ -155,6 +155,13 @@ impl Layout {
             .join(format!("{}.d", cfg.system.unit))
             .join(DROPIN_NAME)
     }
+
+    /// Its counterpart for virtmasq's own unit, as seen inside the root.
+    pub fn service_dropin() -> PathBuf {
+        Path::new(UNIT_DIR)
+            .join(format!("{SERVICE}.d"))
+            .join(DROPIN_NAME)
+    }
 }
 
 /// What setup or teardown did, for a person.
@@ -199,6 +206,19 @@ pub struct TeardownOptions {
     pub disable: bool,
 }
 
+/// The drop-in for virtmasq.service that goes with [`DROPIN`]: the system dnsmasq stops when
+/// virtmasq stops or fails, and this brings it back when virtmasq starts again (after a
+/// failure too, through `Restart=`).
+pub fn service_dropin_text(cfg: &Config) -> String {
+    format!(
+        "# Installed by `virtmasq setup` with {dropin} (the PXE filter is on): {unit} stops\n\
+         # when virtmasq stops or fails, and starts again with it. Removed with it. Do not edit.\n\
+         [Unit]\nWants={unit}\n",
+        dropin = Layout::dropin(cfg).display(),
+        unit = cfg.system.unit
+    )
+}
+
 /// Whether the filter's drop-in belongs on this host.
 pub fn wants_dropin(cfg: &Config, mode: Mode) -> bool {
     cfg.filter.enabled && mode == Mode::System
@@ -223,24 +243,26 @@ pub async fn setup(
     let record = layout.record(cfg);
     let mut created = Created::load(&record)?;
     let hook_added = install_hook(layout, &mut created, &mut report)?;
-    let dropin = Layout::dropin(cfg);
     // systemd notices a changed unit file, not a drop-in added in a new directory: a drop-in
     // changed here always means a reload.
-    let dropin_changed = if wants_dropin(cfg, mode) {
-        let dir = dropin.parent().unwrap_or(Path::new("/"));
-        created.ensure_dirs(layout, dir)?;
-        let written = files::write_if_changed(&layout.at(&dropin), DROPIN)?;
-        if written {
-            report.changes.push(format!(
-                "installed {} (the PXE filter is on: {} stops with virtmasq)",
-                dropin.display(),
-                cfg.system.unit
-            ));
-        }
-        written
-    } else {
-        remove_dropin(layout, &dropin, &mut created, &mut report)?
-    };
+    let mut dropin_changed = false;
+    for (dropin, text) in dropins(cfg) {
+        dropin_changed |= if wants_dropin(cfg, mode) {
+            let dir = dropin.parent().unwrap_or(Path::new("/"));
+            created.ensure_dirs(layout, dir)?;
+            let written = files::write_if_changed(&layout.at(&dropin), &text)?;
+            if written {
+                report.changes.push(format!(
+                    "installed {} (the PXE filter is on: {} stops and starts with virtmasq)",
+                    dropin.display(),
+                    cfg.system.unit
+                ));
+            }
+            written
+        } else {
+            remove_dropin(layout, &dropin, &mut created, &mut report)?
+        };
+    }
     created.save(&record)?;
     let Some(units) = units else {
         if opts.start {
@@ -283,7 +305,10 @@ pub async fn teardown(
     let mut report = Report::default();
     let record = layout.record(cfg);
     let mut created = Created::load(&record)?;
-    let dropin_removed = remove_dropin(layout, &Layout::dropin(cfg), &mut created, &mut report)?;
+    let mut dropin_removed = false;
+    for (dropin, _) in dropins(cfg) {
+        dropin_removed |= remove_dropin(layout, &dropin, &mut created, &mut report)?;
+    }
     if let Some(units) = units {
         units
             .reload_if_needed(&[SERVICE, &cfg.system.unit], dropin_removed, &mut report)
@@ -351,6 +376,14 @@ fn remove_hook(
             .push(format!("removed the libvirt hook {HOOK_LINK}"));
     }
     created.remove_empty(layout, report)
+}
+
+/// The filter's drop-ins (paths inside the root) and their text.
+fn dropins(cfg: &Config) -> [(PathBuf, String); 2] {
+    [
+        (Layout::dropin(cfg), DROPIN.to_owned()),
+        (Layout::service_dropin(), service_dropin_text(cfg)),
+    ]
 }
 
 /// Removes the drop-in if it is there; true when it was.

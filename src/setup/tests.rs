@@ -91,6 +91,10 @@ fn setup_installs_the_hook_and_the_filter_dropin_once() {
     let dropin = layout.at("/etc/systemd/system/dnsmasq.service.d/virtmasq-filter.conf");
     assert_eq!(fs::read_to_string(dropin).unwrap(), DROPIN);
     assert!(DROPIN.contains("BindsTo=virtmasq.service"));
+    let back = layout.at("/etc/systemd/system/virtmasq.service.d/virtmasq-filter.conf");
+    assert!(fs::read_to_string(back)
+        .unwrap()
+        .contains("Wants=dnsmasq.service"));
     let after_first = tree(&layout.root);
     let second = run_setup(&cfg, &layout, Mode::System);
     assert_eq!(second.changes, Vec::<String>::new());
