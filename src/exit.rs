@@ -48,7 +48,10 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
         if cause.is::<crate::systemd::SystemdError>() {
             return UNAVAILABLE;
         }
-        if cause.is::<LibvirtError>() {
+        if cause.is::<crate::libvirt::adopt::AdoptError>() {
+            return DATAERR;
+        }
+        if cause.is::<crate::libvirt::define::DefineError>() || cause.is::<LibvirtError>() {
             return UNAVAILABLE;
         }
         if cause.is::<std::io::Error>() {

@@ -35,8 +35,13 @@ fn lab_with_network(name: &str) -> (Lab, std::path::PathBuf) {
     (lab, cfg)
 }
 
-/// (kind, name, [(arg name, type, direction)]) of every member of our interface.
-fn members(xml: &str) -> BTreeSet<(String, String, Vec<(String, String, String)>)> {
+/// One argument: name, type, direction.
+type Arg = (String, String, String);
+/// One member: kind (method, signal, property), name, arguments.
+type Member = (String, String, Vec<Arg>);
+
+/// Every member of our interface.
+fn members(xml: &str) -> BTreeSet<Member> {
     let opts = roxmltree::ParsingOptions {
         allow_dtd: true,
         ..Default::default()
@@ -265,4 +270,53 @@ fn ready_is_sent_only_after_the_first_sync() {
         .chain(std::iter::once(&msg))
         .any(|m| m.contains("STATUS=private mode, serving 1 network(s)"));
     assert!(status_seen, "{seen:?} {msg}");
+}
+
+#[test]
+fn a_hook_invocation_reaches_the_daemon_through_the_bus() {
+    let bus = PrivateBus::start();
+    let (lab, cfg) = lab_with_network("dbus_hook");
+    start_agent(&lab, &cfg, &bus);
+    let hook_data = "<hookData><network><name>lab</name><bridge name='vqd0'/><dns enable='no'/>\
+         <ip address='10.89.0.1' prefix='24'/></network></hookData>";
+    let mut child = std::process::Command::new(BIN)
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "hook",
+            "network",
+            "lab",
+            "started",
+            "begin",
+            "-",
+        ])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(hook_data.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", self::out(&out));
+    assert!(
+        self::out(&out).contains("over D-Bus"),
+        "{}",
+        self::out(&out)
+    );
+    let log = lab.dir().join("agent.log");
+    assert!(
+        wait_until(Duration::from_secs(5), || std::fs::read_to_string(&log)
+            .is_ok_and(
+                |l| l.contains("reconcile requested") && l.contains("started")
+            )),
+        "the daemon did not hear of the event:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
 }

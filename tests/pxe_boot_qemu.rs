@@ -270,7 +270,9 @@ fn a_vm_boots_from_the_network_into_its_script() {
     rig.start(&conf);
     let rules = Arc::new(SharedRules::new(rig.http.script_rules().unwrap()));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = rt.block_on(async {
+    let server = {
+        // Spawned, not awaited: the endpoint runs while the VM boots.
+        let _runtime = rt.enter();
         let shutdown = async {
             let _ = stopped.await;
         };
@@ -279,7 +281,7 @@ fn a_vm_boots_from_the_network_into_its_script() {
             rules,
             shutdown,
         ))
-    });
+    };
     let serial = rig.path("serial.log");
     let vm = start_vm(&rig.lab, &serial);
     let (endpoint_log, dnsmasq_log) = (|| log.text(), || rig.log());

@@ -98,13 +98,35 @@ fn pxe_or_log(net: &ManagedNetwork, cfg: &Config, mode: LinesFor) -> Vec<String>
 
 /// Lines of `net`'s system fragment beyond its own: the filter's scope (`tag-if`). The lines
 /// the filter needs once per dnsmasq go to the shared fragment ([`system_shared_lines`]).
-pub fn system_extra_lines(cfg: &Config, net: &ManagedNetwork) -> Vec<String> {
+pub fn system_extra_lines(
+    cfg: &Config,
+    net: &ManagedNetwork,
+    effective: &EffectiveConfig,
+) -> Vec<String> {
     let mut lines: Vec<String> = filter_lines(cfg, net)
         .into_iter()
         .filter(|l| l.starts_with("tag-if="))
         .collect();
-    lines.extend(pxe_or_log(net, cfg, LinesFor::System));
+    // A system that serves TFTP everywhere keeps doing so: no per-bridge enable-tftp.
+    let mode = if effective.tftp_everywhere {
+        LinesFor::SystemTftpEverywhere
+    } else {
+        LinesFor::System
+    };
+    lines.extend(pxe_or_log(net, cfg, mode));
     lines
+}
+
+/// Why a network cannot be a system-mode fragment, if it cannot: proxy DHCP's `pxe-service`
+/// switches on dnsmasq's PXE handling for every interface, changing what the system dnsmasq
+/// answers PXE clients elsewhere.
+pub fn system_refusal(net: &ManagedNetwork) -> Option<String> {
+    net.is_proxy().then(|| {
+        format!(
+            "network '{}': a proxy-DHCP PXE profile in the system dnsmasq would change its              answers to PXE clients on every other interface; serve it in private mode              (mode = \"private\") or use mode = \"dhcp\" in its profile",
+            net.name
+        )
+    })
 }
 
 /// Lines needed once in the system dnsmasq for all of `nets` (the filter's hostsdir).
@@ -230,6 +252,23 @@ impl SystemBackend {
         scope: Option<&NetworkName>,
         keep: &HashSet<NetworkName>,
     ) -> anyhow::Result<(Applied, Vec<String>)> {
+        // Networks that cannot be fragments keep whatever files they have; the callers report
+        // why (system_refusal).
+        let mut keep = keep.clone();
+        let mut refusals = Vec::new();
+        let nets: Vec<ManagedNetwork> = nets
+            .iter()
+            .filter(|n| match system_refusal(n) {
+                Some(why) => {
+                    keep.insert(n.name.clone());
+                    refusals.push(why);
+                    false
+                }
+                None => true,
+            })
+            .cloned()
+            .collect();
+        let nets = nets.as_slice();
         let lock_path = cfg.paths.state_dir.join("system.lock");
         let _lock = FileLock::acquire(&lock_path, std::time::Duration::from_secs(30))?;
         let effective = EffectiveConfig::read(Path::new("/"));
@@ -246,7 +285,12 @@ impl SystemBackend {
                 system_shared_lines(cfg, nets)
             },
         };
-        let mut want = desired(nets, &target, |n| system_extra_lines(cfg, n), bridge_exists);
+        let mut want = desired(
+            nets,
+            &target,
+            |n| system_extra_lines(cfg, n, &effective),
+            bridge_exists,
+        );
         if scope.is_none() {
             *self.deferred.lock().unwrap_or_else(|p| p.into_inner()) = want.deferred.clone();
         }
@@ -263,7 +307,7 @@ impl SystemBackend {
             observed.foreign.retain(|p| *p == frag);
             observed.hosts.retain(|p, _| *p == hosts);
         }
-        for name in keep {
+        for name in &keep {
             let frag = cfg.paths.conf_dir.join(fragment::file_name(name.as_str()));
             let hosts = fragment::hosts_file(&cfg.paths.state_dir, name.as_str());
             for (path, map) in [(frag, &observed.fragments), (hosts, &observed.hosts)] {
@@ -295,6 +339,7 @@ impl SystemBackend {
         .run(&plan)
         .await?;
         let mut notes: Vec<String> = deferred;
+        notes.extend(refusals.into_iter().map(|r| format!("refused: {r}")));
         notes.extend(plan.refused.iter().map(|p| {
             format!(
                 "{} exists and was not written by virtmasq: left alone",
@@ -312,6 +357,57 @@ pub fn bridge_exists(name: &str) -> bool {
 
 impl Backend for SystemBackend {
     async fn reconcile(
+        &mut self,
+        nets: &[ManagedNetwork],
+        keep: &HashSet<NetworkName>,
+        cfg: &Config,
+    ) -> Outcome {
+        let refused: Vec<anyhow::Error> = nets
+            .iter()
+            .filter_map(system_refusal)
+            .map(|why| anyhow::anyhow!(why))
+            .collect();
+        let mut outcome = self.reconcile_checked(nets, keep, cfg).await;
+        outcome.errors.extend(refused);
+        outcome
+    }
+
+    fn served_by(&self, net: &ManagedNetwork, cfg: &Config) -> String {
+        let deferred = self.deferred.lock().unwrap_or_else(|p| p.into_inner());
+        match deferred.iter().find(|(n, _)| *n == net.name) {
+            Some((_, why)) => format!("waiting: {why}"),
+            None => format!(
+                "system dnsmasq, {}",
+                cfg.paths
+                    .conf_dir
+                    .join(fragment::file_name(net.name.as_str()))
+                    .display()
+            ),
+        }
+    }
+
+    async fn reread(&mut self, cfg: &Config) -> anyhow::Result<()> {
+        if sighup_safe(cfg) {
+            self.systemd.hangup(&cfg.system.unit).await?;
+        } else {
+            let _lock = FileLock::acquire(
+                &cfg.paths.state_dir.join("system.lock"),
+                std::time::Duration::from_secs(30),
+            )?;
+            self.systemd
+                .restart_and_wait(&cfg.system.unit, cfg.system.restart_timeout())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Fragments stay: the system dnsmasq keeps serving the networks while the agent is down.
+    async fn shutdown(&mut self) {}
+}
+
+impl SystemBackend {
+    /// A full reconcile of networks that may be fragments.
+    async fn reconcile_checked(
         &mut self,
         nets: &[ManagedNetwork],
         keep: &HashSet<NetworkName>,
@@ -346,36 +442,4 @@ impl Backend for SystemBackend {
             },
         }
     }
-
-    fn served_by(&self, net: &ManagedNetwork, cfg: &Config) -> String {
-        let deferred = self.deferred.lock().unwrap_or_else(|p| p.into_inner());
-        match deferred.iter().find(|(n, _)| *n == net.name) {
-            Some((_, why)) => format!("waiting: {why}"),
-            None => format!(
-                "system dnsmasq, {}",
-                cfg.paths
-                    .conf_dir
-                    .join(fragment::file_name(net.name.as_str()))
-                    .display()
-            ),
-        }
-    }
-
-    async fn reread(&mut self, cfg: &Config) -> anyhow::Result<()> {
-        if sighup_safe(cfg) {
-            self.systemd.hangup(&cfg.system.unit).await?;
-        } else {
-            let _lock = FileLock::acquire(
-                &cfg.paths.state_dir.join("system.lock"),
-                std::time::Duration::from_secs(30),
-            )?;
-            self.systemd
-                .restart_and_wait(&cfg.system.unit, cfg.system.restart_timeout())
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// Fragments stay: the system dnsmasq keeps serving the networks while the agent is down.
-    async fn shutdown(&mut self) {}
 }

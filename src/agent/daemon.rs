@@ -130,6 +130,9 @@ pub async fn run(opts: DaemonOptions, shutdown: impl Future<Output = ()>) -> any
         }
     };
     let (http_rules, http_stop) = start_http(&cfg).await?;
+    // SIGUSR1 would kill the process until a handler exists: have one before anyone can read
+    // the pid file and signal us.
+    let _usr1 = signal(SignalKind::user_defined1())?;
     let pid = pid_file(&cfg);
     crate::fsutil::write_atomic(&pid, format!("{}\n", std::process::id()).as_bytes(), 0o644)
         .with_context(|| format!("writing {}", pid.display()))?;

@@ -24,6 +24,7 @@ use nix::unistd::Pid;
 
 use crate::agent::backend::SystemBackend;
 use crate::agent::daemon::pid_file;
+use crate::agent::dbus;
 use crate::agent::desired::{managed_parsed, Skip};
 use crate::cli::Cli;
 use crate::config::Config;
@@ -259,10 +260,7 @@ async fn run(cli: &Cli, a: &NetworkArgs, journal: &Journal) -> anyhow::Result<St
     };
     match decide(situation, mode) {
         Step::Nothing(why) => Ok(format!("nothing to do: {why}")),
-        Step::Signal(pid) => match kill(Pid::from_raw(pid), Signal::SIGUSR1) {
-            Ok(()) => Ok(format!("asked the daemon (pid {pid}) to reconcile")),
-            Err(e) => Ok(format!("the daemon (pid {pid}) could not be told: {e}")),
-        },
+        Step::Signal(pid) => Ok(tell_daemon(name, &a.op.to_string(), pid).await),
         Step::Serve(net) => apply(&cfg, systemd, vec![*net], &hook, "serve it", journal).await,
         Step::Remove(why) => {
             journal.info(&format!("network '{name}': removing its files: {why}"));
@@ -281,6 +279,32 @@ async fn run(cli: &Cli, a: &NetworkArgs, journal: &Journal) -> anyhow::Result<St
             Ok("nothing done".into())
         }
         Step::Veto(why) => bail!("refusing to let network '{name}' start: {why}"),
+    }
+}
+
+/// Hands the event to the running daemon: over its D-Bus API (`ReportNetworkEvent`, never
+/// activating it), or with SIGUSR1 where the bus does not answer within a second.
+async fn tell_daemon(network: &str, op: &str, pid: i32) -> String {
+    let call = async {
+        let conn = zbus::Connection::system().await?;
+        let proxy = zbus::Proxy::new(&conn, dbus::NAME, dbus::PATH, dbus::NAME).await?;
+        proxy
+            .call_with_flags::<_, _, ()>(
+                "ReportNetworkEvent",
+                zbus::proxy::MethodFlags::NoAutoStart.into(),
+                &(network, op),
+            )
+            .await?;
+        Ok::<_, zbus::Error>(())
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(1), call).await {
+        Ok(Ok(())) => return "reported to the daemon over D-Bus".into(),
+        Ok(Err(e)) => tracing::debug!(error = %e, "D-Bus report failed; signalling instead"),
+        Err(_) => tracing::debug!("D-Bus did not answer within 1 s; signalling instead"),
+    }
+    match kill(Pid::from_raw(pid), Signal::SIGUSR1) {
+        Ok(()) => format!("asked the daemon (pid {pid}) to reconcile (SIGUSR1)"),
+        Err(e) => format!("the daemon (pid {pid}) could not be told: {e}"),
     }
 }
 

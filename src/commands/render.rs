@@ -79,7 +79,7 @@ pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<()> {
                 add_interface: effective.restricts_interfaces(),
                 hosts_file: hosts.clone(),
                 tag_hosts,
-                extra_lines: system_extra_lines(&cfg, net),
+                extra_lines: system_extra_lines(&cfg, net, &effective),
             };
             format!(
                 "# {}\n{}\n# {}\n{}",

@@ -70,6 +70,9 @@ pub struct EffectiveConfig {
     pub virtmasq_dhcp_ranges: usize,
     /// virtmasq's fragments found in the conf-dirs.
     pub virtmasq_fragments: Vec<PathBuf>,
+    /// The system serves TFTP on every interface (a plain `enable-tftp`, outside virtmasq's
+    /// fragments): a fragment's `enable-tftp=<bridge>` would narrow that to one bridge.
+    pub tftp_everywhere: bool,
     /// libvirt's own fragment (Debian's `libvirt-daemon`) or any file that excludes virbr
     /// interfaces for libvirt.
     pub libvirt_fragment: Option<PathBuf>,
@@ -199,6 +202,11 @@ impl EffectiveConfig {
             port,
             dhcp_ranges: count(false),
             virtmasq_dhcp_ranges: count(true),
+            tftp_everywhere: r
+                .opts
+                .iter()
+                .filter(theirs)
+                .any(|o| o.name == "enable-tftp" && o.value.is_none()),
             virtmasq_fragments: ours,
             libvirt_fragment,
             problems: r.problems.clone(),
