@@ -45,6 +45,7 @@ fn debs() -> &'static (PathBuf, PathBuf) {
             built,
             "build-deb.sh packages target/debug/virtmasq; this test's binary is elsewhere"
         );
+        sweep_stale_outputs();
         (build_deb(None), build_deb(Some(UPGRADE_VERSION)))
     })
 }
@@ -53,15 +54,39 @@ fn deb() -> &'static Path {
     &debs().0
 }
 
+/// Removes the package copies of test processes that are gone.
+fn sweep_stale_outputs() {
+    let dir = Path::new(MANIFEST).join("target/packaging-test");
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let pid = e.file_name().to_string_lossy().parse::<u32>().ok();
+        if pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// Where this test process keeps a package and its generated files.
+fn out_dir(name: &str) -> PathBuf {
+    Path::new(MANIFEST)
+        .join("target/packaging-test")
+        .join(std::process::id().to_string())
+        .join(name)
+}
+
+/// The generated man page and completions that went into the package.
+fn assets() -> PathBuf {
+    deb();
+    out_dir("install").join("assets")
+}
+
 fn build_deb(version: Option<&str>) -> PathBuf {
     let started = Instant::now();
     let mut cmd = Command::new(Path::new(MANIFEST).join("packaging/build-deb.sh"));
     cmd.env("PROFILE", "dev").env("NO_BUILD", "1");
-    // cargo-deb empties its own target/debian on each run: one directory per package.
-    cmd.env(
-        "DEB_OUT",
-        format!("target/packaging-test/{}", version.unwrap_or("install")),
-    );
+    // A copy of its own (cargo-deb empties target/debian on each run, and another test run
+    // may build beside this one).
+    cmd.env("DEB_OUT", out_dir(version.unwrap_or("install")));
+
     if let Some(v) = version {
         cmd.env("DEB_VERSION", v);
     }
@@ -272,6 +297,28 @@ fn adopted_network_is_served(lab: &Lab, ct: &Container) {
         String::from_utf8_lossy(&adopt.stderr)
     );
     run(ct, &["virsh", "-q", "net-start", "lab"]);
+    // libvirtd ran the packaged hook (it logs to the journal; libvirt drops its output).
+    let hook_log = || {
+        let log = ct.exec(&[
+            "journalctl",
+            "-b",
+            "-t",
+            "virtmasq-hook",
+            "-o",
+            "cat",
+            "--no-pager",
+        ]);
+        String::from_utf8_lossy(&log.stdout).into_owned()
+    };
+    let started = Instant::now();
+    while !hook_log().contains("network 'lab' started") {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no journal entry of the hook for 'lab':\n{}",
+            hook_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let fragment = ct.host_path("/etc/dnsmasq.d/virtmasq-lab.conf");
     wait(
         "the lab network's fragment",

@@ -3,13 +3,13 @@
 
 use std::process::Command;
 
-use super::{deb, BIN, MANIFEST};
+use super::{assets, BIN, MANIFEST};
 
 /// The RPM builds from packaging/rpm/virtmasq.spec (Debian's rpmbuild, with the systemd
 /// macros Fedora would provide) and carries the same scriptlets and files.
 #[test]
 fn rpm_builds_from_the_spec() {
-    deb(); // the generated man page and completions in target/packaging
+    let assets = assets();
     let work = tempfile::tempdir().unwrap();
     for part in ["packaging", "dbus", "conf.d", "README.md"] {
         let out = Command::new("cp")
@@ -26,10 +26,7 @@ fn rpm_builds_from_the_spec() {
         .args(["--load", "packaging/rpm/macros.systemd-debian"])
         .args(["-D", &format!("_topdir {}", top.display())])
         .args(["-D", &format!("prebuilt_bin {BIN}")])
-        .args([
-            "-D",
-            &format!("prebuilt_assets {MANIFEST}/target/packaging"),
-        ])
+        .args(["-D", &format!("prebuilt_assets {}", assets.display())])
         // Fast: the test build's binary is large and unstripped.
         .args(["-D", "__strip /bin/true", "-D", "debug_package %{nil}"])
         .args(["-D", "_binary_payload w1.gzdio"])
