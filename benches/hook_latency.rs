@@ -10,7 +10,8 @@
 //!   systemd over D-Bus when it runs, the ports);
 //! - `virtmasq daemon` running (private mode, libvirt's test driver): the hook signals it.
 //!
-//! It exits 1 if a scenario misses the target.
+//! Under `cargo bench` it exits 1 if a scenario misses the target; under `cargo test` it only
+//! reports.
 
 #[path = "../tests/lab/mod.rs"]
 #[allow(unused_imports)]
@@ -100,7 +101,7 @@ fn main() {
     let pid_file = lab.dir().join("run/virtmasq.pid");
     let up = wait_until(Duration::from_secs(10), || live_pid(&pid_file).is_some());
     assert!(up, "the daemon did not start:\n{}", lab.process_log(daemon));
-    ok &= scenario("daemon running (SIGUSR1)", &private, &stdin, runs);
+    ok &= scenario("daemon running (D-Bus or SIGUSR1)", &private, &stdin, runs);
     assert!(
         lab.process_status(daemon).is_none(),
         "the daemon died while signalled:\n{}",
@@ -108,7 +109,9 @@ fn main() {
     );
     lab.stop_process(daemon, Duration::from_secs(5));
     drop(lab);
-    if !ok {
+    // `cargo bench` passes --bench: only then is a missed target a failure. Under
+    // `cargo test --all-targets` this is a smoke run that reports figures, not a timed test.
+    if !ok && std::env::args().any(|a| a == "--bench") {
         std::process::exit(1);
     }
 }

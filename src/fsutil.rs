@@ -50,10 +50,15 @@ pub fn read_if_exists(path: &Path) -> io::Result<Option<Vec<u8>>> {
     }
 }
 
-/// Creates a directory (and parents) with the given mode if it does not exist.
+/// Creates a directory (and parents) with the given mode if it does not exist, and sets the
+/// mode only where it differs (a chmod of a directory another user owns needs CAP_FOWNER,
+/// which the service does not keep).
 pub fn ensure_dir(path: &Path, mode: u32) -> io::Result<()> {
     fs::create_dir_all(path)?;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+    if fs::metadata(path)?.permissions().mode() & 0o7777 != mode {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
 }
 
 /// An exclusive `flock` on a lock file, held until dropped: serialises writers across

@@ -260,3 +260,64 @@ fn a_network_that_turns_invalid_keeps_being_served_as_before() {
         .lease()
         .is_some());
 }
+
+#[test]
+fn a_host_change_is_a_sighup_and_a_range_change_a_restart() {
+    let (lab, pid_file, agent) = lab_with_agent("private_changes");
+    let first = live_pid(&pid_file).unwrap();
+    let signal = || {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(agent as i32),
+            nix::sys::signal::SIGUSR1,
+        )
+        .unwrap()
+    };
+    let node = |range: &str, hosts: &str| {
+        let dhcp = format!("{range}{hosts}");
+        write_node(
+            lab.dir(),
+            "node.xml",
+            &[TestNet {
+                name: "lab",
+                bridge: "vqa0",
+                ip: "10.91.0.1/24",
+                dhcp: Some(&dhcp),
+            }],
+        );
+    };
+    let hosts = format!(
+        r#"<virtmasq:host mac="{STATIC_MAC}" ip="10.91.0.10"/><virtmasq:host mac="52:54:00:91:00:0b" ip="10.91.0.11"/>"#
+    );
+    node(RANGE, &hosts);
+    signal();
+    let hosts_file = lab.dir().join("run/lab/hosts");
+    assert!(wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(&hosts_file).is_ok_and(|h| h.contains("10.91.0.11"))
+    }));
+    let client = lab.add_client("vqa0", "52:54:00:91:00:0b");
+    assert_eq!(
+        client.lease().map(|l| l.ip.to_string()).as_deref(),
+        Some("10.91.0.11")
+    );
+    assert_eq!(
+        live_pid(&pid_file),
+        Some(first),
+        "a host change restarted dnsmasq"
+    );
+
+    node(
+        r#"<virtmasq:range start="10.91.0.200" end="10.91.0.220"/>"#,
+        &hosts,
+    );
+    signal();
+    assert!(
+        wait_until(Duration::from_secs(5), || live_pid(&pid_file)
+            .is_some_and(|p| p != first)),
+        "a range change did not restart dnsmasq"
+    );
+    let lease = lab
+        .add_client("vqa0", "52:54:00:91:00:0c")
+        .lease()
+        .expect("a lease");
+    assert!(lease.ip.octets()[3] >= 200, "{lease:?}");
+}

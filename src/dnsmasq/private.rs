@@ -385,7 +385,7 @@ fn write_files(
         .into_iter()
         .flatten()
     {
-        fsutil::ensure_dir(dir, 0o755).map_err(|e| io_err(name, dir, e))?;
+        fsutil::ensure_dir(dir, SHARED_DIR_MODE).map_err(|e| io_err(name, dir, e))?;
     }
     fsutil::write_atomic(&paths.hosts, render.hosts.as_bytes(), 0o644)
         .map_err(|e| io_err(name, &paths.hosts, e))?;
@@ -402,21 +402,26 @@ fn write_files(
     Ok(())
 }
 
+/// The runtime and lease directories: the agent owns them (it writes and removes files there
+/// with no capability beyond its own uid), dnsmasq's group may create its pid and lease files.
+const SHARED_DIR_MODE: u32 = 0o775;
+
 /// dnsmasq runs unprivileged and writes its pid file and lease file itself: its runtime
-/// directory, the lease directory and an existing lease file belong to its account.
+/// directory and the lease directory get its group (see [`SHARED_DIR_MODE`]), an existing lease
+/// file its account (dnsmasq rewrites it in place).
 fn prepare_writable(paths: &InstancePaths, run_as: RunAs) -> Result<(), (PathBuf, std::io::Error)> {
-    let owner = |p: &Path| {
-        std::os::unix::fs::chown(p, Some(run_as.uid), Some(run_as.gid))
-            .map_err(|e| (p.to_owned(), e))
+    let me = nix::unistd::getuid().as_raw();
+    let chown = |p: &Path, uid: u32| {
+        std::os::unix::fs::chown(p, Some(uid), Some(run_as.gid)).map_err(|e| (p.to_owned(), e))
     };
-    if let Some(dir) = paths.pid.parent() {
-        owner(dir)?;
-    }
-    if let Some(dir) = paths.leases.parent() {
-        owner(dir)?;
+    for dir in [paths.pid.parent(), paths.leases.parent()]
+        .into_iter()
+        .flatten()
+    {
+        chown(dir, me)?;
     }
     if paths.leases.exists() {
-        owner(&paths.leases)?;
+        chown(&paths.leases, run_as.uid)?;
     }
     Ok(())
 }

@@ -153,9 +153,18 @@ fn dns_lines(net: &ManagedNetwork) -> String {
     out
 }
 
+/// Every address of the network's subnets could hold a lease (dynamic or static). Counting the
+/// subnets, not the hosts, keeps this line, and so the configuration, unchanged when a host is
+/// added: a host change stays a SIGHUP.
 fn lease_max(net: &ManagedNetwork) -> u64 {
-    let dynamic: u64 = net.ranges.iter().map(|r| r.range.len()).sum();
-    dynamic + net.hosts.len() as u64
+    net.subnets
+        .iter()
+        .map(|s| {
+            (1u64 << (32 - u32::from(s.prefix())))
+                .saturating_sub(2)
+                .max(1)
+        })
+        .sum()
 }
 
 /// The `dhcp-hostsfile` text: one `mac[,ip][,name]` line per static host.

@@ -59,7 +59,7 @@ dhcp-leasefile=/var/lib/v/leases/lab.leases
 dhcp-hostsfile=/run/v/lab/hosts
 dhcp-no-override
 dhcp-authoritative
-dhcp-lease-max=53
+dhcp-lease-max=254
 dhcp-range=10.77.0.100,10.77.0.150,255.255.255.0,3600
 domain=lab.example
 local=/lab.example/
