@@ -321,3 +321,49 @@ fn a_host_change_is_a_sighup_and_a_range_change_a_restart() {
         .expect("a lease");
     assert!(lease.ip.octets()[3] >= 200, "{lease:?}");
 }
+
+#[test]
+fn leftovers_of_a_crashed_run_are_swept_at_start() {
+    let lab = Lab::new("private_leftovers");
+    lab.add_bridge("vqa0", "10.91.0.1/24");
+    // What a SIGKILLed agent could leave for a network since removed: files and a dnsmasq.
+    let old = lab.dir().join("run/old");
+    std::fs::create_dir_all(&old).unwrap();
+    let conf = old.join("dnsmasq.conf");
+    std::fs::write(
+        &conf,
+        format!("port=0\npid-file={}\n", old.join("dnsmasq.pid").display()),
+    )
+    .unwrap();
+    std::fs::write(old.join("hosts"), "").unwrap();
+    let conf_arg = format!("--conf-file={}", conf.display());
+    lab.spawn_host(&["dnsmasq", "--keep-in-foreground", &conf_arg]);
+    assert!(wait_until(Duration::from_secs(5), || old
+        .join("dnsmasq.pid")
+        .exists()));
+    let uri = write_node(
+        lab.dir(),
+        "node.xml",
+        &[TestNet {
+            name: "lab",
+            bridge: "vqa0",
+            ip: "10.91.0.1/24",
+            dhcp: Some(RANGE),
+        }],
+    );
+    let cfg = write_config(lab.dir(), &uri, "");
+    lab.spawn_host(&[BIN, "--config", cfg.to_str().unwrap(), "daemon"]);
+    assert!(
+        wait_until(Duration::from_secs(10), || !old.exists()),
+        "the leftover directory is still there"
+    );
+    assert!(
+        wait_until(Duration::from_secs(3), || pids_with_arg(&conf_arg)
+            .iter()
+            .all(
+                |p| std::fs::read(format!("/proc/{p}/cmdline")).map_or(true, |c| c.is_empty())
+            )),
+        "the leftover dnsmasq still runs"
+    );
+    assert!(live_pid(&lab.dir().join("run/lab/dnsmasq.pid")).is_some());
+}

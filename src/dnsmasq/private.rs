@@ -119,6 +119,8 @@ pub struct Supervisor {
     run_as: RunAs,
     /// Backoff bounds for restarting an instance that died.
     backoff: Backoff,
+    /// Whether runtime directories left by an earlier run were swept (first reconcile).
+    swept: bool,
     instances: BTreeMap<NetworkName, Instance>,
 }
 
@@ -152,6 +154,7 @@ impl Supervisor {
             state_dir,
             run_as,
             backoff: Backoff::default(),
+            swept: false,
             instances: BTreeMap::new(),
         }
     }
@@ -209,6 +212,10 @@ impl Supervisor {
                 actions.push(Action::Restart(name));
             }
         }
+        if !self.swept {
+            self.swept = true;
+            self.sweep_leftovers(&wanted);
+        }
         let mut fresh = Vec::new();
         for action in actions {
             if let Action::Start(n) | Action::Restart(n) = &action {
@@ -234,6 +241,34 @@ impl Supervisor {
         }
         wait_for_pid_files(&fresh, STARTUP_WAIT).await;
         errors
+    }
+
+    /// Removes what an earlier run (a crash, a SIGKILL) left in the run directory for networks
+    /// that are no longer served: a stray dnsmasq of ours is stopped, its files removed. Lease
+    /// files stay.
+    fn sweep_leftovers<T>(&self, wanted: &BTreeMap<NetworkName, T>) {
+        for entry in std::fs::read_dir(&self.run_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Ok(net) = name.parse::<NetworkName>() else {
+                continue;
+            };
+            let paths = InstancePaths::new(&self.run_dir, &self.state_dir, net.as_str());
+            if wanted.contains_key(&net) || !entry.path().join("dnsmasq.conf").exists() {
+                continue;
+            }
+            if process::stop_stale(&paths.pid, &paths.conf) {
+                tracing::warn!(network = %net, "stopped a dnsmasq left by an earlier run");
+            }
+            for f in [&paths.conf, &paths.hosts, &paths.pid] {
+                let _ = std::fs::remove_file(f);
+            }
+            let _ = std::fs::remove_dir(entry.path());
+            tracing::info!(network = %net, "removed the runtime files of a network no longer served");
+        }
     }
 
     /// The networks with an instance, and each one's status.
