@@ -11,6 +11,7 @@ mod network;
 pub use ip::{Ipv4Net, Ipv4Range};
 pub use lease::LeaseTime;
 pub use mac::MacAddr;
+pub(crate) use names::string_newtype;
 pub use names::{DnsName, IfName, NetworkName};
 pub use network::{DhcpIntent, DhcpRange, IntentSource, ManagedNetwork, StaticHost};
 

@@ -1,13 +1,10 @@
 //! Names: libvirt network names, Linux interface names and DNS names, each restricted to what is
 //! safe in a dnsmasq configuration line and a file name.
 
-use std::fmt;
-use std::str::FromStr;
-
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 use super::InvalidValue;
 
+/// The impls of a validated string newtype `$name(String)` whose constructor is `$validate`:
+/// `as_str`, `FromStr`, `TryFrom<String>`, `Display`, `AsRef<str>`, serde as a string.
 macro_rules! string_newtype {
     ($name:ident, $validate:path) => {
         impl $name {
@@ -17,8 +14,8 @@ macro_rules! string_newtype {
             }
         }
 
-        impl FromStr for $name {
-            type Err = InvalidValue;
+        impl std::str::FromStr for $name {
+            type Err = $crate::model::InvalidValue;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 $validate(s)?;
                 Ok(Self(s.to_owned()))
@@ -26,15 +23,15 @@ macro_rules! string_newtype {
         }
 
         impl TryFrom<String> for $name {
-            type Error = InvalidValue;
+            type Error = $crate::model::InvalidValue;
             fn try_from(s: String) -> Result<Self, Self::Error> {
                 $validate(&s)?;
                 Ok(Self(s))
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(&self.0)
             }
         }
@@ -45,20 +42,23 @@ macro_rules! string_newtype {
             }
         }
 
-        impl Serialize for $name {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.serialize_str(&self.0)
             }
         }
 
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = String::deserialize(d)?;
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <String as serde::Deserialize>::deserialize(d)?;
                 Self::try_from(s).map_err(serde::de::Error::custom)
             }
         }
     };
 }
+
+/// Other domains' validated strings (the PXE profile's file names and URLs) use the same shape.
+pub(crate) use string_newtype;
 
 /// A libvirt network name that virtmasq can manage. It becomes part of file names
 /// (`virtmasq-<name>.conf`) and dnsmasq tags, so it is limited to ASCII letters, digits, `_`, `-`,

@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::model::InvalidValue;
+use crate::model::{string_newtype, InvalidValue};
 
 /// Longest text that fits the BOOTP `file` field (128 bytes with its NUL). dnsmasq truncates a
 /// longer name silently when the client does not ask for option 67 (and `dhcp-no-override`,
@@ -42,51 +42,12 @@ fn check_token(kind: &'static str, s: &str, max: usize) -> Result<(), InvalidVal
     Ok(())
 }
 
-macro_rules! validated_string {
-    ($name:ident, $validate:path) => {
-        impl $name {
-            /// The validated text.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = InvalidValue;
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                $validate(s)?;
-                Ok(Self(s.to_owned()))
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl Serialize for $name {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(&self.0)
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                String::deserialize(d)?
-                    .parse()
-                    .map_err(serde::de::Error::custom)
-            }
-        }
-    };
-}
-
 /// A boot file as a path relative to a TFTP root (`undionly.kpxe`, `efi64/ipxe.efi`): no
 /// leading `/`, no `.` or `..` component, no empty component, and not all digits (dnsmasq's
 /// `pxe-service` reads a number there as a boot service type, not a file).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BootFile(String);
-validated_string!(BootFile, validate_boot_file);
+string_newtype!(BootFile, validate_boot_file);
 
 fn validate_boot_file(s: &str) -> Result<(), InvalidValue> {
     const KIND: &str = "boot file";
@@ -134,7 +95,7 @@ impl BootFile {
 /// clients and iPXE receive from DHCP.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BootUrl(String);
-validated_string!(BootUrl, validate_boot_url);
+string_newtype!(BootUrl, validate_boot_url);
 
 fn validate_boot_url(s: &str) -> Result<(), InvalidValue> {
     check_token("boot URL", s, BOOTP_FILE_MAX)?;
@@ -163,7 +124,7 @@ fn check_http_url(kind: &'static str, s: &str) -> Result<(), InvalidValue> {
 /// settings such as `${mac}` may appear; iPXE expands them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ScriptUri(String);
-validated_string!(ScriptUri, validate_script_uri);
+string_newtype!(ScriptUri, validate_script_uri);
 
 fn validate_script_uri(s: &str) -> Result<(), InvalidValue> {
     const KIND: &str = "iPXE script URI";
@@ -192,7 +153,7 @@ fn validate_script_uri(s: &str) -> Result<(), InvalidValue> {
 /// allowed, no `,` `#`, quotes or `\`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PromptText(String);
-validated_string!(PromptText, validate_prompt);
+string_newtype!(PromptText, validate_prompt);
 
 fn validate_prompt(s: &str) -> Result<(), InvalidValue> {
     let bad = |reason: &str| Err(InvalidValue::new("boot prompt", s, reason));
@@ -216,7 +177,7 @@ impl Default for PromptText {
 /// A value of pxelinux's options 209 (configuration file) or 210 (path prefix).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PxelinuxValue(String);
-validated_string!(PxelinuxValue, validate_pxelinux);
+string_newtype!(PxelinuxValue, validate_pxelinux);
 
 fn validate_pxelinux(s: &str) -> Result<(), InvalidValue> {
     check_token("pxelinux option value", s, 255)
