@@ -6,47 +6,13 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use super::cgroup::Cgroup;
 
-/// Polls `cond` until it returns true or `timeout` has elapsed; true if it did. `cond` is
-/// evaluated at least once, and once more at the deadline.
-pub fn wait_for(mut cond: impl FnMut() -> bool, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    let mut pause = Duration::from_millis(2);
-    loop {
-        if cond() {
-            return true;
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return false;
-        }
-        sleep(pause.min(deadline - now));
-        pause = (pause * 2).min(Duration::from_millis(25));
-    }
-}
-
-/// Waits at most `timeout` for `child` to exit; None if it is still running.
-pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let mut status = None;
-    wait_for(
-        || match child.try_wait() {
-            Ok(Some(s)) => {
-                status = Some(s);
-                true
-            }
-            Ok(None) => false,
-            // Already reaped: nothing left to wait for.
-            Err(_) => true,
-        },
-        timeout,
-    );
-    status
-}
+// The lab's bounded waits serve the container harness too.
+pub use crate::lab::exec::{wait_child, wait_for};
 
 /// True while process `pid` exists (zombies included).
 pub fn pid_alive(pid: u32) -> bool {

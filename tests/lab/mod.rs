@@ -14,7 +14,7 @@
 #![allow(dead_code)]
 
 mod client;
-mod exec;
+pub mod exec;
 
 #[allow(unused_imports)] // each test uses only part of the lab
 pub use client::{Client, Lease, Offer, ProbeOptions};
