@@ -367,3 +367,61 @@ fn leftovers_of_a_crashed_run_are_swept_at_start() {
     );
     assert!(live_pid(&lab.dir().join("run/lab/dnsmasq.pid")).is_some());
 }
+
+#[test]
+fn a_network_moving_from_the_system_dnsmasq_keeps_its_guests_addresses() {
+    let lab = Lab::new("private_lease_seed");
+    lab.add_bridge("vqa0", "10.91.0.1/24");
+    // The system dnsmasq's lease file, as it was when it served this network.
+    let system_leases = lab.dir().join("system.leases");
+    std::fs::write(
+        &system_leases,
+        "0 52:54:00:91:00:21 10.91.0.133 guest21 *\n0 52:54:00:98:00:01 10.98.0.150 other *\n",
+    )
+    .unwrap();
+    let uri = write_node(
+        lab.dir(),
+        "node.xml",
+        &[TestNet {
+            name: "lab",
+            bridge: "vqa0",
+            ip: "10.91.0.1/24",
+            dhcp: Some(RANGE),
+        }],
+    );
+    let cfg = write_config(lab.dir(), &uri, "");
+    let text = std::fs::read_to_string(&cfg).unwrap().replacen(
+        "[paths]\n",
+        &format!(
+            "[paths]\nsystem_lease_file = \"{}\"\n",
+            system_leases.display()
+        ),
+        1,
+    );
+    std::fs::write(&cfg, text).unwrap();
+    lab.spawn_host(&[BIN, "--config", cfg.to_str().unwrap(), "daemon"]);
+    assert!(wait_until(Duration::from_secs(10), || live_pid(
+        &lab.dir().join("run/lab/dnsmasq.pid")
+    )
+    .is_some()));
+    let lease = lab
+        .add_client("vqa0", "52:54:00:91:00:21")
+        .lease()
+        .expect("a lease");
+    assert_eq!(
+        lease.ip.to_string(),
+        "10.91.0.133",
+        "the guest got a new address"
+    );
+    let own = std::fs::read_to_string(lab.dir().join("state/leases/lab.leases")).unwrap();
+    assert!(
+        !own.contains("10.98.0.150"),
+        "another network's lease was carried: {own}"
+    );
+    assert!(
+        std::fs::read_to_string(&system_leases)
+            .unwrap()
+            .contains("10.98.0.150"),
+        "the system file changed"
+    );
+}

@@ -149,12 +149,20 @@ impl PrivateBackend {
     /// A backend with no instance yet.
     pub fn new(cfg: &Config) -> anyhow::Result<Self> {
         let run_as = RunAs::lookup(&cfg.dnsmasq.user)?;
-        Ok(Self(Supervisor::new(
-            cfg.paths.dnsmasq.clone(),
-            cfg.paths.run_dir.clone(),
-            cfg.paths.state_dir.clone(),
-            run_as,
-        )))
+        let system_leases = cfg.paths.system_lease_file.clone().unwrap_or_else(|| {
+            EffectiveConfig::read(Path::new("/"))
+                .lease_file
+                .unwrap_or_else(|| crate::dnsmasq::leases::SYSTEM_DEFAULT.into())
+        });
+        Ok(Self(
+            Supervisor::new(
+                cfg.paths.dnsmasq.clone(),
+                cfg.paths.run_dir.clone(),
+                cfg.paths.state_dir.clone(),
+                run_as,
+            )
+            .with_lease_seed(system_leases),
+        ))
     }
 }
 

@@ -63,6 +63,11 @@ pub struct Paths {
     pub run_dir: PathBuf,
     /// The system dnsmasq's configuration directory, where system-mode fragments go.
     pub conf_dir: PathBuf,
+    /// The system dnsmasq's lease file, read (never written) when a network moves to private
+    /// mode so its guests keep their addresses. Unset: what the system configuration says, else
+    /// dnsmasq's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_lease_file: Option<PathBuf>,
 }
 
 impl Default for Paths {
@@ -72,6 +77,7 @@ impl Default for Paths {
             state_dir: "/var/lib/virtmasq".into(),
             run_dir: "/run/virtmasq".into(),
             conf_dir: "/etc/dnsmasq.d".into(),
+            system_lease_file: None,
         }
     }
 }

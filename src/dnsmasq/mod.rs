@@ -2,6 +2,7 @@
 //! working with the system's own dnsmasq.
 
 pub mod fragment;
+pub mod leases;
 pub mod private;
 pub mod process;
 pub mod render;

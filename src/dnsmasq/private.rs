@@ -121,6 +121,8 @@ pub struct Supervisor {
     backoff: Backoff,
     /// Whether runtime directories left by an earlier run were swept (first reconcile).
     swept: bool,
+    /// The system dnsmasq's lease file: a network new to private mode starts with its leases.
+    seed_leases: Option<PathBuf>,
     instances: BTreeMap<NetworkName, Instance>,
 }
 
@@ -155,8 +157,16 @@ impl Supervisor {
             run_as,
             backoff: Backoff::default(),
             swept: false,
+            seed_leases: None,
             instances: BTreeMap::new(),
         }
+    }
+
+    /// Takes the leases of a network that starts in private mode without a lease file of its
+    /// own from `system_leases` (it was served by the system dnsmasq before).
+    pub fn with_lease_seed(mut self, system_leases: PathBuf) -> Self {
+        self.seed_leases = Some(system_leases);
+        self
     }
 
     /// Brings the instances in line with `desired`. Returns the failures, one per network.
@@ -216,6 +226,7 @@ impl Supervisor {
             self.swept = true;
             self.sweep_leftovers(&wanted);
         }
+        self.seed_new_networks(desired);
         let mut fresh = Vec::new();
         for action in actions {
             if let Action::Start(n) | Action::Restart(n) = &action {
@@ -241,6 +252,31 @@ impl Supervisor {
         }
         wait_for_pid_files(&fresh, STARTUP_WAIT).await;
         errors
+    }
+
+    /// A network starting here for the first time keeps the addresses the system dnsmasq gave
+    /// its guests: its lease file starts with their leases.
+    fn seed_new_networks(&self, desired: &[ManagedNetwork]) {
+        let Some(src) = &self.seed_leases else { return };
+        for net in desired
+            .iter()
+            .filter(|n| !self.instances.contains_key(&n.name))
+        {
+            let dst = super::render::lease_file(&self.state_dir, net.name.as_str());
+            let carried = dst
+                .parent()
+                .map_or(Ok(()), |d| fsutil::ensure_dir(d, SHARED_DIR_MODE))
+                .and_then(|()| super::leases::seed(src, &dst, &net.subnets));
+            match carried {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(network = %net.name, leases = n, "carried leases over from the system dnsmasq")
+                }
+                Err(e) => {
+                    tracing::warn!(network = %net.name, error = %e, "leases not carried over")
+                }
+            }
+        }
     }
 
     /// Removes what an earlier run (a crash, a SIGKILL) left in the run directory for networks

@@ -64,6 +64,8 @@ pub struct EffectiveConfig {
     pub local_service: bool,
     /// The DNS port (0 disables DNS).
     pub port: u16,
+    /// `dhcp-leasefile=`, if set.
+    pub lease_file: Option<PathBuf>,
     /// `dhcp-range` lines outside virtmasq's fragments: with any, dnsmasq holds udp/67.
     pub dhcp_ranges: usize,
     /// `dhcp-range` lines in virtmasq's own fragments.
@@ -200,6 +202,13 @@ impl EffectiveConfig {
             bind_mode,
             local_service: has("local-service"),
             port,
+            lease_file: r
+                .opts
+                .iter()
+                .rev()
+                .find(|o| o.name == "dhcp-leasefile")
+                .and_then(|o| o.value.clone())
+                .map(PathBuf::from),
             dhcp_ranges: count(false),
             virtmasq_dhcp_ranges: count(true),
             tftp_everywhere: r
