@@ -292,3 +292,50 @@ fn a_failed_restart_is_rolled_back() {
         "active"
     );
 }
+
+#[test]
+fn moving_to_private_mode_retires_the_fragments() {
+    let lab = lab("system_mode_to_private");
+    let ct = boot(&lab, "auto", SITE_CONF);
+    let first = agent(&ct, &["sync"]);
+    assert!(first.status.success(), "{}", text(&first));
+    let fragment = ct.host_path("/etc/dnsmasq.d/virtmasq-lab.conf");
+    assert!(fragment.exists());
+    // The administrator switches virtmasq to private mode.
+    ct.write_file(
+        "/etc/virtmasq/virtmasq.toml",
+        "mode = \"private\"\n[libvirt]\nuri = \"test:///etc/virtmasq/node.xml\"\n[dnsmasq]\nno_ping = true\n",
+        0o644,
+    );
+    ct.exec_ok(&[
+        "systemd-run",
+        "--unit=virtmasq-private",
+        "/usr/local/bin/virtmasq",
+        "daemon",
+    ]);
+    assert!(
+        lab::Lab::wait_for(|| !fragment.exists(), std::time::Duration::from_secs(10)),
+        "the system-mode fragment is still there:\n{}",
+        ct.journal("virtmasq-private")
+    );
+    // The system dnsmasq is restarted without it and still serves its own site...
+    let active = || {
+        let o = ct.exec(&["systemctl", "is-active", "dnsmasq"]);
+        String::from_utf8_lossy(&o.stdout).trim() == "active"
+    };
+    assert!(lab::Lab::wait_for(
+        active,
+        std::time::Duration::from_secs(10)
+    ));
+    assert!(within(
+        lease(&lab, SITE, "52:54:00:98:00:09"),
+        [10, 98, 0],
+        100,
+        150
+    ));
+    // The site's default-mode DHCP holds udp/67 on every address: a private instance cannot
+    // bind DHCP beside it, and the daemon says so instead of failing silently.
+    let journal = ct.journal("virtmasq-private");
+    assert!(journal.contains("default-mode-dhcp"), "{journal}");
+    ct.exec(&["systemctl", "stop", "virtmasq-private"]);
+}

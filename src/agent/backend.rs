@@ -173,6 +173,7 @@ impl Backend for PrivateBackend {
         keep: &HashSet<NetworkName>,
         cfg: &Config,
     ) -> Outcome {
+        self.0.set_hangup_safe(sighup_safe(cfg));
         let errors = self
             .0
             .reconcile(nets, |n| private_options(cfg, n), keep)
@@ -277,8 +278,7 @@ impl SystemBackend {
             .cloned()
             .collect();
         let nets = nets.as_slice();
-        let lock_path = cfg.paths.state_dir.join("system.lock");
-        let _lock = FileLock::acquire(&lock_path, std::time::Duration::from_secs(30))?;
+        let _lock = lock_system(cfg).await?;
         let effective = EffectiveConfig::read(Path::new("/"));
         let version = DnsmasqVersion::of(&cfg.paths.dnsmasq);
         let target = Target {
@@ -358,6 +358,17 @@ impl SystemBackend {
     }
 }
 
+/// Takes the system-mode lock (shared with `sync` and the hook) on the blocking pool: waiting
+/// for it must not stall the daemon's single-threaded event loop.
+async fn lock_system(cfg: &Config) -> anyhow::Result<FileLock> {
+    let path = cfg.paths.state_dir.join("system.lock");
+    let lock = tokio::task::spawn_blocking(move || {
+        FileLock::acquire(&path, std::time::Duration::from_secs(30))
+    })
+    .await??;
+    Ok(lock)
+}
+
 /// Whether a network interface exists now.
 pub fn bridge_exists(name: &str) -> bool {
     Path::new("/sys/class/net").join(name).exists()
@@ -398,10 +409,7 @@ impl Backend for SystemBackend {
         if sighup_safe(cfg) {
             self.systemd.hangup(&cfg.system.unit).await?;
         } else {
-            let _lock = FileLock::acquire(
-                &cfg.paths.state_dir.join("system.lock"),
-                std::time::Duration::from_secs(30),
-            )?;
+            let _lock = lock_system(cfg).await?;
             self.systemd
                 .restart_and_wait(&cfg.system.unit, cfg.system.restart_timeout())
                 .await?;

@@ -144,19 +144,63 @@ pub async fn run(opts: DaemonOptions, shutdown: impl Future<Output = ()>) -> any
         http_rules,
         _http_stop: http_stop,
     };
+    // No early return from here on: the pid file goes whatever happens.
     let result = match mode {
-        Mode::System => {
-            let systemd = systemd.context("system mode needs systemd on the system bus")?;
-            run_with(SystemBackend::new(systemd), cfg, &opts, services, shutdown).await
-        }
+        Mode::System => match systemd {
+            Some(systemd) => {
+                run_with(SystemBackend::new(systemd), cfg, &opts, services, shutdown).await
+            }
+            None => Err(anyhow::anyhow!(
+                "system mode needs systemd on the system bus"
+            )),
+        },
         Mode::Private => {
-            let backend = PrivateBackend::new(&cfg)?;
-            run_with(backend, cfg, &opts, services, shutdown).await
+            retire_system_fragments(&cfg, systemd).await;
+            match PrivateBackend::new(&cfg) {
+                Ok(backend) => run_with(backend, cfg, &opts, services, shutdown).await,
+                Err(e) => Err(e),
+            }
         }
     };
     let _ = std::fs::remove_file(&pid);
     let _ = notify::stopping();
     result
+}
+
+/// In private mode, fragments virtmasq wrote for the system dnsmasq (an earlier run in system
+/// mode) must go: with them the system dnsmasq keeps serving the networks, beside or instead
+/// of their private instances. Removed as a transaction (checked, restarted if it runs).
+async fn retire_system_fragments(cfg: &Config, systemd: Option<crate::systemd::Systemd>) {
+    let observed = match crate::system::apply::observe(
+        &cfg.paths.conf_dir,
+        &cfg.paths.state_dir.join("system"),
+    ) {
+        Ok(o) => o,
+        Err(_) => return,
+    };
+    if observed.fragments.is_empty() {
+        return;
+    }
+    let result = match systemd {
+        Some(systemd) => SystemBackend::new(systemd)
+            .apply(&[], cfg)
+            .await
+            .map(|_| ()),
+        None => observed
+            .fragments
+            .keys()
+            .try_for_each(std::fs::remove_file)
+            .map_err(anyhow::Error::from),
+    };
+    match result {
+        Ok(()) => tracing::info!(
+            "removed virtmasq's system-mode fragments: private mode serves its networks now"
+        ),
+        Err(e) => tracing::error!(
+            error = %format!("{e:#}"),
+            "virtmasq's system-mode fragments could not be removed; the system dnsmasq may still serve its networks"
+        ),
+    }
 }
 
 /// Starts the iPXE script endpoint when configured; an address that cannot be bound is an
@@ -225,6 +269,17 @@ async fn run_with<B: Backend>(
                 match opts.load() {
                     Ok(new) => {
                         tracing::info!("configuration reloaded");
+                        let mut new = new;
+                        for what in needs_restart(&cfg, &new) {
+                            tracing::warn!("{what} changed: it takes effect when the daemon restarts");
+                        }
+                        // What was set up at start stays as it was until a restart.
+                        new.mode = cfg.mode;
+                        new.paths = cfg.paths.clone();
+                        new.dnsmasq.user = cfg.dnsmasq.user.clone();
+                        new.filter = cfg.filter.clone();
+                        (new.http.enabled, new.http.address, new.http.port) =
+                            (cfg.http.enabled, cfg.http.address, cfg.http.port);
                         if let (Some(shared), Ok(rules)) = (&svc.http_rules, new.http.script_rules()) {
                             shared.replace(rules);
                         }
@@ -247,7 +302,8 @@ async fn run_with<B: Backend>(
             events = next_links(&mut links) => {
                 // A bridge that comes, goes or changes address: follow it quickly (a bridge
                 // created again needs its dnsmasq restarted, see dnsmasq::private).
-                if events.iter().any(|e| e.name.as_ref().is_some_and(|n| bridges.contains(n))) {
+                let lost = events.iter().any(|e| e.index == 0 && e.name.is_none());
+                if lost || events.iter().any(|e| e.name.as_ref().is_some_and(|n| bridges.contains(n))) {
                     let soon = Instant::now() + debounce.min(LINK_DELAY);
                     due = Some(due.map_or(soon, |d| d.min(soon)));
                 }
@@ -267,6 +323,31 @@ async fn run_with<B: Backend>(
     Ok(())
 }
 
+/// The settings a SIGHUP cannot apply (they shape what the daemon set up at start).
+fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if old.mode != new.mode {
+        out.push("mode");
+    }
+    if toml::to_string(&old.paths).ok() != toml::to_string(&new.paths).ok() {
+        out.push("[paths]");
+    }
+    if old.dnsmasq.user != new.dnsmasq.user {
+        out.push("dnsmasq.user");
+    }
+    if toml::to_string(&old.filter).ok() != toml::to_string(&new.filter).ok() {
+        out.push("[filter]");
+    }
+    let listen = |c: &Config| (c.http.enabled, c.http.listen_addr());
+    if listen(old) != listen(new) {
+        out.push("[http] enabled, address or port");
+    }
+    out
+}
+
+/// How long one read of libvirt's networks may take.
+const LIBVIRT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The longest wait after a link event on a managed bridge.
 const LINK_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -275,6 +356,16 @@ async fn next_links(watcher: &mut Option<Watcher>) -> Vec<LinkEvent> {
     match watcher {
         Some(w) => match w.next().await {
             Ok(events) => events,
+            // The kernel dropped events (receive buffer full): the socket still works. Report a
+            // wildcard event so the caller reconciles instead of trusting what it saw.
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                tracing::warn!("netlink events were dropped; reconciling to catch up");
+                vec![LinkEvent {
+                    kind: crate::netlink::EventKind::NewLink,
+                    index: 0,
+                    name: None,
+                }]
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "netlink socket failed; bridges followed by polling only");
                 *watcher = None;
@@ -295,15 +386,21 @@ async fn sleep_until(due: Option<Instant>) {
 pub async fn read_libvirt(uri: &str) -> Result<Vec<LibvirtNetwork>, LibvirtError> {
     let uri = uri.to_owned();
     let what = uri.clone();
-    tokio::task::spawn_blocking(move || list_networks(&uri))
-        .await
-        .unwrap_or_else(|e| {
-            Err(LibvirtError::Call {
-                uri: what,
-                what: "list networks".into(),
-                message: e.to_string(),
-            })
-        })
+    let read = tokio::task::spawn_blocking(move || list_networks(&uri));
+    // A hung libvirtd must not wedge the loop (no reconciles, no watchdog pings).
+    match tokio::time::timeout(LIBVIRT_TIMEOUT, read).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(e)) => Err(LibvirtError::Call {
+            uri: what,
+            what: "list networks".into(),
+            message: e.to_string(),
+        }),
+        Err(_) => Err(LibvirtError::Call {
+            uri: what,
+            what: "list networks".into(),
+            message: format!("no answer within {LIBVIRT_TIMEOUT:?}"),
+        }),
+    }
 }
 
 /// One reconcile; updates the status and returns the bridges served, for the link watcher.

@@ -119,10 +119,7 @@ pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     };
     // A running daemon refreshes its status and compacts piled-up rewrites (SIGHUP to
     // dnsmasq) at its next reconcile.
-    if let Some(pid) = std::fs::read_to_string(crate::agent::daemon::pid_file(&cfg))
-        .ok()
-        .and_then(|t| t.trim().parse::<i32>().ok())
-    {
+    if let Some(pid) = crate::commands::hook::daemon_pid(&crate::agent::daemon::pid_file(&cfg)) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGUSR1,

@@ -64,9 +64,8 @@ pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<()> {
         }
         Mode::Private => {
             let pid_path = pid_file(&cfg);
-            let pid = std::fs::read_to_string(&pid_path)
-                .ok()
-                .and_then(|t| t.trim().parse::<i32>().ok());
+            // Only a live `virtmasq daemon`: SIGUSR1 would kill a process that reused the pid.
+            let pid = crate::commands::hook::daemon_pid(&pid_path);
             match pid {
                 Some(pid) if kill(Pid::from_raw(pid), Signal::SIGUSR1).is_ok() => print_out(
                     &format!("private mode: asked the daemon (pid {pid}) to reconcile\n"),

@@ -1,5 +1,5 @@
 //! `[networks.<name>]`: the DHCP intent of a libvirt network kept in virtmasq's configuration
-//! (for libvirt older than 9.7, which cannot keep it in the network's `<metadata>`).
+//! (the alternative to the network's `<metadata>`, for those who keep intent out of libvirt).
 
 use std::net::Ipv4Addr;
 

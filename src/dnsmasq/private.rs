@@ -123,6 +123,9 @@ pub struct Supervisor {
     swept: bool,
     /// The system dnsmasq's lease file: a network new to private mode starts with its leases.
     seed_leases: Option<PathBuf>,
+    /// SIGHUP is safe for these dnsmasq instances (dnsmasq 2.90 crashes on it once a `set:`
+    /// hosts entry matched); where it is not, a hosts change restarts the instance.
+    hangup_safe: bool,
     instances: BTreeMap<NetworkName, Instance>,
 }
 
@@ -158,8 +161,14 @@ impl Supervisor {
             backoff: Backoff::default(),
             swept: false,
             seed_leases: None,
+            hangup_safe: true,
             instances: BTreeMap::new(),
         }
+    }
+
+    /// Says whether SIGHUP is safe for the instances from now on.
+    pub fn set_hangup_safe(&mut self, safe: bool) {
+        self.hangup_safe = safe;
     }
 
     /// Takes the leases of a network that starts in private mode without a lease file of its
@@ -406,7 +415,12 @@ impl Supervisor {
             .expect("planned from instances");
         write_files(&self.binary, name, &inst.paths, &render, false)?;
         inst.render = render;
-        let _ = inst.control.send(Control::Reload);
+        if self.hangup_safe {
+            let _ = inst.control.send(Control::Reload);
+        } else {
+            let _ = std::fs::remove_file(&inst.paths.pid);
+            let _ = inst.control.send(Control::Restart);
+        }
         Ok(())
     }
 

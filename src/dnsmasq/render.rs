@@ -32,7 +32,8 @@ impl InstancePaths {
     }
 }
 
-/// The lease file of a network; the same in both modes, so a mode change keeps leases.
+/// The lease file of a network's private instance, kept across restarts (and started from the
+/// system dnsmasq's leases when the network moves to private mode).
 pub fn lease_file(state_dir: &Path, network: &str) -> PathBuf {
     state_dir.join("leases").join(format!("{network}.leases"))
 }

@@ -183,7 +183,20 @@ impl Apply<'_> {
             return Err(e);
         }
         applied.changed = touched.iter().map(|p| p.to_path_buf()).collect();
-        if plan.restart || (plan.hangup && !self.hangup_safe) {
+        // A system dnsmasq an administrator stopped stays stopped: it reads the files when it
+        // starts. The check still runs, so a broken result is never left behind.
+        let active = self
+            .systemd
+            .unit_status(self.unit)
+            .await
+            .map(|s| s.is_active())
+            .unwrap_or(true);
+        if !active && (plan.restart || plan.hangup) {
+            if let Err(message) = check(self.flavor, self.binary) {
+                backup.restore();
+                return Err(ApplyError::Invalid { message });
+            }
+        } else if plan.restart || (plan.hangup && !self.hangup_safe) {
             if let Err(message) = check(self.flavor, self.binary) {
                 backup.restore();
                 return Err(ApplyError::Invalid { message });
@@ -233,7 +246,9 @@ impl Apply<'_> {
 
 fn write_all(plan: &Plan) -> Result<(), ApplyError> {
     for (path, text) in &plan.writes {
-        if let Some(dir) = path.parent() {
+        // Create a missing directory, never change an existing one's mode: the conf-dir is
+        // the system's.
+        if let Some(dir) = path.parent().filter(|d| !d.exists()) {
             fsutil::ensure_dir(dir, 0o755).map_err(io("create", dir))?;
         }
         fsutil::write_atomic(path, text.as_bytes(), 0o644).map_err(io("write", path))?;

@@ -127,6 +127,10 @@ pub fn parse_args(words: &[String]) -> Vec<Opt> {
         if let Some(long) = w.strip_prefix("--") {
             match long.split_once('=') {
                 Some((n, v)) => out.push(opt(n, Some(v.to_owned()))),
+                // `--interface eth0`: the options of SHORT take their value as the next word.
+                None if SHORT.iter().any(|(_, n, takes)| *n == long && *takes) => {
+                    out.push(opt(long, it.next().cloned()))
+                }
                 None => out.push(opt(long, None)),
             }
         } else if let Some(short) = w.strip_prefix('-') {
@@ -237,7 +241,8 @@ impl<'a> Reader<'a> {
         let mut names: Vec<String> = match fs::read_dir(self.host_path(&dir.path)) {
             Ok(entries) => entries
                 .flatten()
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                // dnsmasq stat()s entries, so a symlink to a file counts.
+                .filter(|e| std::fs::metadata(e.path()).is_ok_and(|m| m.is_file()))
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .filter(|n| dir.accepts(n))
                 .collect(),
@@ -302,6 +307,8 @@ mod tests {
             "--port=5353",
             "-u",
             "dnsmasq",
+            "--interface",
+            "eth2",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -319,6 +326,7 @@ mod tests {
                 ("bind-interfaces".into(), None),
                 ("port".into(), Some("5353".into())),
                 ("user".into(), Some("dnsmasq".into())),
+                ("interface".into(), Some("eth2".into())),
             ]
         );
     }

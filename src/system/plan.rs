@@ -95,6 +95,10 @@ pub fn desired(
         d.fragments.insert(t.conf_dir.join(SHARED_FRAGMENT), text);
     }
     for net in nets {
+        if let Some(why) = excluded(t.effective, net.bridge.as_str()) {
+            d.deferred.push((net.name.clone(), why));
+            continue;
+        }
         // With bind-interfaces, an interface= for a missing interface kills dnsmasq at start.
         if add_interface
             && t.effective.bind_mode == BindMode::BindInterfaces
@@ -124,6 +128,27 @@ pub fn desired(
             .insert(hosts_file, fragment::render_hosts(net, t.tag_hosts));
     }
     d
+}
+
+/// Why the system dnsmasq would not serve DHCP on `bridge` whatever a fragment says: an
+/// `except-interface` or `no-dhcp-interface` of its own configuration names it (dnsmasq's `*`
+/// wildcard at the end of a name included).
+fn excluded(effective: &EffectiveConfig, bridge: &str) -> Option<String> {
+    let matches = |pattern: &String| match pattern.strip_suffix('*') {
+        Some(prefix) => bridge.starts_with(prefix),
+        None => pattern == bridge,
+    };
+    for (option, list) in [
+        ("except-interface", &effective.except_interfaces),
+        ("no-dhcp-interface", &effective.no_dhcp_interfaces),
+    ] {
+        if let Some(p) = list.iter().find(|p| matches(p)) {
+            return Some(format!(
+                "the system dnsmasq's configuration has {option}={p}, so it would not serve                  bridge {bridge}; remove that line or use private mode"
+            ));
+        }
+    }
+    None
 }
 
 /// The changes from `observed` to `desired`.

@@ -143,3 +143,22 @@ fn unrestricted_system_gets_no_interface_line() {
     assert!(!text.contains("interface="), "{text}");
     assert!(text.contains("dhcp-range=tag:vqbr9,"), "{text}");
 }
+
+#[test]
+fn a_bridge_the_system_excludes_is_deferred_not_written() {
+    let eff = effective("except-interface=vqbr*\n");
+    let t = Target {
+        conf_dir: Path::new("/etc/dnsmasq.d"),
+        state_dir: Path::new("/var/lib/virtmasq"),
+        effective: &eff,
+        tag_hosts: true,
+        shared_lines: vec![],
+    };
+    let d = desired(&[network()], &t, |_| vec![], |_| true);
+    assert!(d.fragments.is_empty());
+    assert!(
+        d.deferred[0].1.contains("except-interface=vqbr*"),
+        "{:?}",
+        d.deferred
+    );
+}
