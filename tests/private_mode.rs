@@ -425,3 +425,42 @@ fn a_network_moving_from_the_system_dnsmasq_keeps_its_guests_addresses() {
         "the system file changed"
     );
 }
+
+#[test]
+fn dns_held_by_a_default_mode_server_leaves_dhcp_working() {
+    let lab = Lab::new("private_dns_taken");
+    lab.add_bridge("vqa0", "10.91.0.1/24");
+    // A DNS-only dnsmasq in default mode, as Debian's system dnsmasq runs: 0.0.0.0:53.
+    let pid = format!("--pid-file={}", lab.dir().join("other.pid").display());
+    lab.spawn_host(&[
+        "dnsmasq",
+        "--keep-in-foreground",
+        "--conf-file=/dev/null",
+        &pid,
+    ]);
+    assert!(wait_until(Duration::from_secs(5), || lab.host_udp_listening(53)));
+    // This network asks for DNS (no dns="no" in its metadata).
+    let node = lab.dir().join("node.xml");
+    std::fs::write(
+        &node,
+        format!(
+            "<node><network><name>lab</name><bridge name='vqa0'/><dns enable='no'/>\
+             <ip address='10.91.0.1' prefix='24'/><metadata><virtmasq:dhcp \
+             xmlns:virtmasq=\"http://virtmasq.org/xmlns/network/1.0\">{RANGE}</virtmasq:dhcp>\
+             </metadata></network></node>"
+        ),
+    )
+    .unwrap();
+    let cfg = write_config(lab.dir(), &format!("test://{}", node.display()), "");
+    lab.spawn_host(&[BIN, "--config", cfg.to_str().unwrap(), "daemon"]);
+    assert!(wait_until(Duration::from_secs(10), || live_pid(
+        &lab.dir().join("run/lab/dnsmasq.pid")
+    )
+    .is_some()));
+    let conf = std::fs::read_to_string(lab.dir().join("run/lab/dnsmasq.conf")).unwrap();
+    assert!(conf.contains("\nport=0\n"), "{conf}");
+    assert!(lab
+        .add_client("vqa0", "52:54:00:91:00:31")
+        .lease()
+        .is_some());
+}

@@ -86,7 +86,20 @@ pub fn private_options(cfg: &Config, net: &ManagedNetwork) -> RenderOptions {
     RenderOptions {
         no_ping: cfg.dnsmasq.no_ping,
         extra_lines,
+        dns_taken: false,
     }
+}
+
+/// Whether a process other than our own instances holds udp/53 on every address (a
+/// default-mode dnsmasq, say): then a private instance's DNS socket cannot bind.
+pub fn dns_taken_by_others(run_dir: &Path) -> bool {
+    let ours = |pid: u32| {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&*run_dir.to_string_lossy()))
+    };
+    crate::system::ports::udp_holders(Path::new("/proc"), 53)
+        .iter()
+        .any(|h| !ours(h.pid) && h.addresses.iter().any(|a| a == "0.0.0.0" || a == "::"))
 }
 
 fn pxe_or_log(net: &ManagedNetwork, cfg: &Config, mode: LinesFor) -> Vec<String> {
@@ -174,9 +187,23 @@ impl Backend for PrivateBackend {
         cfg: &Config,
     ) -> Outcome {
         self.0.set_hangup_safe(sighup_safe(cfg));
+        let dns_taken = dns_taken_by_others(&cfg.paths.run_dir);
+        if dns_taken && nets.iter().any(|n| n.dns) {
+            tracing::warn!(
+                "another server answers DNS on every address (udp/53): private instances serve \
+                 DHCP only; guests resolve through that server"
+            );
+        }
         let errors = self
             .0
-            .reconcile(nets, |n| private_options(cfg, n), keep)
+            .reconcile(
+                nets,
+                |n| RenderOptions {
+                    dns_taken,
+                    ..private_options(cfg, n)
+                },
+                keep,
+            )
             .await;
         Outcome {
             changes: Vec::new(),

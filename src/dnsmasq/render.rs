@@ -45,6 +45,9 @@ pub struct RenderOptions {
     pub no_ping: bool,
     /// Extra lines from other features (the PXE filter), already validated by their owner.
     pub extra_lines: Vec<String>,
+    /// Another server holds DNS on every address (a default-mode dnsmasq): a DNS socket of
+    /// ours would fail to bind and take DHCP down with it, so render none.
+    pub dns_taken: bool,
 }
 
 /// The text of a private instance: its configuration, and its hosts file.
@@ -79,7 +82,7 @@ pub fn render_private(
         let _ = writeln!(c, "dhcp-lease-max={}", lease_max(net));
     }
     c.push_str(&range_lines(net, None));
-    c.push_str(&dns_lines(net));
+    c.push_str(&dns_lines(net, opts.dns_taken));
     if opts.no_ping {
         c.push_str("no-ping\n");
     }
@@ -141,9 +144,9 @@ pub fn range_lines(net: &ManagedNetwork, scope: Option<&IfName>) -> String {
     out
 }
 
-fn dns_lines(net: &ManagedNetwork) -> String {
+fn dns_lines(net: &ManagedNetwork, dns_taken: bool) -> String {
     let mut out = String::new();
-    if !net.dns {
+    if !net.dns || dns_taken {
         // DHCP only: no DNS socket at all, so nothing can clash on port 53.
         out.push_str("port=0\n");
         return out;

@@ -77,6 +77,7 @@ fn dhcp_only_network_opens_no_dns_socket() {
     let opts = RenderOptions {
         no_ping: true,
         extra_lines: vec!["dhcp-hostsdir=/var/lib/v/hostsdir".into()],
+        dns_taken: false,
     };
     let r = render_private(&net(false, false), &paths(), &opts);
     assert!(r.conf.contains("\nport=0\n"), "{}", r.conf);
@@ -124,4 +125,14 @@ fn static_only_subnet_gets_a_static_range() {
         range_lines(&n, None),
         "dhcp-range=10.9.0.0,static,255.255.0.0\n"
     );
+}
+
+#[test]
+fn dns_held_by_another_server_means_no_dns_socket() {
+    let opts = RenderOptions {
+        dns_taken: true,
+        ..RenderOptions::default()
+    };
+    let r = render_private(&net(true, false), &paths(), &opts);
+    assert!(r.conf.contains("\nport=0\n"), "{}", r.conf);
 }
