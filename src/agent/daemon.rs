@@ -427,6 +427,9 @@ async fn reconcile<B: Backend>(cfg: &Config, backend: &mut B, svc: &Services) ->
         .filter(|(_, skip)| skip.is_error())
         .filter_map(|(name, _)| name.parse().ok())
         .collect();
+    if cfg.filter.enabled {
+        follow_proxy(cfg, &managed, &svc.filter).await;
+    }
     let outcome = backend.reconcile(&managed, &keep, cfg).await;
     for c in &outcome.changes {
         tracing::info!("{c}");
@@ -494,6 +497,34 @@ async fn reconcile<B: Backend>(cfg: &Config, backend: &mut B, svc: &Services) ->
 fn record_errors(svc: &Services, errors: Vec<String>) {
     let mut st = svc.status.lock().unwrap_or_else(|p| p.into_inner());
     st.last_errors = errors;
+}
+
+/// Deny lines must set the tag that `dhcp-ignore` matches wherever a covered network serves
+/// proxy DHCP (`ignore` alone does not stop proxy replies): switch their form when that changes.
+async fn follow_proxy(
+    cfg: &Config,
+    managed: &[crate::model::ManagedNetwork],
+    filter: &Arc<PxeFilter>,
+) {
+    let proxy = filter_proxy(cfg, managed);
+    let tagged = filter
+        .list()
+        .is_ok_and(|p| p.deny_line != crate::filter::entry::DenyLine::Plain);
+    if proxy == tagged {
+        return;
+    }
+    let f = filter.clone();
+    match tokio::task::spawn_blocking(move || f.set_proxy(proxy)).await {
+        Ok(Ok(report)) => tracing::info!(
+            proxy,
+            written = report.applied.written,
+            "PXE filter deny lines rewritten"
+        ),
+        Ok(Err(e)) => {
+            tracing::error!(error = %crate::exit::chain(&e), "PXE filter deny lines not rewritten")
+        }
+        Err(e) => tracing::error!(error = %e, "PXE filter deny lines not rewritten"),
+    }
 }
 
 /// dnsmasq keeps every re-read hostsdir entry until SIGHUP: once enough rewrites piled up,

@@ -252,7 +252,9 @@ async fn run(cli: &Cli, a: &NetworkArgs, journal: &Journal) -> anyhow::Result<St
         has_files: cfg.paths.conf_dir.join(fragment::file_name(name)).exists()
             || fragment::hosts_file(&cfg.paths.state_dir, name).exists(),
         instance_running: instance_running(&cfg, name),
-        veto: a.veto_unservable,
+        // At boot libvirtd autostarts networks before virtmasq.service is up: an enabled
+        // service will serve them, so that is no reason to refuse the start.
+        veto: a.veto_unservable && !service_enabled(),
     };
     let (mode, systemd) = match situation.needs_mode() {
         true => mode(&cfg).await,
@@ -306,6 +308,12 @@ async fn tell_daemon(network: &str, op: &str, pid: i32) -> String {
         Ok(()) => format!("asked the daemon (pid {pid}) to reconcile (SIGUSR1)"),
         Err(e) => format!("the daemon (pid {pid}) could not be told: {e}"),
     }
+}
+
+/// Whether `virtmasq.service` is enabled to start at boot (its `multi-user.target` link): read
+/// from the file system, as the hook must answer quickly and never wait on D-Bus.
+fn service_enabled() -> bool {
+    std::path::Path::new("/etc/systemd/system/multi-user.target.wants/virtmasq.service").exists()
 }
 
 /// Reads and checks `<hookData>`; `expected` is the name libvirt passed on the command line.

@@ -122,6 +122,13 @@ impl PxeFilter {
         self.change(|stored| stored.unknown = unknown, None)
     }
 
+    /// Switches the deny-line form for proxy DHCP on or off while dnsmasq runs: every deny file
+    /// is rewritten (never deleted) in the new form. The daemon calls it when a covered network
+    /// starts or stops serving proxy DHCP, before it renders that network.
+    pub fn set_proxy(&self, proxy: bool) -> Result<SyncReport, FilterError> {
+        self.change(|stored| stored.deny_line = DenyLine::for_proxy(proxy), None)
+    }
+
     /// Brings the hostsdir in line with the stored policy (the daemon's periodic check, and
     /// the repair after an interrupted change). Writes only what differs.
     pub fn sync(&self) -> Result<SyncReport, FilterError> {

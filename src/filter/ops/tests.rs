@@ -195,3 +195,20 @@ fn proxy_start_up_switches_deny_lines_to_the_tagged_form() {
     assert!(!sighup_is_safe((2, 90), true));
     assert!(sighup_is_safe((2, 90), false) && sighup_is_safe((2, 91), true));
 }
+
+#[test]
+fn switching_proxy_rewrites_deny_lines_in_place() {
+    let f = fixture(UnknownPolicy::Allow, 100);
+    let hd = f.filter.hostsdir().to_owned();
+    f.filter.deny(&[mac(1)]).unwrap();
+    assert_eq!(listing(&hd), vec![DENY_1]);
+    f.filter.set_proxy(true).unwrap();
+    let tagged = listing(&hd);
+    assert_eq!(tagged.len(), 1, "{tagged:?}");
+    assert!(
+        tagged[0].contains("set:virtmasq-deny") && tagged[0].ends_with(",ignore"),
+        "{tagged:?}"
+    );
+    f.filter.set_proxy(false).unwrap();
+    assert_eq!(listing(&hd), vec![DENY_1], "back to the plain form");
+}
