@@ -365,7 +365,9 @@ fn leftovers_of_a_crashed_run_are_swept_at_start() {
             )),
         "the leftover dnsmasq still runs"
     );
-    assert!(live_pid(&lab.dir().join("run/lab/dnsmasq.pid")).is_some());
+    // The sweep comes first in the first reconcile; the served network's dnsmasq follows.
+    let pid_file = lab.dir().join("run/lab/dnsmasq.pid");
+    assert!(wait_until(Duration::from_secs(5), || live_pid(&pid_file).is_some()));
 }
 
 #[test]
