@@ -339,3 +339,45 @@ fn moving_to_private_mode_retires_the_fragments() {
     assert!(journal.contains("default-mode-dhcp"), "{journal}");
     ct.exec(&["systemctl", "stop", "virtmasq-private"]);
 }
+
+#[test]
+fn the_hook_alone_serves_and_removes_a_network_in_system_mode() {
+    let lab = lab("system_mode_hook");
+    let ct = boot(&lab, "auto", SITE_CONF);
+    // What libvirt passes on stdin: the network's own XML, read from the node file here.
+    let node = std::fs::read_to_string(ct.host_path("/etc/virtmasq/node.xml")).unwrap();
+    let network = &node[node.find("<network>").unwrap()..node.find("</node>").unwrap()];
+    ct.write_file(
+        "/etc/virtmasq/hook.xml",
+        &format!("<hookData>{network}</hookData>"),
+        0o644,
+    );
+    let hook = |op: &str| {
+        let cmd = format!("virtmasq hook network lab {op} begin - < /etc/virtmasq/hook.xml");
+        let out = ct.exec(&["sh", "-c", &cmd]);
+        assert!(out.status.success(), "{}", text(&out));
+        text(&out)
+    };
+    let fragment = ct.host_path("/etc/dnsmasq.d/virtmasq-lab.conf");
+    let started = hook("started");
+    assert!(fragment.exists(), "no fragment after `started`: {started}");
+    assert!(within(
+        lease(&lab, BRIDGE, "52:54:00:97:00:41"),
+        [10, 97, 0],
+        100,
+        150
+    ));
+    let stopped = hook("stopped");
+    assert!(
+        !fragment.exists(),
+        "the fragment survived `stopped`: {stopped}"
+    );
+    assert!(!ct.host_path("/var/lib/virtmasq/system/lab.hosts").exists());
+    // The site was served throughout.
+    assert!(within(
+        lease(&lab, SITE, "52:54:00:98:00:41"),
+        [10, 98, 0],
+        100,
+        150
+    ));
+}
