@@ -65,11 +65,7 @@ fn hostile_networks_are_refused_and_a_good_one_still_served() {
     // The valid network is served...
     let client = lab.add_client("vqok0", "52:54:00:93:00:01");
     assert!(client.lease().is_some());
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(agent as i32),
-        nix::sys::signal::SIGTERM,
-    )
-    .unwrap();
+    signal(agent, nix::sys::signal::SIGTERM);
     assert!(wait_until(Duration::from_secs(5), || !good_pid.exists()));
     // ...and nothing was ever written for the others: only 'good' had a run directory, and
     // only its lease file exists.

@@ -94,7 +94,7 @@ fn another_bridge_in_the_same_host_gets_no_answer() {
 fn a_killed_dnsmasq_is_started_again_within_seconds() {
     let (lab, pid_file, _) = lab_with_agent("private_respawn");
     let first = live_pid(&pid_file).unwrap();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(first), nix::sys::signal::SIGKILL).unwrap();
+    signal(first as u32, nix::sys::signal::SIGKILL);
     let started = std::time::Instant::now();
     assert!(
         wait_until(Duration::from_secs(5), || live_pid(&pid_file)
@@ -114,11 +114,7 @@ fn sigkill_to_the_agent_leaves_no_dnsmasq_of_ours() {
     let (lab, pid_file, agent) = lab_with_agent("private_pdeathsig");
     let dnsmasq = live_pid(&pid_file).unwrap();
     let conf = lab.dir().join("run/lab/dnsmasq.conf");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(agent as i32),
-        nix::sys::signal::SIGKILL,
-    )
-    .unwrap();
+    signal(agent, nix::sys::signal::SIGKILL);
     assert!(
         wait_until(Duration::from_secs(3), || !std::path::Path::new(&format!(
             "/proc/{dnsmasq}/cmdline"
@@ -136,11 +132,7 @@ fn sigkill_to_the_agent_leaves_no_dnsmasq_of_ours() {
 fn sigterm_stops_the_agent_and_its_dnsmasq_cleanly() {
     let (lab, pid_file, agent) = lab_with_agent("private_sigterm");
     let conf = lab.dir().join("run/lab/dnsmasq.conf");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(agent as i32),
-        nix::sys::signal::SIGTERM,
-    )
-    .unwrap();
+    signal(agent, nix::sys::signal::SIGTERM);
     assert!(wait_until(Duration::from_secs(5), || pids_with_arg(
         conf.to_str().unwrap()
     )
@@ -191,11 +183,7 @@ fn sighup_with_a_broken_configuration_keeps_serving() {
     let cfg = lab.dir().join("virtmasq.toml");
     let good = std::fs::read_to_string(&cfg).unwrap();
     std::fs::write(&cfg, format!("{good}\n[dnsmasq]\nno_pnig = true\n")).unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(agent as i32),
-        nix::sys::signal::SIGHUP,
-    )
-    .unwrap();
+    signal(agent, nix::sys::signal::SIGHUP);
     let log = lab.dir().join("virtmasq-0.log");
     assert!(
         wait_until(Duration::from_secs(5), || std::fs::read_to_string(&log)
@@ -234,11 +222,7 @@ fn a_network_that_turns_invalid_keeps_being_served_as_before() {
             dhcp: Some(r#"<virtmasq:range start="10.91.0.100" end="10.91.9.150"/>"#),
         }],
     );
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(agent as i32),
-        nix::sys::signal::SIGUSR1,
-    )
-    .unwrap();
+    signal(agent, nix::sys::signal::SIGUSR1);
     let log = lab.dir().join("virtmasq-0.log");
     assert!(
         wait_until(Duration::from_secs(5), || std::fs::read_to_string(&log)
@@ -265,13 +249,7 @@ fn a_network_that_turns_invalid_keeps_being_served_as_before() {
 fn a_host_change_is_a_sighup_and_a_range_change_a_restart() {
     let (lab, pid_file, agent) = lab_with_agent("private_changes");
     let first = live_pid(&pid_file).unwrap();
-    let signal = || {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(agent as i32),
-            nix::sys::signal::SIGUSR1,
-        )
-        .unwrap()
-    };
+    let reconcile = || signal(agent, nix::sys::signal::SIGUSR1);
     let node = |range: &str, hosts: &str| {
         let dhcp = format!("{range}{hosts}");
         write_node(
@@ -289,7 +267,7 @@ fn a_host_change_is_a_sighup_and_a_range_change_a_restart() {
         r#"<virtmasq:host mac="{STATIC_MAC}" ip="10.91.0.10"/><virtmasq:host mac="52:54:00:91:00:0b" ip="10.91.0.11"/>"#
     );
     node(RANGE, &hosts);
-    signal();
+    reconcile();
     let hosts_file = lab.dir().join("run/lab/hosts");
     assert!(wait_until(Duration::from_secs(5), || {
         std::fs::read_to_string(&hosts_file).is_ok_and(|h| h.contains("10.91.0.11"))
@@ -309,7 +287,7 @@ fn a_host_change_is_a_sighup_and_a_range_change_a_restart() {
         r#"<virtmasq:range start="10.91.0.200" end="10.91.0.220"/>"#,
         &hosts,
     );
-    signal();
+    reconcile();
     assert!(
         wait_until(Duration::from_secs(5), || live_pid(&pid_file)
             .is_some_and(|p| p != first)),

@@ -77,6 +77,12 @@ pub fn live_pid(pid_file: &Path) -> Option<i32> {
     Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
 }
 
+/// Sends `sig` to process `pid` (a test's agent), panicking if it cannot.
+pub fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig)
+        .unwrap_or_else(|e| panic!("signal {sig} to {pid}: {e}"));
+}
+
 /// Pids of every process whose command line contains `needle`.
 pub fn pids_with_arg(needle: &str) -> Vec<i32> {
     let mut out = Vec::new();

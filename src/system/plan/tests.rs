@@ -85,6 +85,16 @@ fn effective(root_conf: &str) -> EffectiveConfig {
     EffectiveConfig::read(dir.path())
 }
 
+fn target(eff: &EffectiveConfig) -> Target<'_> {
+    Target {
+        conf_dir: Path::new("/etc/dnsmasq.d"),
+        state_dir: Path::new("/var/lib/virtmasq"),
+        effective: eff,
+        tag_hosts: true,
+        shared_lines: vec![],
+    }
+}
+
 fn network() -> ManagedNetwork {
     let intent = crate::model::DhcpIntent {
         ranges: vec![crate::model::DhcpRange {
@@ -112,13 +122,7 @@ fn network() -> ManagedNetwork {
 #[test]
 fn bind_interfaces_system_waits_for_the_bridge() {
     let eff = effective("interface=lo\nbind-interfaces\n");
-    let t = Target {
-        conf_dir: Path::new("/etc/dnsmasq.d"),
-        state_dir: Path::new("/var/lib/virtmasq"),
-        effective: &eff,
-        tag_hosts: true,
-        shared_lines: vec![],
-    };
+    let t = target(&eff);
     let nets = [network()];
     let absent = desired(&nets, &t, |_| vec![], |_| false);
     assert!(absent.fragments.is_empty());
@@ -131,13 +135,7 @@ fn bind_interfaces_system_waits_for_the_bridge() {
 #[test]
 fn unrestricted_system_gets_no_interface_line() {
     let eff = effective("# nothing\n");
-    let t = Target {
-        conf_dir: Path::new("/etc/dnsmasq.d"),
-        state_dir: Path::new("/var/lib/virtmasq"),
-        effective: &eff,
-        tag_hosts: true,
-        shared_lines: vec![],
-    };
+    let t = target(&eff);
     let d = desired(&[network()], &t, |_| vec![], |_| false);
     let text = &d.fragments[Path::new("/etc/dnsmasq.d/virtmasq-lab.conf")];
     assert!(!text.contains("interface="), "{text}");
@@ -147,13 +145,7 @@ fn unrestricted_system_gets_no_interface_line() {
 #[test]
 fn a_bridge_the_system_excludes_is_deferred_not_written() {
     let eff = effective("except-interface=vqbr*\n");
-    let t = Target {
-        conf_dir: Path::new("/etc/dnsmasq.d"),
-        state_dir: Path::new("/var/lib/virtmasq"),
-        effective: &eff,
-        tag_hosts: true,
-        shared_lines: vec![],
-    };
+    let t = target(&eff);
     let d = desired(&[network()], &t, |_| vec![], |_| true);
     assert!(d.fragments.is_empty());
     assert!(
