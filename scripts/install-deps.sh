@@ -40,9 +40,19 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
   chmod 0755 /usr/sbin/policy-rc.d
   created_policy=yes
 fi
-cleanup() { [ "$created_policy" = yes ] && rm -f /usr/sbin/policy-rc.d; }
+# An `if`, not `[ ... ] && ...`: under `set -e` a false test as the trap's last command would
+# become the script's exit status, and a machine that already had a policy-rc.d would fail.
+cleanup() {
+  if [ "$created_policy" = yes ]; then
+    rm -f /usr/sbin/policy-rc.d
+  fi
+}
 trap cleanup EXIT
 
 export DEBIAN_FRONTEND=noninteractive
+echo "install-deps: installing ${#missing[@]} Debian packages (${missing[*]})"
+echo "install-deps: downloading about 300 MB: from under a minute to several on a slow mirror"
+start=$SECONDS
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${missing[@]}"
+echo "install-deps: done in $((SECONDS - start)) s"
