@@ -317,8 +317,12 @@ fn hook(cfg: &Path, args: &[&str], stdin: &str) -> (Option<i32>, String) {
     )
 }
 
+/// libvirt aborts a network's start when a hook fails, so input the hook cannot use is
+/// reported (stderr here, the journal under libvirtd) and the hook exits 0, changing nothing.
+/// Only a call that is not libvirt's network hook at all is a usage error, and only
+/// `--veto-unservable` on virtmasq's own network fails a `start`.
 #[test]
-fn bad_hook_input_fails_with_a_clear_message_and_changes_nothing() {
+fn bad_hook_input_is_reported_changes_nothing_and_never_stops_libvirt() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), "test:///default", "");
     for (file, text) in [
@@ -335,41 +339,54 @@ fn bad_hook_input_fails_with_a_clear_message_and_changes_nothing() {
     }
     let before = snapshot(dir.path());
     let good = include_str!("fixtures/libvirt/hook-isolated-started.xml");
-    let cases: [(&[&str], &str, &str); 7] = [
-        (
-            &["network", "vq-iso", "started", "begin", "-"],
-            "<hookData><network>",
-            "not well-formed XML",
-        ),
-        (
-            &["network", "vq-iso", "started", "begin", "-"],
-            "",
-            "stdin is empty",
-        ),
+    let started = ["network", "vq-iso", "started", "begin", "-"];
+    let start_veto = [
+        "network",
+        "--veto-unservable",
+        "vq-iso",
+        "start",
+        "begin",
+        "-",
+    ];
+    let cases: [(&[&str], &str, i32, &str); 9] = [
+        (&started, "<hookData><network>", 0, "not well-formed XML"),
+        (&started, "", 0, "stdin is empty"),
+        (&start_veto, "<hookData><network>", 0, "not well-formed XML"),
         (
             &["network", "vq-iso", "rebooted", "begin", "-"],
             good,
-            "invalid value 'rebooted'",
-        ),
-        (&["network", "vq-iso", "started", "begin"], good, "<EXTRA>"),
-        (&["network"], good, "<NETWORK>"),
-        (
-            &["qemu", "vm1", "started", "begin", "-"],
-            good,
-            "unrecognized subcommand 'qemu'",
+            0,
+            "does not act on operation 'rebooted'",
         ),
         (
             &["network", "other", "started", "begin", "-"],
             good,
+            0,
             "describes 'vq-iso'",
         ),
+        (
+            &["network", "a b", "started", "begin", "-"],
+            "<hookData><network><name>a b</name><bridge name='x y'/></network></hookData>",
+            0,
+            "not virtmasq's",
+        ),
+        (
+            &["network", "vq-iso", "started", "begin"],
+            good,
+            2,
+            "<EXTRA>",
+        ),
+        (&["network"], good, 2, "<NETWORK>"),
+        (
+            &["qemu", "vm1", "started", "begin", "-"],
+            good,
+            2,
+            "unrecognized subcommand 'qemu'",
+        ),
     ];
-    for (args, stdin, needle) in cases {
+    for (args, stdin, want, needle) in cases {
         let (code, stderr) = hook(&cfg, args, stdin);
-        assert!(
-            code.is_some_and(|c| c != 0),
-            "{args:?} exited {code:?}: {stderr}"
-        );
+        assert_eq!(code, Some(want), "{args:?}: {stderr}");
         assert!(
             stderr.contains(needle),
             "{args:?}: {stderr}\nmissing {needle:?}"
@@ -377,7 +394,19 @@ fn bad_hook_input_fails_with_a_clear_message_and_changes_nothing() {
         assert_eq!(snapshot(dir.path()), before, "{args:?} changed files");
     }
     // The same network with good input is accepted (and, with no daemon, only logged).
-    let (code, stderr) = hook(&cfg, &["network", "vq-iso", "started", "begin", "-"], good);
+    let (code, stderr) = hook(&cfg, &started, good);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("nothing serves"), "{stderr}");
+    // Broken XML for a network the configuration names is virtmasq's: a veto stops its start.
+    let named = dir.path().join("named.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap()
+        + "[networks.vq-iso]\nranges = [{ start = \"10.78.0.100\", end = \"10.78.0.150\" }]\n";
+    std::fs::write(&named, text).unwrap();
+    let (code, stderr) = hook(&named, &start_veto, "<hookData><network>");
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("refusing to let network 'vq-iso' start"),
+        "{stderr}"
+    );
+    assert_eq!(snapshot(dir.path()).len(), before.len() + 1);
 }

@@ -5,6 +5,7 @@
 use std::fmt;
 
 use crate::config::Config;
+use crate::libvirt::probe::Probe;
 use crate::libvirt::source::LibvirtNetwork;
 use crate::libvirt::xml::NetworkXml;
 use crate::model::{IntentSource, ManagedNetwork, NetworkName};
@@ -91,10 +92,28 @@ pub fn desired(nets: &[LibvirtNetwork], cfg: &Config) -> Desired {
     out
 }
 
-/// The managed form of one network's XML, or why there is none.
+/// The managed form of one network's XML, or why there is none. Whose network it is comes
+/// first, from the least of the XML ([`Probe`]): a network that is not virtmasq's is never
+/// reported as invalid, however unusual its definition.
 pub fn managed(xml: &str, cfg: &Config) -> Result<Served, Skip> {
+    if let Some(skip) = Probe::network(xml).ok().and_then(|p| unclaimed(&p, cfg)) {
+        return Err(skip);
+    }
     let parsed = NetworkXml::parse(xml).map_err(|e| Skip::Invalid(crate::exit::chain(&e)))?;
     managed_parsed(&parsed, cfg)
+}
+
+/// Why a network is not virtmasq's, or None when virtmasq should serve it (then its XML is
+/// parsed and checked in full).
+pub fn unclaimed(probe: &Probe, cfg: &Config) -> Option<Skip> {
+    let configured =
+        (probe.name.parse::<NetworkName>()).is_ok_and(|n| cfg.networks.contains_key(&n));
+    match probe.claimed(configured) {
+        true => None,
+        false if probe.served_by_libvirt => Some(Skip::ServedByLibvirt),
+        false if !probe.has_bridge => Some(Skip::NoBridge),
+        false => Some(Skip::NoIntent),
+    }
 }
 
 /// As [`managed`], for XML already parsed (the hook's `<hookData>`).

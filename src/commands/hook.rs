@@ -2,36 +2,40 @@
 //! network's `<hookData>` XML on stdin (installed by `packaging/libvirt-hook`).
 //!
 //! libvirtd waits for the hook while it holds the network, so the hook never calls libvirt
-//! (that deadlocks) and returns quickly. When `virtmasq daemon` runs, it is told with SIGUSR1
-//! and re-reads libvirt after its debounce, by which time libvirtd is free again. Without a
-//! daemon, system mode applies this one network's fragment from the hook's own XML; private
-//! mode has nothing to run its dnsmasq, and says so.
+//! (that deadlocks) and returns quickly. When `virtmasq daemon` runs, it is told over D-Bus (or
+//! with SIGUSR1) and re-reads libvirt, by which time libvirtd is free again. Without a daemon,
+//! system mode applies this one network's fragment from the hook's own XML; private mode has
+//! nothing to run its dnsmasq, and says so.
 //!
-//! libvirt discards what a hook prints unless it fails, so every line also goes to syslog
-//! (`/dev/log`, the journal under systemd). Bad input (a missing argument, an unknown
-//! operation, XML that does not parse) fails before anything is touched. Anything else exits
-//! 0, since a failing hook makes libvirt abort the operation: only `--veto-unservable` turns
-//! "this network is virtmasq's and cannot be served" into a failed `start`.
+//! A failing hook makes libvirt abort the operation, so the hook exits 0 for every network
+//! that is not virtmasq's, whatever its XML holds: whose network it is is decided from the
+//! least of the XML ([`Probe`]), and only virtmasq's own networks are parsed in full. An
+//! operation libvirt adds later is ignored. A problem with virtmasq's own network is logged and
+//! the hook still exits 0, unless `--veto-unservable` is given: then a `start` of a network
+//! that is virtmasq's and cannot be served fails. libvirt discards what a hook prints unless
+//! it fails, so every line also goes to syslog (`/dev/log`, the journal under systemd).
 
 use std::io::{IsTerminal, Read};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::agent::backend::SystemBackend;
 use crate::agent::daemon::pid_file;
 use crate::agent::dbus;
+use crate::agent::desired::unclaimed;
 use crate::agent::desired::{managed_parsed, Skip};
 use crate::cli::Cli;
 use crate::config::Config;
 use crate::dnsmasq::fragment;
 use crate::dnsmasq::render::InstancePaths;
-use crate::libvirt::xml::{HookData, NetworkXml};
-use crate::model::ManagedNetwork;
+use crate::libvirt::probe::Probe;
+use crate::libvirt::xml::HookData;
+use crate::model::{ManagedNetwork, NetworkName};
 use crate::system::decide::Mode;
 use crate::systemd::Systemd;
 
@@ -62,9 +66,8 @@ pub struct NetworkArgs {
     pub veto_unservable: bool,
     /// The network's name (checked against `<hookData>`).
     pub network: String,
-    /// What happens to the network.
-    #[arg(value_enum)]
-    pub op: Op,
+    /// What happens to the network (see [`Op`]); an operation of a later libvirt is ignored.
+    pub op: String,
     /// libvirt's sub-operation (`begin`, `end`); not used.
     pub subop: String,
     /// libvirt's extra argument (`-`); not used.
@@ -105,15 +108,59 @@ impl std::fmt::Display for Op {
 pub enum Ownership {
     /// It is, and this is what to serve.
     Ours(Box<ManagedNetwork>),
-    /// It is (libvirt does not serve it and it has an intent), but the intent is invalid.
+    /// It is (libvirt does not serve it and virtmasq has an intent for it), but it cannot be
+    /// served: its XML or intent is invalid, or the configuration cannot be read.
     Broken(String),
     /// libvirt serves it, or it has no intent: none of virtmasq's business.
     NotOurs(Skip),
+    /// The input could not be read far enough to tell; treated as not virtmasq's.
+    Unknown(String),
 }
 
-/// Decides ownership from the hook's XML alone.
-pub fn ownership(net: &NetworkXml, cfg: &Config) -> Ownership {
-    match managed_parsed(net, cfg) {
+/// Decides ownership from the hook's input alone. `argv` is the name libvirt passed on the
+/// command line; `input` is stdin as read (or why it could not be).
+pub fn ownership(
+    input: Result<&str, String>,
+    argv: &str,
+    cfg: Result<&Config, String>,
+) -> Ownership {
+    let configured =
+        |cfg: &Config| (argv.parse::<NetworkName>()).is_ok_and(|n| cfg.networks.contains_key(&n));
+    let probe = input.and_then(|text| {
+        Probe::hook_data(text)
+            .map(|p| (p, text))
+            .map_err(|e| format!("<hookData> on stdin: {}", crate::exit::chain(&e)))
+    });
+    let (probe, text) = match probe {
+        Ok(found) => found,
+        // Unreadable: it is virtmasq's only if the configuration names it.
+        Err(why) if cfg.as_ref().is_ok_and(|c| configured(c)) => return Ownership::Broken(why),
+        Err(why) => return Ownership::Unknown(why),
+    };
+    if probe.name != argv {
+        return Ownership::Unknown(format!(
+            "the command line names network '{}', but <hookData> describes '{}'",
+            argv.escape_debug(),
+            probe.name.escape_debug()
+        ));
+    }
+    let cfg = match cfg {
+        Ok(cfg) => cfg,
+        Err(why) if probe.claimed(true) && probe.has_intent => return Ownership::Broken(why),
+        Err(why) if probe.claimed(true) => return Ownership::Unknown(why),
+        Err(_) => {
+            let skip = unclaimed(&probe, &Config::default()).unwrap_or(Skip::NoIntent);
+            return Ownership::NotOurs(skip);
+        }
+    };
+    if let Some(skip) = unclaimed(&probe, cfg) {
+        return Ownership::NotOurs(skip);
+    }
+    let hook = match HookData::parse(text) {
+        Ok(hook) => hook,
+        Err(e) => return Ownership::Broken(crate::exit::chain(&e)),
+    };
+    match managed_parsed(&hook.network, cfg) {
         Ok(served) => Ownership::Ours(Box::new(served.network)),
         Err(Skip::Invalid(msg)) => Ownership::Broken(msg),
         Err(skip) => Ownership::NotOurs(skip),
@@ -157,7 +204,7 @@ pub struct Situation {
 impl Situation {
     /// Whether [`decide`] needs the mode: finding it may take D-Bus calls, so only when needed.
     pub fn needs_mode(&self) -> bool {
-        let ours = !matches!(self.own, Ownership::NotOurs(_));
+        let ours = matches!(self.own, Ownership::Ours(_) | Ownership::Broken(_));
         match self.op {
             Op::Start => {
                 self.veto && matches!(self.own, Ownership::Ours(_)) && self.daemon.is_none()
@@ -191,6 +238,7 @@ pub fn decide(s: Situation, mode: Option<Mode>) -> Step {
             Step::Remove(format!("no longer virtmasq's: {skip}"))
         }
         (_, Ownership::NotOurs(skip)) => Step::Nothing(format!("not virtmasq's: {skip}")),
+        (_, Ownership::Unknown(why)) => Step::Warn(format!("nothing done: {why}")),
     }
 }
 
@@ -208,6 +256,7 @@ fn decide_start(s: Situation, system: bool) -> Step {
              start fails, start the network again in a moment"
                 .into(),
         ),
+        Ownership::Unknown(why) => Step::Warn(format!("not known to be virtmasq's: {why}")),
         _ => Step::Nothing("virtmasq acts once the network has started".into()),
     }
 }
@@ -225,10 +274,18 @@ pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     match &result {
         Ok(done) => journal.info(&format!(
             "network '{}' {}: {done} ({ms:.1} ms)",
-            a.network, a.op
+            a.network.escape_debug(),
+            a.op.escape_debug()
         )),
         // main prints the error itself; the journal needs it too.
-        Err(e) => journal.send(3, &format!("network '{}' {}: {e:#}", a.network, a.op)),
+        Err(e) => journal.send(
+            3,
+            &format!(
+                "network '{}' {}: {e:#}",
+                a.network.escape_debug(),
+                a.op.escape_debug()
+            ),
+        ),
     }
     result.map(|_| ())
 }
@@ -237,50 +294,76 @@ async fn run(cli: &Cli, a: &NetworkArgs, journal: &Journal) -> anyhow::Result<St
     if std::io::stdin().is_terminal() {
         bail!("the hook reads libvirt's <hookData> XML on stdin, and stdin is a terminal");
     }
-    let hook = read_hook_data(std::io::stdin().lock(), &a.network)?;
-    let cfg = match cli.load_config() {
-        Ok(cfg) => cfg,
-        // A broken configuration must not stop libvirt's networks, unless asked to.
-        Err(e) if a.op == Op::Start && a.veto_unservable => return Err(e),
-        Err(e) => return Ok(format!("nothing done: {e:#}")),
+    let Ok(op) = <Op as clap::ValueEnum>::from_str(&a.op, false) else {
+        let op = a.op.escape_debug();
+        return Ok(format!(
+            "nothing to do: virtmasq does not act on operation '{op}'"
+        ));
     };
-    let name = hook.network.name.as_str();
+    let input = read_input(std::io::stdin().lock());
+    let cfg = cli.load_config().map_err(|e| format!("{e:#}"));
+    let own = ownership(
+        input.as_deref().map_err(Clone::clone),
+        &a.network,
+        cfg.as_ref().map_err(Clone::clone),
+    );
+    let veto = a.veto_unservable && op == Op::Start;
+    let cfg = match cfg {
+        Ok(cfg) => cfg,
+        Err(why) => {
+            if let (Ownership::Broken(_), true) = (&own, veto && !service_enabled()) {
+                bail!(
+                    "refusing to let network '{}' start: {why}",
+                    a.network.escape_debug()
+                );
+            }
+            return Ok(format!("nothing done: {why}"));
+        }
+    };
+    // Files and instances are only ever looked up under a name virtmasq accepts.
+    let name = a.network.parse::<NetworkName>().ok();
     let situation = Situation {
-        op: a.op,
-        own: ownership(&hook.network, &cfg),
+        op,
+        own,
         daemon: daemon_pid(&pid_file(&cfg)),
-        has_files: cfg.paths.conf_dir.join(fragment::file_name(name)).exists()
-            || fragment::hosts_file(&cfg.paths.state_dir, name).exists(),
-        instance_running: instance_running(&cfg, name),
+        has_files: name.as_ref().is_some_and(|n| {
+            cfg.paths
+                .conf_dir
+                .join(fragment::file_name(n.as_str()))
+                .exists()
+                || fragment::hosts_file(&cfg.paths.state_dir, n.as_str()).exists()
+        }),
+        instance_running: name
+            .as_ref()
+            .is_some_and(|n| instance_running(&cfg, n.as_str())),
         // At boot libvirtd autostarts networks before virtmasq.service is up: an enabled
         // service will serve them, so that is no reason to refuse the start.
-        veto: a.veto_unservable && !service_enabled(),
+        veto: veto && !service_enabled(),
     };
     let (mode, systemd) = match situation.needs_mode() {
         true => mode(&cfg).await,
         false => (None, None),
     };
-    match decide(situation, mode) {
-        Step::Nothing(why) => Ok(format!("nothing to do: {why}")),
-        Step::Signal(pid) => Ok(tell_daemon(name, &a.op.to_string(), pid).await),
-        Step::Serve(net) => apply(&cfg, systemd, vec![*net], &hook, "serve it", journal).await,
-        Step::Remove(why) => {
-            journal.info(&format!("network '{name}': removing its files: {why}"));
-            apply(
-                &cfg,
-                systemd,
-                Vec::new(),
-                &hook,
-                "remove its files",
-                journal,
-            )
-            .await
+    let shown = a.network.escape_debug().to_string();
+    match (decide(situation, mode), name) {
+        (Step::Nothing(why), _) => Ok(format!("nothing to do: {why}")),
+        (Step::Signal(pid), Some(name)) => Ok(tell_daemon(name.as_str(), &a.op, pid).await),
+        (Step::Signal(_), None) => Ok("nothing to do: not a name virtmasq serves".into()),
+        (Step::Serve(net), _) => {
+            let name = net.name.clone();
+            apply(&cfg, systemd, vec![*net], &name, "serve it", journal).await
         }
-        Step::Warn(why) => {
-            journal.warn(&format!("network '{name}': {why}"));
+        (Step::Remove(why), Some(name)) => {
+            journal.info(&format!("network '{name}': removing its files: {why}"));
+            let what = "remove its files";
+            apply(&cfg, systemd, Vec::new(), &name, what, journal).await
+        }
+        (Step::Remove(_), None) => Ok("nothing to do: not a name virtmasq serves".into()),
+        (Step::Warn(why), _) => {
+            journal.warn(&format!("network '{shown}': {why}"));
             Ok("nothing done".into())
         }
-        Step::Veto(why) => bail!("refusing to let network '{name}' start: {why}"),
+        (Step::Veto(why), _) => bail!("refusing to let network '{shown}' start: {why}"),
     }
 }
 
@@ -316,28 +399,22 @@ fn service_enabled() -> bool {
     std::path::Path::new("/etc/systemd/system/multi-user.target.wants/virtmasq.service").exists()
 }
 
-/// Reads and checks `<hookData>`; `expected` is the name libvirt passed on the command line.
-pub fn read_hook_data(mut input: impl Read, expected: &str) -> anyhow::Result<HookData> {
+/// Reads `<hookData>` from stdin, at most [`MAX_INPUT`] bytes.
+pub fn read_input(mut input: impl Read) -> Result<String, String> {
     let mut text = String::new();
     (&mut input)
         .take(MAX_INPUT + 1)
         .read_to_string(&mut text)
-        .context("reading <hookData> from stdin")?;
+        .map_err(|e| format!("reading <hookData> from stdin: {e}"))?;
     if text.len() as u64 > MAX_INPUT {
-        bail!("<hookData> on stdin is larger than {MAX_INPUT} bytes");
+        return Err(format!(
+            "<hookData> on stdin is larger than {MAX_INPUT} bytes"
+        ));
     }
     if text.trim().is_empty() {
-        bail!("stdin is empty: libvirt passes the network's <hookData> XML there");
+        return Err("stdin is empty: libvirt passes the network's <hookData> XML there".into());
     }
-    let hook = HookData::parse(&text).context("<hookData> on stdin")?;
-    if hook.network.name.as_str() != expected {
-        bail!(
-            "the command line names network '{}', but <hookData> describes '{}'",
-            expected.escape_debug(),
-            hook.network.name
-        );
-    }
-    Ok(hook)
+    Ok(text)
 }
 
 /// The pid of the running daemon, if its pid file names a live `virtmasq daemon` (not a
@@ -379,11 +456,10 @@ async fn apply(
     cfg: &Config,
     systemd: Option<Systemd>,
     nets: Vec<ManagedNetwork>,
-    hook: &HookData,
+    name: &NetworkName,
     what: &str,
     journal: &Journal,
 ) -> anyhow::Result<String> {
-    let name = &hook.network.name;
     let Some(systemd) = systemd else {
         journal.error(&format!(
             "network '{name}': system mode, but systemd did not answer"

@@ -4,5 +4,6 @@
 pub mod adopt;
 pub mod define;
 pub mod metadata;
+pub mod probe;
 pub mod source;
 pub mod xml;

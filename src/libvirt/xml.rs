@@ -165,10 +165,6 @@ impl XmlError {
     }
 }
 
-/// Forward modes in which libvirt owns the bridge and may start a dnsmasq on it
-/// (`networkStartNetworkVirtual`); with no `<forward>` the network is isolated, also one of them.
-const VIRTUAL_MODES: [&str; 3] = ["nat", "route", "open"];
-
 impl NetworkXml {
     /// Parses a `<network>` document.
     pub fn parse(xml: &str) -> Result<NetworkXml, XmlError> {
@@ -176,18 +172,16 @@ impl NetworkXml {
         parse_network(expect_root(&doc, "network")?)
     }
 
-    /// Whether libvirt starts its own dnsmasq for this network, decided as libvirt's
-    /// `networkStartDhcpDaemon` does: the network is isolated, nat, route or open, has an
-    /// `<ip>`, and either an `<ip>` has DHCP ranges, hosts or a TFTP root, or DNS is enabled.
-    /// (An empty `<dhcp/>` starts nothing; a `<forward mode='bridge'>` network has no dnsmasq.)
+    /// Whether libvirt starts its own dnsmasq for this network
+    /// ([`super::probe::libvirt_serves`]).
     pub fn served_by_libvirt(&self) -> bool {
-        let owns_bridge = (self.forward_mode.as_deref()).is_none_or(|m| VIRTUAL_MODES.contains(&m));
         let dhcp_or_tftp = self.ips.iter().any(|ip| {
             let dhcp = ip.dhcp.as_ref();
             ip.tftp_root.is_some()
                 || dhcp.is_some_and(|d| !d.ranges.is_empty() || !d.hosts.is_empty())
         });
-        owns_bridge && !self.ips.is_empty() && (self.dns_enabled || dhcp_or_tftp)
+        let mode = self.forward_mode.as_deref();
+        super::probe::libvirt_serves(mode, !self.ips.is_empty(), self.dns_enabled, dhcp_or_tftp)
     }
 
     /// The bridge's IPv4 addresses with their prefixes.

@@ -85,20 +85,25 @@ ranges = [{ start = "10.99.0.10", end = "10.99.0.20" }]
 #[test]
 fn hostile_xml_is_refused_with_its_value() {
     let c = cfg("");
-    for (xml, want) in [
-        ("<network><name>a\nb</name></network>", "a\\nb"),
-        ("<network><name>a,b</name></network>", "a,b"),
+    let intent = "<dns enable='no'/><ip address='10.0.0.1' prefix='24'/><metadata>\
+        <v:dhcp xmlns:v='http://virtmasq.org/xmlns/network/1.0'/></metadata>";
+    let bridge = "<bridge name='br0'/>";
+    for (name, extra, want) in [
+        ("a\nb", bridge.to_owned(), "a\\nb".to_owned()),
+        ("a,b", bridge.to_owned(), "a,b".to_owned()),
         (
-            &format!(
-                "<network><name>x</name><bridge name='{}'/></network>",
-                "b".repeat(40)
-            ),
-            &"b".repeat(40),
+            "x",
+            format!("<bridge name='{}'/>", "b".repeat(40)),
+            "b".repeat(40),
         ),
     ] {
-        let Err(Skip::Invalid(msg)) = managed(xml, &c) else {
+        let xml = format!("<network><name>{name}</name>{extra}{intent}</network>");
+        let Err(Skip::Invalid(msg)) = managed(&xml, &c) else {
             panic!("{xml}")
         };
-        assert!(msg.contains(want), "{msg} lacks {want}");
+        assert!(msg.contains(&want), "{msg} lacks {want}");
+        // Without virtmasq's intent the same network is simply not virtmasq's.
+        let xml = format!("<network><name>{name}</name>{extra}</network>");
+        assert_eq!(managed(&xml, &c).unwrap_err(), Skip::NoIntent, "{xml}");
     }
 }
