@@ -131,12 +131,41 @@ fn a_running_network_changes_hands_at_once() {
     let original = lv.definition("vqr-run");
     assert!(!lv.dnsmasq_of("vqr-run").is_empty());
 
+    // Private mode with nothing to run its dnsmasq: the hand-over would leave it unserved.
+    let out = agent(&lab, &lv, &["adopt", "vqr-run"]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("no `virtmasq daemon` runs"),
+        "{}",
+        stderr(&out)
+    );
+    assert_definition(&lv, "vqr-run", &original);
+    assert!(
+        !lv.dnsmasq_of("vqr-run").is_empty(),
+        "libvirt's dnsmasq stopped"
+    );
+
+    let cfg = write_config(lab.dir(), &lv.uri, "");
+    let daemon = lab.spawn_host(&[BIN, "--config", cfg.to_str().unwrap(), "daemon"]);
+    let pid_file = lab.dir().join("run/virtmasq.pid");
+    let up = wait_until(Duration::from_secs(10), || {
+        live_pid(&pid_file) == Some(daemon as i32)
+    });
+    assert!(up, "the daemon did not start:\n{}", lab.process_log(daemon));
     let out = agent(&lab, &lv, &["adopt", "vqr-run"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
+    assert!(text.contains("restarted"), "{text}");
+    let ours = lab.dir().join("run/vqr-run/dnsmasq.pid");
     assert!(
-        text.contains("restarted") && text.contains("no `virtmasq daemon` runs"),
-        "{text}"
+        wait_until(Duration::from_secs(10), || live_pid(&ours).is_some()),
+        "virtmasq's dnsmasq did not take over:\n{}",
+        lab.process_log(daemon)
+    );
+    let guest = lab.add_client("vqbr-run", "52:54:00:62:00:02");
+    assert!(
+        guest.lease_with_args(&["-t", "8"]).is_some(),
+        "no lease from virtmasq"
     );
     assert!(
         lv.dnsmasq_of("vqr-run").is_empty(),

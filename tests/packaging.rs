@@ -8,6 +8,8 @@
 #[path = "packaging/build.rs"]
 mod build;
 mod container;
+#[path = "packaging/foreign.rs"]
+mod foreign;
 mod lab;
 #[path = "packaging/rpm.rs"]
 mod rpm;

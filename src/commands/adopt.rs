@@ -7,6 +7,7 @@
 //! original definition (and state) is put back before the error is reported.
 
 use std::fmt::Write as _;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -15,7 +16,7 @@ use nix::unistd::Pid;
 
 use crate::agent::daemon::pid_file;
 use crate::cli::{print_out, Cli};
-use crate::commands::hook::{daemon_pid, instance_running};
+use crate::commands::hook::{daemon_pid, instance_running, service_enabled};
 use crate::config::{Config, NetworkConfig, RangeConfig};
 use crate::dnsmasq::fragment;
 use crate::libvirt::adopt::{adopt, release, SAVED_NAMESPACE};
@@ -23,6 +24,9 @@ use crate::libvirt::define::{Libvirt, NetworkState};
 use crate::libvirt::metadata::render_intent;
 use crate::libvirt::xml::NetworkXml;
 use crate::model::{DhcpIntent, NetworkName};
+use crate::system::decide::Mode;
+use crate::system::effective::EffectiveConfig;
+use crate::system::plan::excluded;
 
 /// Options of `adopt` and `release`.
 #[derive(Debug, Clone, clap::Args)]
@@ -66,7 +70,12 @@ async fn exec(cli: &Cli, args: &Args, direction: Direction) -> anyhow::Result<()
         cfg.libvirt.uri = uri.clone();
     }
     let config_path = cli.config_path().0.display().to_string();
+    let hand_over = match direction {
+        Direction::Adopt => Some(HandOver::observe(&cfg).await),
+        Direction::Release => None,
+    };
     let job = Job {
+        hand_over,
         uri: cfg.libvirt.uri.clone(),
         args: args.clone(),
         direction,
@@ -92,8 +101,60 @@ fn no_daemon_note(cfg: &Config, name: &NetworkName) -> String {
     )
 }
 
+/// What decides whether virtmasq can serve a network once it is handed over.
+#[derive(Debug, Clone)]
+struct HandOver {
+    /// The mode virtmasq serves in on this host.
+    mode: Mode,
+    /// The system dnsmasq's configuration (system mode).
+    effective: EffectiveConfig,
+    /// Whether the system dnsmasq runs (system mode: a stopped one stays stopped).
+    system_active: bool,
+    /// Whether something runs (or will run) private instances: a live daemon, or an enabled
+    /// `virtmasq.service`.
+    daemon: bool,
+}
+
+impl HandOver {
+    async fn observe(cfg: &Config) -> HandOver {
+        let (d, _) = crate::system::detect::detect(cfg, Path::new("/"), Vec::new()).await;
+        HandOver {
+            mode: d.decision.mode,
+            effective: d.config,
+            system_active: d.systemd.active_state == "active",
+            daemon: daemon_pid(&pid_file(cfg)).is_some() || service_enabled(),
+        }
+    }
+
+    /// Why nothing would serve a network on `bridge` after the hand-over, with the fix; None
+    /// when it will be served. `now` says whether it would lose service at once (it runs and
+    /// is restarted) rather than at its next start.
+    fn refusal(&self, bridge: &str, now: bool) -> Option<String> {
+        match self.mode {
+            Mode::System => {
+                if let Some(why) = excluded(&self.effective, bridge) {
+                    return Some(why);
+                }
+                (!self.system_active).then(|| {
+                    "virtmasq is in system mode and the system dnsmasq is not running, so \
+                     nothing would serve it; start dnsmasq first"
+                        .into()
+                })
+            }
+            Mode::Private => (now && !self.daemon).then(|| {
+                "virtmasq is in private mode and no `virtmasq daemon` runs, so nothing would \
+                 serve it after the restart; start it first (`systemctl enable --now \
+                 virtmasq`), or use --no-restart"
+                    .into()
+            }),
+        }
+    }
+}
+
 /// One adopt or release, run on a blocking thread.
 struct Job {
+    /// For `adopt`: whether virtmasq can serve the network once libvirt no longer does.
+    hand_over: Option<HandOver>,
     uri: String,
     args: Args,
     direction: Direction,
@@ -113,10 +174,17 @@ impl Job {
             }
             Direction::Release => (release(&state.xml)?, None),
         };
+        let restart = state.active && !self.args.no_restart;
+        let refusal = self.hand_over.as_ref().and_then(|h| {
+            let bridge = NetworkXml::parse(&after).ok()?.bridge?;
+            h.refusal(bridge.as_str(), restart)
+        });
+        if let Some(why) = refusal {
+            bail!("not adopting network '{name}', which libvirt serves now: {why}");
+        }
         if self.args.dry_run {
             return Ok(dry_run(&state.xml, &after, intent.as_ref()));
         }
-        let restart = state.active && !self.args.no_restart;
         if restart && state.connections > 0 {
             bail!(
                 "network '{name}' runs with {} guest interface(s) plugged in, and restarting it \
@@ -312,8 +380,48 @@ mod tests {
         assert_eq!(cfg.networks[&name].intent(), intent, "{text}");
     }
 
+    fn hand_over(mode: Mode, conf: &str, system_active: bool, daemon: bool) -> HandOver {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("etc")).unwrap();
+        std::fs::write(root.path().join("etc/dnsmasq.conf"), conf).unwrap();
+        HandOver {
+            mode,
+            effective: EffectiveConfig::read(root.path()),
+            system_active,
+            daemon,
+        }
+    }
+
+    /// adopt refuses a hand-over after which nothing would serve the network.
+    #[test]
+    fn a_network_is_only_handed_over_to_what_will_serve_it() {
+        let coexist = "bind-interfaces\nexcept-interface=virbr*\n";
+        let h = hand_over(Mode::System, coexist, true, true);
+        let why = h.refusal("virbr0", true).unwrap();
+        assert!(why.contains("except-interface=virbr*"), "{why}");
+        assert!(why.contains("private mode"), "{why}");
+        assert!(h.refusal("vqbr0", true).is_none());
+        let h = hand_over(Mode::System, "no-dhcp-interface=virbr0\n", true, true);
+        assert!(h
+            .refusal("virbr0", false)
+            .unwrap()
+            .contains("no-dhcp-interface"));
+        let h = hand_over(Mode::System, "", false, true);
+        assert!(h.refusal("virbr0", false).unwrap().contains("not running"));
+        // Private mode: an instance needs a daemon, which matters at once for a restart.
+        let h = hand_over(Mode::Private, coexist, true, false);
+        assert!(h
+            .refusal("virbr0", true)
+            .unwrap()
+            .contains("no `virtmasq daemon`"));
+        assert!(h.refusal("virbr0", false).is_none());
+        let h = hand_over(Mode::Private, coexist, true, true);
+        assert!(h.refusal("virbr0", true).is_none());
+    }
+
     fn job(direction: Direction) -> Job {
         Job {
+            hand_over: None,
             uri: "test:///default".into(),
             args: Args {
                 network: "lab".parse().unwrap(),

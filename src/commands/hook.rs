@@ -395,7 +395,7 @@ async fn tell_daemon(network: &str, op: &str, pid: i32) -> String {
 
 /// Whether `virtmasq.service` is enabled to start at boot (its `multi-user.target` link): read
 /// from the file system, as the hook must answer quickly and never wait on D-Bus.
-fn service_enabled() -> bool {
+pub fn service_enabled() -> bool {
     std::path::Path::new("/etc/systemd/system/multi-user.target.wants/virtmasq.service").exists()
 }
 

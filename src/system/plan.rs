@@ -133,7 +133,7 @@ pub fn desired(
 /// Why the system dnsmasq would not serve DHCP on `bridge` whatever a fragment says: an
 /// `except-interface` or `no-dhcp-interface` of its own configuration names it (dnsmasq's `*`
 /// wildcard at the end of a name included).
-fn excluded(effective: &EffectiveConfig, bridge: &str) -> Option<String> {
+pub fn excluded(effective: &EffectiveConfig, bridge: &str) -> Option<String> {
     let matches = |pattern: &String| match pattern.strip_suffix('*') {
         Some(prefix) => bridge.starts_with(prefix),
         None => pattern == bridge,
@@ -144,7 +144,8 @@ fn excluded(effective: &EffectiveConfig, bridge: &str) -> Option<String> {
     ] {
         if let Some(p) = list.iter().find(|p| matches(p)) {
             return Some(format!(
-                "the system dnsmasq's configuration has {option}={p}, so it would not serve                  bridge {bridge}; remove that line or use private mode"
+                "the system dnsmasq's configuration has {option}={p}, so it would not serve \
+                 bridge {bridge}; remove that line or use private mode"
             ));
         }
     }

@@ -1,0 +1,195 @@
+//! Do no harm to libvirt: networks that libvirt serves itself start and stop the same with the
+//! package installed (its hook in libvirtd's hook directory, the service running) as without
+//! it. The networks are valid libvirt definitions from libvirt's documented network XML
+//! format, chosen for what virtmasq refuses in networks it serves itself.
+
+use std::collections::BTreeMap;
+
+use super::container::{write_into, BootOptions, Container, Variant};
+use super::lab::Lab;
+use super::{run, DEB_INSIDE};
+
+/// libvirt's DNSmasq options namespace.
+const DNSMASQ_NS: &str = "http://libvirt.org/schemas/network/dnsmasq/1.0";
+
+/// The system dnsmasq set up the usual way to live beside libvirt's own instances: bound to
+/// its interfaces only, never to libvirt's bridges (all named `vqf*` here).
+const COEXIST: &str = "bind-interfaces\nexcept-interface=vqf*\n";
+
+/// `(name, bridge, body)`: each network's `<name>`, the bridge libvirt creates and the rest
+/// of its definition. Every one of them is served by libvirt's own dnsmasq (or needs none).
+fn networks() -> Vec<(&'static str, &'static str, String)> {
+    let v4 = |n: u8, dhcp: &str| {
+        format!(
+            "<ip address='10.120.{n}.1' prefix='24'><dhcp><range start='10.120.{n}.100' \
+             end='10.120.{n}.150'/>{dhcp}</dhcp></ip>"
+        )
+    };
+    vec![
+        // IPv6 DHCP with a host given by name only, beside IPv4.
+        (
+            "vqf-v6",
+            "vqf0",
+            format!(
+                "<forward mode='nat'/>{}<ip family='ipv6' address='fd00:120::1' prefix='64'>\
+                 <dhcp><range start='fd00:120::10' end='fd00:120::ff'/>\
+                 <host name='v6only' ip='fd00:120::5'/>\
+                 <host id='0:3:0:1:0:16:3e:11:22:33' name='v6duid' ip='fd00:120::6'/>\
+                 </dhcp></ip>",
+                v4(0, "")
+            ),
+        ),
+        // Names libvirt allows and virtmasq refuses for networks it serves.
+        ("vqf with space", "vqf1", v4(1, "")),
+        ("vqf.dots_and-dashes", "vqf2", v4(2, "")),
+        ("vqf,comma#hash", "vqf3", v4(3, "")),
+        // A host name with a space, a per-host lease, a range lease.
+        (
+            "vqf-hosts",
+            "vqf4",
+            format!(
+                "<ip address='10.120.4.1' netmask='255.255.255.0'><dhcp>\
+                 <range start='10.120.4.100' end='10.120.4.150'><lease expiry='2' unit='hours'/>\
+                 </range><host mac='52:54:00:12:04:01' name='a host' ip='10.120.4.10'/>\
+                 <host mac='52:54:00:12:04:02' name='leased' ip='10.120.4.11'>\
+                 <lease expiry='0'/></host></dhcp></ip>"
+            ),
+        ),
+        // TFTP root with a space, a bootp URL with '&'.
+        (
+            "vqf-boot",
+            "vqf5",
+            "<ip address='10.120.5.1' prefix='24'><tftp root='/srv/tftp root'/><dhcp>\
+             <range start='10.120.5.100' end='10.120.5.150'/>\
+             <bootp file='http://10.120.5.1/boot.ipxe?a=1&amp;b=2' server='10.120.5.1'/>\
+             </dhcp></ip>"
+                .into(),
+        ),
+        // Routed and open networks.
+        (
+            "vqf-route",
+            "vqf6",
+            format!("<forward mode='route'/>{}", v4(6, "")),
+        ),
+        (
+            "vqf-open",
+            "vqf7",
+            format!("<forward mode='open'/>{}", v4(7, "")),
+        ),
+        // Isolated, with DNS records, forwarders, a domain, MTU and dnsmasq options.
+        (
+            "vqf-dns",
+            "vqf8",
+            format!(
+                "<mtu size='9000'/><domain name='vqf.example' localOnly='yes'/>\
+                 <dns forwardPlainNames='no'><forwarder domain='corp.example' addr='127.0.0.53'/>\
+                 <txt name='example' value='a, b #c'/>\
+                 <host ip='10.120.8.5'><hostname>alias</hostname></host>\
+                 <srv service='name' protocol='tcp' domain='test' target='.' port='1024' \
+                 priority='10' weight='10'/></dns>{}\
+                 <dnsmasq:options xmlns:dnsmasq='{DNSMASQ_NS}'>\
+                 <dnsmasq:option value='log-queries'/></dnsmasq:options>",
+                v4(8, "")
+            ),
+        ),
+        // DNS only, no DHCP.
+        (
+            "vqf-dnsonly",
+            "vqf9",
+            "<ip address='10.120.9.1' prefix='24'/>".into(),
+        ),
+        // No DHCP and no DNS: libvirt starts no dnsmasq, and virtmasq has no intent for it.
+        (
+            "vqf-bare",
+            "vqfa",
+            "<dns enable='no'/><ip address='10.120.10.1' prefix='24'/>".into(),
+        ),
+    ]
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;")
+}
+
+/// Defines, starts, stops and undefines every network; the outcome of each step by network.
+fn cycle(ct: &Container) -> BTreeMap<String, String> {
+    let mut outcome = BTreeMap::new();
+    for (name, bridge, body) in networks() {
+        let xml = format!(
+            "<network><name>{}</name><bridge name='{bridge}'/>{body}</network>",
+            xml_escape(name)
+        );
+        let file = format!("/root/{bridge}.xml");
+        ct.write_file(&file, &xml, 0o644);
+        let mut steps = Vec::new();
+        for args in [
+            vec!["net-define", file.as_str()],
+            vec!["net-start", name],
+            vec!["net-info", name],
+            vec!["net-destroy", name],
+            vec!["net-undefine", name],
+        ] {
+            let mut cmd = vec!["virsh", "-q"];
+            cmd.extend(&args);
+            let out = ct.exec(&cmd);
+            let step = match out.status.success() {
+                true => "ok".to_owned(),
+                false => format!("failed: {}", String::from_utf8_lossy(&out.stderr).trim()),
+            };
+            steps.push(format!("{}: {step}", args[0]));
+        }
+        outcome.insert(name.to_owned(), steps.join("; "));
+    }
+    outcome
+}
+
+#[test]
+fn networks_libvirt_serves_start_and_stop_the_same_with_the_package_installed() {
+    let lab = Lab::new("packaging_foreign");
+    let (deb, _) = super::debs().clone();
+    let opts = BootOptions {
+        binds_ro: vec![(deb, DEB_INSIDE.into())],
+        setup: Some(Box::new(|root: &std::path::Path| {
+            write_into(root, "/etc/dnsmasq.d/coexist.conf", COEXIST, 0o644);
+            write_into(root, "/srv/tftp root/undionly.kpxe", "", 0o644);
+        })),
+    };
+    let ct = Container::boot_variant(&lab, &opts, Variant::Libvirt);
+    run(&ct, &["systemctl", "restart", "dnsmasq"]);
+
+    let without = cycle(&ct);
+    for (name, steps) in &without {
+        assert!(
+            !steps.contains("failed"),
+            "without the package, libvirt could not run '{name}': {steps}\n{}",
+            ct.journal("libvirtd")
+        );
+    }
+
+    run(&ct, &["dpkg", "-i", DEB_INSIDE]);
+    // libvirtd reads its hook directory at start.
+    run(&ct, &["systemctl", "restart", "libvirtd"]);
+    let with = cycle(&ct);
+    let hook_log = ct.exec_ok(&[
+        "journalctl",
+        "-t",
+        "virtmasq-hook",
+        "-o",
+        "cat",
+        "--no-pager",
+    ]);
+    assert_eq!(with, without, "hook log:\n{hook_log}");
+    // The hook ran for every one of them, and took none as virtmasq's.
+    for (name, _, _) in networks() {
+        let started = format!("network '{}' started", name.escape_debug());
+        assert!(
+            hook_log.contains(&started),
+            "{started} missing:\n{hook_log}"
+        );
+    }
+    assert!(!hook_log.contains("refusing"), "{hook_log}");
+    assert_eq!(
+        run(&ct, &["systemctl", "is-active", "virtmasq"]).trim(),
+        "active"
+    );
+}
