@@ -136,7 +136,7 @@ pub fn system_extra_lines(
 pub fn system_refusal(net: &ManagedNetwork) -> Option<String> {
     net.is_proxy().then(|| {
         format!(
-            "network '{}': a proxy-DHCP PXE profile in the system dnsmasq would change its              answers to PXE clients on every other interface; serve it in private mode              (mode = \"private\") or use mode = \"dhcp\" in its profile",
+            "network '{}': a proxy-DHCP PXE profile in the system dnsmasq would change its answers to PXE clients on every other interface; serve it in private mode (mode = \"private\") or use mode = \"dhcp\" in its profile",
             net.name
         )
     })

@@ -102,7 +102,7 @@ impl ManagedNetwork {
             return Err(InvalidValue::new(
                 "network",
                 name.as_str(),
-                "its PXE profile is proxy DHCP (another server hands out addresses) but it also                  has address ranges; drop one of them",
+                "its PXE profile is proxy DHCP (another server hands out addresses) but it also has address ranges; drop one of them",
             ));
         }
         if !proxy && intent.ranges.is_empty() && !intent.hosts.iter().any(|h| h.ip.is_some()) {

@@ -47,13 +47,12 @@ fn networks() -> Vec<(&'static str, &'static str, String)> {
         (
             "vqf-hosts",
             "vqf4",
-            format!(
-                "<ip address='10.120.4.1' netmask='255.255.255.0'><dhcp>\
-                 <range start='10.120.4.100' end='10.120.4.150'><lease expiry='2' unit='hours'/>\
-                 </range><host mac='52:54:00:12:04:01' name='a host' ip='10.120.4.10'/>\
-                 <host mac='52:54:00:12:04:02' name='leased' ip='10.120.4.11'>\
-                 <lease expiry='0'/></host></dhcp></ip>"
-            ),
+            "<ip address='10.120.4.1' netmask='255.255.255.0'><dhcp>\
+             <range start='10.120.4.100' end='10.120.4.150'><lease expiry='2' unit='hours'/>\
+             </range><host mac='52:54:00:12:04:01' name='a host' ip='10.120.4.10'/>\
+             <host mac='52:54:00:12:04:02' name='leased' ip='10.120.4.11'>\
+             <lease expiry='0'/></host></dhcp></ip>"
+                .into(),
         ),
         // TFTP root with a space, a bootp URL with '&'.
         (
