@@ -191,4 +191,36 @@ fn networks_libvirt_serves_start_and_stop_the_same_with_the_package_installed() 
         run(&ct, &["systemctl", "is-active", "virtmasq"]).trim(),
         "active"
     );
+    adopt_never_takes_service_away(&lab, &ct);
+}
+
+/// A running network on a bridge the system dnsmasq excludes: `adopt` hands it over only if
+/// virtmasq then serves it. In system mode that dnsmasq would not, so adopt refuses, names
+/// the line and changes nothing; libvirt's dnsmasq keeps serving the guest.
+fn adopt_never_takes_service_away(lab: &Lab, ct: &Container) {
+    let xml = "<network><name>vqf-adopt</name><forward mode='nat'/><bridge name='vqfb'/>\
+        <ip address='10.120.11.1' prefix='24'><dhcp><range start='10.120.11.100' \
+        end='10.120.11.150'/></dhcp></ip></network>";
+    ct.write_file("/root/vqf-adopt.xml", xml, 0o644);
+    run(ct, &["virsh", "-q", "net-define", "/root/vqf-adopt.xml"]);
+    run(ct, &["virsh", "-q", "net-start", "vqf-adopt"]);
+    // libvirt's dnsmasq pings an address before offering it (~3 s).
+    let guest = lab.add_client("vqfb", "52:54:00:12:0b:01");
+    let lease = || guest.lease_with_args(&["-t", "8"]).map(|l| l.ip);
+    let before = lease();
+    assert!(super::in_range(before, [10, 120, 11]), "{before:?}");
+    let definition = run(ct, &["virsh", "net-dumpxml", "--inactive", "vqf-adopt"]);
+    let mode = run(ct, &["virtmasq", "detect", "--json"]);
+    assert!(mode.contains("\"mode\": \"system\""), "{mode}");
+
+    let adopt = ct.exec(&["virtmasq", "adopt", "vqf-adopt"]);
+    let stderr = String::from_utf8_lossy(&adopt.stderr);
+    assert!(!adopt.status.success(), "{stderr}");
+    assert!(stderr.contains("except-interface=vqf*"), "{stderr}");
+    assert_eq!(
+        run(ct, &["virsh", "net-dumpxml", "--inactive", "vqf-adopt"]),
+        definition
+    );
+    assert_eq!(lease(), before, "the guest lost its address");
+    run(ct, &["virsh", "-q", "net-destroy", "vqf-adopt"]);
 }
