@@ -156,7 +156,13 @@ pub fn system_shared_lines(cfg: &Config, nets: &[ManagedNetwork]) -> Vec<String>
 }
 
 /// Private instances.
-pub struct PrivateBackend(pub Supervisor);
+pub struct PrivateBackend {
+    /// The instances.
+    pub supervisor: Supervisor,
+    /// Networks whose bridge's DNS port another dnsmasq may hold (the system dnsmasq, in
+    /// per-network mode): their instances serve DHCP only.
+    pub dns_elsewhere: HashSet<NetworkName>,
+}
 
 impl PrivateBackend {
     /// A backend with no instance yet.
@@ -167,15 +173,16 @@ impl PrivateBackend {
                 .lease_file
                 .unwrap_or_else(|| crate::dnsmasq::leases::SYSTEM_DEFAULT.into())
         });
-        Ok(Self(
-            Supervisor::new(
+        Ok(Self {
+            supervisor: Supervisor::new(
                 cfg.paths.dnsmasq.clone(),
                 cfg.paths.run_dir.clone(),
                 cfg.paths.state_dir.clone(),
                 run_as,
             )
             .with_lease_seed(system_leases),
-        ))
+            dns_elsewhere: HashSet::new(),
+        })
     }
 }
 
@@ -186,7 +193,7 @@ impl Backend for PrivateBackend {
         keep: &HashSet<NetworkName>,
         cfg: &Config,
     ) -> Outcome {
-        self.0.set_hangup_safe(sighup_safe(cfg));
+        self.supervisor.set_hangup_safe(sighup_safe(cfg));
         let dns_taken = dns_taken_by_others(&cfg.paths.run_dir);
         if dns_taken && nets.iter().any(|n| n.dns) {
             tracing::warn!(
@@ -195,11 +202,11 @@ impl Backend for PrivateBackend {
             );
         }
         let errors = self
-            .0
+            .supervisor
             .reconcile(
                 nets,
                 |n| RenderOptions {
-                    dns_taken,
+                    dns_taken: dns_taken || self.dns_elsewhere.contains(&n.name),
                     ..private_options(cfg, n)
                 },
                 keep,
@@ -212,7 +219,7 @@ impl Backend for PrivateBackend {
     }
 
     fn served_by(&self, net: &ManagedNetwork, _cfg: &Config) -> String {
-        match self.0.status().get(&net.name) {
+        match self.supervisor.status().get(&net.name) {
             Some(s) => match s.pid {
                 Some(pid) => format!("private dnsmasq pid {pid} ({} start(s))", s.starts),
                 None => format!(
@@ -226,15 +233,15 @@ impl Backend for PrivateBackend {
 
     async fn reread(&mut self, cfg: &Config) -> anyhow::Result<()> {
         if sighup_safe(cfg) {
-            self.0.hangup_all();
+            self.supervisor.hangup_all();
         } else {
-            self.0.restart_all();
+            self.supervisor.restart_all();
         }
         Ok(())
     }
 
     async fn shutdown(&mut self) {
-        self.0.shutdown().await;
+        self.supervisor.shutdown().await;
     }
 }
 

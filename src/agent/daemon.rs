@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use super::backend::{filter_proxy, Backend, PrivateBackend, SystemBackend};
 use super::dbus::{self, Agent, Request};
 use super::desired::{desired, Desired};
+use super::per_network::PerNetworkBackend;
 use super::status::{snapshot, FilterStatus, NetworkStatus, SharedStatus, SkippedStatus, Status};
 use crate::config::Config;
 use crate::filter::PxeFilter;
@@ -148,7 +149,8 @@ pub async fn run(opts: DaemonOptions, shutdown: impl Future<Output = ()>) -> any
     let result = match mode {
         Mode::System => match systemd {
             Some(systemd) => {
-                run_with(SystemBackend::new(systemd), cfg, &opts, services, shutdown).await
+                let backend = PerNetworkBackend::new(SystemBackend::new(systemd), &cfg);
+                run_with(backend, cfg, &opts, services, shutdown).await
             }
             None => Err(anyhow::anyhow!(
                 "system mode needs systemd on the system bus"

@@ -14,6 +14,7 @@ use anyhow::{bail, Context};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use crate::agent::backend::system_refusal;
 use crate::agent::daemon::pid_file;
 use crate::cli::{print_out, Cli};
 use crate::commands::hook::{daemon_pid, instance_running, service_enabled};
@@ -23,10 +24,10 @@ use crate::libvirt::adopt::{adopt, release, SAVED_NAMESPACE};
 use crate::libvirt::define::{Libvirt, NetworkState};
 use crate::libvirt::metadata::render_intent;
 use crate::libvirt::xml::NetworkXml;
-use crate::model::{DhcpIntent, NetworkName};
+use crate::model::{DhcpIntent, ManagedNetwork, NetworkName};
 use crate::system::decide::Mode;
 use crate::system::effective::EffectiveConfig;
-use crate::system::plan::excluded;
+use crate::system::placement::{place, Placement};
 
 /// Options of `adopt` and `release`.
 #[derive(Debug, Clone, clap::Args)]
@@ -126,28 +127,36 @@ impl HandOver {
         }
     }
 
-    /// Why nothing would serve a network on `bridge` after the hand-over, with the fix; None
-    /// when it will be served. `now` says whether it would lose service at once (it runs and
-    /// is restarted) rather than at its next start.
-    fn refusal(&self, bridge: &str, now: bool) -> Option<String> {
-        match self.mode {
-            Mode::System => {
-                if let Some(why) = excluded(&self.effective, bridge) {
-                    return Some(why);
+    /// Why nothing would serve `net` after the hand-over, with the fix; None when it will be
+    /// served. `now` says whether it would lose service at once (it runs and is restarted)
+    /// rather than at its next start.
+    fn refusal(&self, net: &ManagedNetwork, now: bool) -> Option<String> {
+        let private = match self.mode {
+            Mode::Private => true,
+            Mode::System => match place(net, &self.effective, system_refusal(net)) {
+                Placement::System if self.system_active => return None,
+                Placement::System => {
+                    return Some(
+                        "virtmasq is in system mode and the system dnsmasq is not running, so \
+                         nothing would serve it; start dnsmasq first"
+                            .into(),
+                    )
                 }
-                (!self.system_active).then(|| {
-                    "virtmasq is in system mode and the system dnsmasq is not running, so \
-                     nothing would serve it; start dnsmasq first"
-                        .into()
-                })
-            }
-            Mode::Private => (now && !self.daemon).then(|| {
-                "virtmasq is in private mode and no `virtmasq daemon` runs, so nothing would \
-                 serve it after the restart; start it first (`systemctl enable --now \
-                 virtmasq`), or use --no-restart"
-                    .into()
-            }),
-        }
+                Placement::Nowhere(why) => return Some(why),
+                Placement::Private(_) => false,
+            },
+        };
+        let how = match private {
+            true => "virtmasq is in private mode",
+            false => "the system dnsmasq cannot serve it, so it needs a private dnsmasq",
+        };
+        (now && !self.daemon).then(|| {
+            format!(
+                "{how} and no `virtmasq daemon` runs to start one, so nothing would serve it \
+                 after the restart; start it first (`systemctl enable --now virtmasq`), or use \
+                 --no-restart"
+            )
+        })
     }
 }
 
@@ -176,8 +185,8 @@ impl Job {
         };
         let restart = state.active && !self.args.no_restart;
         let refusal = self.hand_over.as_ref().and_then(|h| {
-            let bridge = NetworkXml::parse(&after).ok()?.bridge?;
-            h.refusal(bridge.as_str(), restart)
+            let served = crate::agent::desired::managed(&after, &self.cfg).ok()?;
+            h.refusal(&served.network, restart)
         });
         if let Some(why) = refusal {
             bail!("not adopting network '{name}', which libvirt serves now: {why}");
@@ -392,31 +401,49 @@ mod tests {
         }
     }
 
+    fn net(bridge: &str) -> ManagedNetwork {
+        let xml = format!(
+            "<network><name>lab</name><bridge name='{bridge}'/>\
+             <ip address='10.82.0.1' prefix='24'><dhcp>\
+             <range start='10.82.0.100' end='10.82.0.150'/></dhcp></ip></network>"
+        );
+        let adopted = adopt(&xml).unwrap();
+        crate::agent::desired::managed(&adopted.xml, &Config::default())
+            .unwrap()
+            .network
+    }
+
     /// adopt refuses a hand-over after which nothing would serve the network.
     #[test]
     fn a_network_is_only_handed_over_to_what_will_serve_it() {
         let coexist = "bind-interfaces\nexcept-interface=virbr*\n";
+        // The system dnsmasq excludes virbr0: a private instance beside it, run by the daemon.
         let h = hand_over(Mode::System, coexist, true, true);
-        let why = h.refusal("virbr0", true).unwrap();
-        assert!(why.contains("except-interface=virbr*"), "{why}");
-        assert!(why.contains("private mode"), "{why}");
-        assert!(h.refusal("vqbr0", true).is_none());
+        assert_eq!(h.refusal(&net("virbr0"), true), None);
+        assert_eq!(h.refusal(&net("vqbr0"), true), None);
+        let h = hand_over(Mode::System, coexist, true, false);
+        let why = h.refusal(&net("virbr0"), true).unwrap();
+        assert!(why.contains("needs a private dnsmasq"), "{why}");
+        assert_eq!(h.refusal(&net("vqbr0"), true), None);
+        // In default mode the system dnsmasq holds udp/67: nothing can serve an excluded bridge.
         let h = hand_over(Mode::System, "no-dhcp-interface=virbr0\n", true, true);
-        assert!(h
-            .refusal("virbr0", false)
-            .unwrap()
-            .contains("no-dhcp-interface"));
+        let why = h.refusal(&net("virbr0"), false).unwrap();
+        assert!(
+            why.contains("no-dhcp-interface") && why.contains("bind-interfaces"),
+            "{why}"
+        );
         let h = hand_over(Mode::System, "", false, true);
-        assert!(h.refusal("virbr0", false).unwrap().contains("not running"));
+        assert!(h
+            .refusal(&net("virbr0"), false)
+            .unwrap()
+            .contains("not running"));
         // Private mode: an instance needs a daemon, which matters at once for a restart.
         let h = hand_over(Mode::Private, coexist, true, false);
-        assert!(h
-            .refusal("virbr0", true)
-            .unwrap()
-            .contains("no `virtmasq daemon`"));
-        assert!(h.refusal("virbr0", false).is_none());
+        let why = h.refusal(&net("virbr0"), true).unwrap();
+        assert!(why.contains("no `virtmasq daemon`"), "{why}");
+        assert!(h.refusal(&net("virbr0"), false).is_none());
         let h = hand_over(Mode::Private, coexist, true, true);
-        assert!(h.refusal("virbr0", true).is_none());
+        assert!(h.refusal(&net("virbr0"), true).is_none());
     }
 
     fn job(direction: Direction) -> Job {

@@ -7,6 +7,7 @@ pub mod conf;
 pub mod decide;
 pub mod detect;
 pub mod effective;
+pub mod placement;
 pub mod plan;
 pub mod ports;
 pub mod version;

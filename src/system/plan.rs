@@ -144,8 +144,8 @@ pub fn excluded(effective: &EffectiveConfig, bridge: &str) -> Option<String> {
     ] {
         if let Some(p) = list.iter().find(|p| matches(p)) {
             return Some(format!(
-                "the system dnsmasq's configuration has {option}={p}, so it would not serve \
-                 bridge {bridge}; remove that line or use private mode"
+                "the system dnsmasq's configuration has {option}={p}, so it does not serve \
+                 bridge {bridge}"
             ));
         }
     }

@@ -14,7 +14,11 @@ const DNSMASQ_NS: &str = "http://libvirt.org/schemas/network/dnsmasq/1.0";
 
 /// The system dnsmasq set up the usual way to live beside libvirt's own instances: bound to
 /// its interfaces only, never to libvirt's bridges (all named `vqf*` here).
-const COEXIST: &str = "bind-interfaces\nexcept-interface=vqf*\n";
+const COEXIST: &str = "bind-interfaces\nexcept-interface=vqf*\nno-ping\n\
+    dhcp-range=10.98.0.100,10.98.0.150,1h\n";
+
+/// The host's own network, served by the system dnsmasq.
+const SITE: &str = "vqsite0";
 
 /// `(name, bridge, body)`: each network's `<name>`, the bridge libvirt creates and the rest
 /// of its definition. Every one of them is served by libvirt's own dnsmasq (or needs none).
@@ -145,6 +149,7 @@ fn cycle(ct: &Container) -> BTreeMap<String, String> {
 #[test]
 fn networks_libvirt_serves_start_and_stop_the_same_with_the_package_installed() {
     let lab = Lab::new("packaging_foreign");
+    lab.add_bridge(SITE, "10.98.0.1/24");
     let (deb, _) = super::debs().clone();
     let opts = BootOptions {
         binds_ro: vec![(deb, DEB_INSIDE.into())],
@@ -194,9 +199,11 @@ fn networks_libvirt_serves_start_and_stop_the_same_with_the_package_installed() 
     adopt_never_takes_service_away(&lab, &ct);
 }
 
-/// A running network on a bridge the system dnsmasq excludes: `adopt` hands it over only if
-/// virtmasq then serves it. In system mode that dnsmasq would not, so adopt refuses, names
-/// the line and changes nothing; libvirt's dnsmasq keeps serving the guest.
+/// A running network on a bridge the system dnsmasq excludes (`except-interface=vqf*`): the
+/// system dnsmasq cannot serve it, so after `adopt` a private dnsmasq beside it does (per-network
+/// mode), while the host's own network stays with the system dnsmasq. With nothing to run that
+/// instance, adopt refuses and changes nothing. The guest keeps its address throughout, and
+/// `release` gives the network back to libvirt's dnsmasq.
 fn adopt_never_takes_service_away(lab: &Lab, ct: &Container) {
     let xml = "<network><name>vqf-adopt</name><forward mode='nat'/><bridge name='vqfb'/>\
         <ip address='10.120.11.1' prefix='24'><dhcp><range start='10.120.11.100' \
@@ -205,22 +212,74 @@ fn adopt_never_takes_service_away(lab: &Lab, ct: &Container) {
     run(ct, &["virsh", "-q", "net-define", "/root/vqf-adopt.xml"]);
     run(ct, &["virsh", "-q", "net-start", "vqf-adopt"]);
     // libvirt's dnsmasq pings an address before offering it (~3 s).
-    let guest = lab.add_client("vqfb", "52:54:00:12:0b:01");
-    let lease = || guest.lease_with_args(&["-t", "8"]).map(|l| l.ip);
+    // A new port each time: a restart of the network makes a new bridge, and libvirt only
+    // plugs its own guests back in.
+    let lease = || {
+        let guest = lab.add_client("vqfb", "52:54:00:12:0b:01");
+        guest.lease_with_args(&["-t", "8"]).map(|l| l.ip)
+    };
     let before = lease();
     assert!(super::in_range(before, [10, 120, 11]), "{before:?}");
     let definition = run(ct, &["virsh", "net-dumpxml", "--inactive", "vqf-adopt"]);
     let mode = run(ct, &["virtmasq", "detect", "--json"]);
     assert!(mode.contains("\"mode\": \"system\""), "{mode}");
+    let libvirt_serves = || {
+        let procs = run(ct, &["busybox", "ps", "-o", "args"]);
+        procs.contains("/var/lib/libvirt/dnsmasq/vqf-adopt.conf")
+    };
 
+    // Nothing to run a private dnsmasq: refused, nothing changed.
+    run(ct, &["systemctl", "disable", "--now", "virtmasq"]);
     let adopt = ct.exec(&["virtmasq", "adopt", "vqf-adopt"]);
     let stderr = String::from_utf8_lossy(&adopt.stderr);
     assert!(!adopt.status.success(), "{stderr}");
-    assert!(stderr.contains("except-interface=vqf*"), "{stderr}");
+    assert!(
+        stderr.contains("needs a private dnsmasq") && stderr.contains("virtmasq daemon"),
+        "{stderr}"
+    );
     assert_eq!(
         run(ct, &["virsh", "net-dumpxml", "--inactive", "vqf-adopt"]),
         definition
     );
+    assert!(libvirt_serves());
     assert_eq!(lease(), before, "the guest lost its address");
+
+    // With the service: handed over to a private dnsmasq beside the system one.
+    run(ct, &["systemctl", "enable", "--now", "virtmasq"]);
+    let out = run(ct, &["virtmasq", "adopt", "vqf-adopt"]);
+    assert!(out.contains("restarted"), "{out}");
+    assert!(!libvirt_serves(), "libvirt's dnsmasq still runs");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    let mut after = lease();
+    while after.is_none() && std::time::Instant::now() < until {
+        after = lease();
+    }
+    assert!(
+        after.is_some(),
+        "no lease from virtmasq's dnsmasq\n{}\n{}",
+        run(ct, &["virtmasq", "status"]),
+        ct.journal("virtmasq")
+    );
+    assert_eq!(
+        after,
+        before,
+        "the guest's address changed\n{}",
+        ct.journal("virtmasq")
+    );
+    let status = run(ct, &["virtmasq", "status"]);
+    assert!(status.contains("per network"), "{status}");
+    assert!(super::in_range(
+        super::lease(lab, SITE, "52:54:00:98:0b:01"),
+        [10, 98, 0]
+    ));
+
+    let out = run(ct, &["virtmasq", "release", "vqf-adopt"]);
+    assert!(out.contains("released"), "{out}");
+    assert!(libvirt_serves(), "libvirt's dnsmasq is not back");
+    assert_eq!(lease(), before, "the guest's address changed on release");
+    assert_eq!(
+        run(ct, &["virsh", "net-dumpxml", "--inactive", "vqf-adopt"]),
+        definition
+    );
     run(ct, &["virsh", "-q", "net-destroy", "vqf-adopt"]);
 }
