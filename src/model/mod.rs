@@ -7,6 +7,7 @@ mod lease;
 mod mac;
 mod names;
 mod network;
+mod path;
 
 pub use ip::{Ipv4Net, Ipv4Range};
 pub use lease::LeaseTime;
@@ -14,6 +15,7 @@ pub use mac::MacAddr;
 pub(crate) use names::string_newtype;
 pub use names::{DnsName, IfName, NetworkName};
 pub use network::{DhcpIntent, DhcpRange, IntentSource, ManagedNetwork, StaticHost};
+pub use path::{check_line_path, deserialize_line_path};
 
 use thiserror::Error;
 

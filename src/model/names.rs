@@ -89,9 +89,11 @@ fn validate_network_name(s: &str) -> Result<(), InvalidValue> {
     Ok(())
 }
 
-/// A Linux network interface name: 1 to 15 bytes, not `.` or `..`, no `/`, `:` or whitespace
-/// (the kernel's rules), and additionally none of the characters that are special to dnsmasq
-/// (`,`, `#`, `=`) or control characters.
+/// A network interface name as Linux and libvirt produce them for bridges: 1 to 15 bytes of
+/// ASCII letters, digits, `_`, `-` and `.`, not starting with `-` or `.`. The kernel allows more
+/// (any byte but `/`, `:`, white space and NUL), but dnsmasq gives meaning to others: a leading
+/// `!` negates the tag that scopes a range to the bridge, quotes and `\` are parsed, `,`, `#`
+/// and `=` split or end a line. None of them appears in a name libvirt picks.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct IfName(String);
 string_newtype!(IfName, validate_ifname);
@@ -107,13 +109,16 @@ fn validate_ifname(s: &str) -> Result<(), InvalidValue> {
             s.len()
         ));
     }
-    if s == "." || s == ".." {
-        return bad("'.' and '..' are not interface names");
+    if s.starts_with('-') || s.starts_with('.') {
+        return bad("it may not start with '-' or '.'");
     }
-    if let Some(c) = s.chars().find(|c| {
-        c.is_whitespace() || c.is_control() || matches!(c, '/' | ':' | ',' | '#' | '=' | '*')
-    }) {
-        return bad(&format!("character {c:?} is not allowed"));
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    {
+        return bad(&format!(
+            "character {c:?} is not allowed (use letters, digits, '_', '-', '.')"
+        ));
     }
     Ok(())
 }
@@ -201,6 +206,16 @@ mod tests {
             "a,b",
             "a#b",
             "a\0b",
+            "!br0",
+            "br\"0",
+            "br'0",
+            "br\\0",
+            "br=0",
+            "br*",
+            "brü",
+            "-br",
+            ".br",
+            "br@if2",
             &"x".repeat(16),
             &"b".repeat(40),
         ] {
