@@ -13,7 +13,7 @@ pub use ip::{Ipv4Net, Ipv4Range};
 pub use lease::LeaseTime;
 pub use mac::MacAddr;
 pub(crate) use names::string_newtype;
-pub use names::{DnsName, IfName, NetworkName};
+pub use names::{DnsName, IfName, NetworkName, RESERVED_PREFIX};
 pub use network::{DhcpIntent, DhcpRange, IntentSource, ManagedNetwork, StaticHost};
 pub use path::{check_line_path, deserialize_line_path};
 

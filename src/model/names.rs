@@ -62,10 +62,15 @@ pub(crate) use string_newtype;
 
 /// A libvirt network name that virtmasq can manage. It becomes part of file names
 /// (`virtmasq-<name>.conf`) and dnsmasq tags, so it is limited to ASCII letters, digits, `_`, `-`,
-/// `.` and `+`, at most 64 bytes, and may not start with `.` or `-`.
+/// `.` and `+`, at most 64 bytes, and may not start with `.` or `-`. Names starting with
+/// `virtmasq.` are reserved: each network has a directory `<run_dir>/<name>/` beside the
+/// daemon's own `virtmasq.pid` and `virtmasq.lock`, which such a name would collide with.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NetworkName(String);
 string_newtype!(NetworkName, validate_network_name);
+
+/// The start of the daemon's own file names in the run directory (see [`NetworkName`]).
+pub const RESERVED_PREFIX: &str = "virtmasq.";
 
 fn validate_network_name(s: &str) -> Result<(), InvalidValue> {
     let bad = |reason: &str| Err(InvalidValue::new("network name", s, reason));
@@ -77,6 +82,12 @@ fn validate_network_name(s: &str) -> Result<(), InvalidValue> {
     }
     if s.starts_with('.') || s.starts_with('-') {
         return bad("it may not start with '.' or '-'");
+    }
+    if s.starts_with(RESERVED_PREFIX) {
+        return bad(&format!(
+            "names starting with '{RESERVED_PREFIX}' are reserved for virtmasq's own files \
+             (virtmasq.pid, virtmasq.lock) in its run directory"
+        ));
     }
     if let Some(c) = s
         .chars()
@@ -179,6 +190,14 @@ mod tests {
         ] {
             let err = bad.parse::<NetworkName>().unwrap_err();
             assert!(err.to_string().contains("network name"), "{err}");
+        }
+        // A network's run directory would be the daemon's pid file or lock.
+        for reserved in ["virtmasq.pid", "virtmasq.lock", "virtmasq.x"] {
+            let err = reserved.parse::<NetworkName>().unwrap_err().to_string();
+            assert!(err.contains(reserved) && err.contains("reserved"), "{err}");
+        }
+        for ok in ["virtmasq", "virtmasq-lab", "lab.virtmasq.pid"] {
+            assert!(ok.parse::<NetworkName>().is_ok(), "{ok}");
         }
     }
 
