@@ -68,11 +68,13 @@ fn hostile_networks_are_refused_and_a_good_one_still_served() {
     signal(agent, nix::sys::signal::SIGTERM);
     assert!(wait_until(Duration::from_secs(5), || !good_pid.exists()));
     // ...and nothing was ever written for the others: only 'good' had a run directory, and
-    // only its lease file exists.
+    // only its lease file exists (the daemon's lock file stays: removing it would let two
+    // daemons lock two different files).
     let written = tree(lab.dir());
     for f in &written {
         assert!(
-            !f.starts_with("run/") && (!f.starts_with("state/") || f == "state/leases/good.leases"),
+            (!f.starts_with("run/") || f == "run/virtmasq.lock")
+                && (!f.starts_with("state/") || f == "state/leases/good.leases"),
             "unexpected file {f} in {written:?}"
         );
     }
@@ -153,4 +155,56 @@ fn a_config_typo_or_bad_mac_stops_the_daemon_before_it_writes_anything() {
         assert!(err.contains(want) && err.contains("line"), "{err}");
         assert_eq!(tree(dir.path()), vec!["node.xml", "virtmasq.toml"]);
     }
+}
+
+/// Without a system bus nothing stopped a second daemon with the same configuration, and the
+/// two stopped and restarted each other's dnsmasq. The second now exits 75 naming the first,
+/// before it writes or starts anything.
+#[test]
+fn a_second_daemon_exits_75_and_the_first_keeps_serving() {
+    let lab = Lab::new("second_daemon");
+    lab.add_bridge("vqok0", "10.93.0.1/24");
+    let uri = write_node(
+        lab.dir(),
+        "node.xml",
+        &[TestNet {
+            name: "good",
+            bridge: "vqok0",
+            ip: "10.93.0.1/24",
+            dhcp: Some(RANGE_OK),
+        }],
+    );
+    let cfg = write_config(lab.dir(), &uri, "");
+    let cfg = cfg.to_str().unwrap();
+    let first = lab.spawn_host(&[BIN, "--config", cfg, "daemon"]);
+    let dnsmasq_pid = lab.dir().join("run/good/dnsmasq.pid");
+    assert!(wait_until(Duration::from_secs(10), || live_pid(
+        &dnsmasq_pid
+    )
+    .is_some()));
+    let dnsmasq = live_pid(&dnsmasq_pid).unwrap();
+    let daemon_pid_file = lab.dir().join("run/virtmasq.pid");
+    assert!(wait_until(Duration::from_secs(5), || daemon_pid_file.exists()));
+
+    let second = lab.spawn_host(&[BIN, "--config", cfg, "daemon"]);
+    assert!(wait_until(Duration::from_secs(20), || lab
+        .process_status(second)
+        .is_some()));
+    let status = lab.process_status(second).unwrap();
+    let log = lab.process_log(second);
+    assert_eq!(status.code(), Some(75), "{log}");
+    assert!(
+        log.contains(&format!("pid {first}")) && log.contains("virtmasq.lock"),
+        "{log}"
+    );
+    // The first daemon, its dnsmasq and its pid file are untouched, and it still serves.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        lab.process_status(first).is_none(),
+        "the first daemon exited"
+    );
+    assert_eq!(live_pid(&dnsmasq_pid), Some(dnsmasq));
+    assert_eq!(live_pid(&daemon_pid_file), Some(first as i32));
+    let client = lab.add_client("vqok0", "52:54:00:93:00:02");
+    assert!(client.lease().is_some());
 }

@@ -5,4 +5,5 @@ pub mod backend;
 pub mod daemon;
 pub mod dbus;
 pub mod desired;
+pub mod lock;
 pub mod status;
