@@ -10,6 +10,7 @@ use lab::Lab;
 use support::*;
 
 const RANGE_OK: &str = r#"<virtmasq:range start="10.93.0.100" end="10.93.0.150"/>"#;
+const RANGE_OK_94: &str = r#"<virtmasq:range start="10.94.0.100" end="10.94.0.150"/>"#;
 
 #[test]
 fn hostile_networks_are_refused_and_a_good_one_still_served() {
@@ -207,4 +208,71 @@ fn a_second_daemon_exits_75_and_the_first_keeps_serving() {
     assert_eq!(live_pid(&daemon_pid_file), Some(first as i32));
     let client = lab.add_client("vqok0", "52:54:00:93:00:02");
     assert!(client.lease().is_some());
+}
+
+/// A system fragment's DNS lines are read by the host's shared dnsmasq: `domain="com"` made the
+/// host answer all of `com` locally for every client, and `dns="no"` was never consulted.
+#[test]
+fn render_in_system_mode_keeps_the_hosts_dns_to_the_networks_own_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = |name: &str, bridge: &str, dns: &str, inner: &str| {
+        format!(
+            "<network><name>{name}</name><bridge name='{bridge}'/><dns enable='no'/>\
+             <ip address='10.94.0.1' prefix='24'/><metadata><virtmasq:dhcp \
+             xmlns:virtmasq=\"http://virtmasq.org/xmlns/network/1.0\" dns=\"{dns}\">\
+             {RANGE_OK_94}{inner}</virtmasq:dhcp></metadata></network>"
+        )
+    };
+    let node = dir.path().join("node.xml");
+    std::fs::write(
+        &node,
+        format!(
+            "<node>{}{}{}</node>",
+            net("tld", "vqh1", "yes", r#"<virtmasq:domain name="com"/>"#),
+            net(
+                "stray",
+                "vqh2",
+                "yes",
+                r#"<virtmasq:domain name="lab.example"/><virtmasq:host mac="52:54:00:94:00:01" name="www.google.com"/>"#
+            ),
+            net(
+                "quiet",
+                "vqh3",
+                "no",
+                r#"<virtmasq:domain name="quiet.example"/><virtmasq:host mac="52:54:00:94:00:02" ip="10.94.0.9" name="n1"/>"#
+            ),
+        ),
+    )
+    .unwrap();
+    let cfg = write_config(dir.path(), &format!("test://{}", node.display()), "");
+    let cfg = cfg.to_str().unwrap();
+    let render = |network: &str| {
+        run_agent(
+            &["--config", cfg, "render", network, "--mode", "system"],
+            Duration::from_secs(20),
+        )
+    };
+    for (network, wants) in [
+        ("tld", &["'tld'", "'com'", "single label"][..]),
+        ("stray", &["'stray'", "'www.google.com'", "outside"][..]),
+    ] {
+        let out = render(network);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "render {network} succeeded");
+        for want in wants {
+            assert!(err.contains(want), "render {network}: {err}");
+        }
+    }
+    let out = render("quiet");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in ["domain=", "local=", "quiet.example", ",n1"] {
+        assert!(!text.contains(line), "{line} in\n{text}");
+    }
+    assert!(text.contains("dhcp-ignore-names=tag:vqh3"), "{text}");
+    assert_eq!(tree(dir.path()), vec!["node.xml", "virtmasq.toml"]);
 }
