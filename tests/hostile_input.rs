@@ -111,6 +111,19 @@ fn render_refuses_hostile_input_with_a_named_error() {
                 ip: "10.94.0.1/24",
                 dhcp: Some(RANGE_OK),
             },
+            // '!' would negate the tag that scopes the range; a quote breaks the system config.
+            TestNet {
+                name: "bang",
+                bridge: "!vqh5",
+                ip: "10.94.0.1/24",
+                dhcp: Some(RANGE_OK),
+            },
+            TestNet {
+                name: "quote",
+                bridge: "vq\"h6",
+                ip: "10.94.0.1/24",
+                dhcp: Some(RANGE_OK),
+            },
         ],
     );
     let cfg = write_config(dir.path(), &uri, "");
@@ -119,6 +132,8 @@ fn render_refuses_hostile_input_with_a_named_error() {
         ("new\nline", "new\\nline"),
         ("com,ma", "com,ma"),
         ("longbr", long_bridge.as_str()),
+        ("bang", "invalid interface name \"!vqh5\""),
+        ("quote", "invalid interface name \"vq\\\"h6\""),
     ] {
         let out = run_agent(
             &["--config", cfg, "render", network],
@@ -141,6 +156,8 @@ fn a_config_typo_or_bad_mac_stops_the_daemon_before_it_writes_anything() {
             "zz:00:00:00:00:00",
         ),
         ("[filtre]\nenabled = true\n", "filtre"),
+        // dnsmasq would cut the line at " #": refused at load, not written truncated.
+        ("[filter]\nhostsdir = \"/srv/h #x\"\n", "/srv/h #x"),
         (
             "[networks.lab]\nranges = [{ start = \"10.0.0.9\", end = \"10.0.0.1\" }]\n",
             "10.0.0.9",
