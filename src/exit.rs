@@ -25,6 +25,9 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
         if cause.is::<ConfigError>() {
             return CONFIG;
         }
+        if cause.is::<crate::agent::lock::AlreadyRunning>() {
+            return TEMPFAIL;
+        }
         if cause.is::<InvalidValue>() {
             return DATAERR;
         }

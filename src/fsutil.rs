@@ -105,6 +105,15 @@ impl FileLock {
             }
         }
     }
+
+    /// Writes this process's id into the held lock file, so that a process refused the lock
+    /// can name the holder.
+    pub fn record_pid(&self) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let file: &File = &self._lock;
+        file.set_len(0)?;
+        file.write_all_at(format!("{}\n", std::process::id()).as_bytes(), 0)
+    }
 }
 
 #[cfg(test)]

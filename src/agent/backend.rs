@@ -245,12 +245,21 @@ impl Backend for PrivateBackend {
     }
 }
 
+/// Why a network has no fragment.
+#[derive(Debug, Clone)]
+enum LeftOut {
+    /// Until something on the system changes (a bridge appears).
+    Waiting(String),
+    /// Until its definition or the system's DNS changes (an error).
+    Refused(String),
+}
+
 /// Fragments in the system dnsmasq's conf-dir; restarts over systemd's D-Bus API.
 pub struct SystemBackend {
     /// systemd on the system bus.
     pub systemd: Systemd,
-    /// Networks the last full reconcile left out, with why (for `served_by`).
-    deferred: std::sync::Mutex<Vec<(NetworkName, String)>>,
+    /// Networks the last full reconcile left out, and why (for `served_by`).
+    deferred: std::sync::Mutex<Vec<(NetworkName, LeftOut)>>,
 }
 
 impl SystemBackend {
@@ -334,13 +343,23 @@ impl SystemBackend {
             bridge_exists,
         );
         if scope.is_none() {
-            *self.deferred.lock().unwrap_or_else(|p| p.into_inner()) = want.deferred.clone();
+            let waiting =
+                (want.deferred.iter()).map(|(n, w)| (n.clone(), LeftOut::Waiting(w.clone())));
+            let refused =
+                (want.refused.iter()).map(|(n, w)| (n.clone(), LeftOut::Refused(w.clone())));
+            *self.deferred.lock().unwrap_or_else(|p| p.into_inner()) =
+                waiting.chain(refused).collect();
         }
-        let deferred = want
+        let mut deferred: Vec<String> = want
             .deferred
             .iter()
             .map(|(n, why)| format!("network '{n}' waits: {why}"))
             .collect();
+        deferred.extend(
+            want.refused
+                .iter()
+                .map(|(_, why)| format!("refused: {why}")),
+        );
         let mut observed = observe(&cfg.paths.conf_dir, &cfg.paths.state_dir.join("system"))?;
         if let Some(name) = scope {
             let frag = cfg.paths.conf_dir.join(fragment::file_name(name.as_str()));
@@ -422,13 +441,22 @@ impl Backend for SystemBackend {
             .collect();
         let mut outcome = self.reconcile_checked(nets, keep, cfg).await;
         outcome.errors.extend(refused);
+        // Networks refused for the names they would have the host answer are errors too.
+        let left_out = self.deferred.lock().unwrap_or_else(|p| p.into_inner());
+        outcome
+            .errors
+            .extend(left_out.iter().filter_map(|(_, left)| match left {
+                LeftOut::Refused(why) => Some(anyhow::anyhow!(why.clone())),
+                LeftOut::Waiting(_) => None,
+            }));
         outcome
     }
 
     fn served_by(&self, net: &ManagedNetwork, cfg: &Config) -> String {
         let deferred = self.deferred.lock().unwrap_or_else(|p| p.into_inner());
         match deferred.iter().find(|(n, _)| *n == net.name) {
-            Some((_, why)) => format!("waiting: {why}"),
+            Some((_, LeftOut::Waiting(why))) => format!("waiting: {why}"),
+            Some((_, LeftOut::Refused(why))) => format!("refused: {why}"),
             None => format!(
                 "system dnsmasq, {}",
                 cfg.paths

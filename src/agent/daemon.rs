@@ -84,6 +84,8 @@ pub async fn run(opts: DaemonOptions, shutdown: impl Future<Output = ()>) -> any
     }
     crate::fsutil::ensure_dir(&cfg.paths.run_dir, 0o755)
         .with_context(|| format!("creating {}", cfg.paths.run_dir.display()))?;
+    // Before anything is written or started: a second daemon must change nothing.
+    let _lock = super::lock::take(&cfg.paths.run_dir)?;
     let filter = Arc::new(PxeFilter::new(
         cfg.filter.clone(),
         cfg.paths.state_dir.clone(),

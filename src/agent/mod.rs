@@ -5,5 +5,6 @@ pub mod backend;
 pub mod daemon;
 pub mod dbus;
 pub mod desired;
+pub mod lock;
 pub mod per_network;
 pub mod status;

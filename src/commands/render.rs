@@ -12,6 +12,7 @@ use crate::model::NetworkName;
 use crate::system::decide::Mode;
 use crate::system::detect::detect;
 use crate::system::effective::EffectiveConfig;
+use crate::system::plan::dns_refusal;
 use crate::system::version::DnsmasqVersion;
 
 /// Options of `render`.
@@ -72,6 +73,9 @@ pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<()> {
         }
         Mode::System => {
             let effective = EffectiveConfig::read(Path::new("/"));
+            if let Some(why) = dns_refusal(&effective, net) {
+                anyhow::bail!("refused in system mode: {why}");
+            }
             let tag_hosts =
                 DnsmasqVersion::of(&cfg.paths.dnsmasq).is_some_and(|v| v.at_least(2, 81));
             let hosts = fragment::hosts_file(&cfg.paths.state_dir, name);

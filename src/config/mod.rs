@@ -58,10 +58,15 @@ pub struct Paths {
     /// The dnsmasq binary.
     pub dnsmasq: PathBuf,
     /// Persistent state: lease files (kept across restarts and mode changes), filter policy.
+    /// Like the other directories, it is written into dnsmasq lines, so it may not hold white
+    /// space, `,`, `#`, quotes or `\`.
+    #[serde(deserialize_with = "crate::model::deserialize_line_path")]
     pub state_dir: PathBuf,
     /// Runtime files: private instances' configuration, hosts files and pid files.
+    #[serde(deserialize_with = "crate::model::deserialize_line_path")]
     pub run_dir: PathBuf,
     /// The system dnsmasq's configuration directory, where system-mode fragments go.
+    #[serde(deserialize_with = "crate::model::deserialize_line_path")]
     pub conf_dir: PathBuf,
     /// The system dnsmasq's lease file, read (never written) when a network moves to private
     /// mode so its guests keep their addresses. Unset: what the system configuration says, else

@@ -59,6 +59,22 @@ fn errors_name_the_input_and_line() {
         ),
         ("[networks.lab]\ndomain = \"a b\"\n", &["line 2", "DNS name"]),
         ("[libvirt\nuri = 1\n", &["line 1"]),
+        (
+            "[paths]\nstate_dir = \"/var/lib/a #b\"\n",
+            &["line 2", "state_dir", "/var/lib/a #b", "'#'"],
+        ),
+        (
+            "[paths]\nrun_dir = \"/run/a,b\"\n",
+            &["line 2", "run_dir", "/run/a,b", "','"],
+        ),
+        (
+            "[paths]\nconf_dir = \"/etc/d q\\\"\"\n",
+            &["line 2", "conf_dir", "invalid path"],
+        ),
+        (
+            "[filter]\nhostsdir = \"/var/lib/h\\\\x\"\n",
+            &["line 2", "hostsdir", "invalid path"],
+        ),
     ];
     for (text, wants) in cases {
         let err = parse(text).unwrap_err().to_string();

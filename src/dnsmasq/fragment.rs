@@ -53,7 +53,11 @@ pub fn render_fragment(net: &ManagedNetwork, ctx: &FragmentContext) -> String {
     }
     c.push_str(&range_lines(net, Some(&net.bridge)));
     let _ = writeln!(c, "dhcp-hostsfile={}", ctx.hosts_file.display());
-    if let Some(domain) = &net.domain {
+    if !net.dns {
+        // No DNS for this network: the names its clients send stay out of the host's DNS too
+        // (the hosts file has none, see render_hosts).
+        let _ = writeln!(c, "dhcp-ignore-names=tag:{}", net.bridge);
+    } else if let Some(domain) = &net.domain {
         for subnet in &net.subnets {
             let _ = writeln!(
                 c,
@@ -72,9 +76,16 @@ pub fn render_fragment(net: &ManagedNetwork, ctx: &FragmentContext) -> String {
 }
 
 /// The hosts file of a network in system mode: like the private one, each line scoped to the
-/// bridge when dnsmasq supports tags on hosts, so an entry can never match elsewhere.
+/// bridge when dnsmasq supports tags on hosts, so an entry can never match elsewhere. With
+/// `dns = "no"` it holds no names: dnsmasq would answer them to every client of the host.
 pub fn render_hosts(net: &ManagedNetwork, tag: bool) -> String {
-    let plain = super::render::hosts_file(net);
+    let plain = if net.dns {
+        super::render::hosts_file(net)
+    } else {
+        let mut nameless = net.clone();
+        nameless.hosts.iter_mut().for_each(|h| h.name = None);
+        super::render::hosts_file(&nameless)
+    };
     if !tag {
         return plain;
     }
@@ -152,6 +163,23 @@ mod tests {
     fn fragment_for_a_restricting_system_names_the_bridge() {
         let text = render_fragment(&net(), &ctx(true));
         assert!(text.contains("\ninterface=virbr10\n"), "{text}");
+    }
+
+    /// `dns="no"` was never consulted: the fragment still made the host answer the domain
+    /// and the hosts' names. Now nothing of the network reaches the host's DNS.
+    #[test]
+    fn dns_no_writes_no_dns_line_and_no_name() {
+        let mut n = net();
+        n.dns = false;
+        let text = render_fragment(&n, &ctx(false));
+        for line in ["domain=", "local=", "expand-hosts", "lab.example"] {
+            assert!(!text.contains(line), "{line} in\n{text}");
+        }
+        assert!(text.contains("\ndhcp-ignore-names=tag:virbr10\n"), "{text}");
+        assert_eq!(
+            render_hosts(&n, true),
+            "tag:virbr10,52:54:00:00:00:01,192.168.100.10\n"
+        );
     }
 
     #[test]

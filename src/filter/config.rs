@@ -41,7 +41,9 @@ pub struct FilterConfig {
     pub enabled: bool,
     /// The `dhcp-hostsdir` virtmasq owns exclusively: one file per MAC, named after it with
     /// dashes. It must be readable by the user dnsmasq runs as; anything else placed here is
-    /// reported and removed at the next start-up purge.
+    /// reported and removed at the next start-up purge. Written into a dnsmasq line, so it may
+    /// not hold white space, `,`, `#`, quotes or `\`.
+    #[serde(deserialize_with = "crate::model::deserialize_line_path")]
     pub hostsdir: PathBuf,
     /// Policy for MACs without an entry of their own, until changed with `filter unknown`
     /// (which is stored in the state directory and overrides this value).
@@ -92,17 +94,9 @@ impl FilterConfig {
 /// depend on the scope, and a change of scope is a configuration change (restart), never a
 /// rewrite of thousands of files. Needs dnsmasq >= 2.81 (`tag:` on `dhcp-host`).
 pub fn dnsmasq_lines(cfg: &FilterConfig, bridges_in_scope: &[IfName], proxy: bool) -> Vec<String> {
-    // A name starting with '!' would read as "not this tag" and widen the scope instead.
-    let bridges: Vec<&IfName> = bridges_in_scope
-        .iter()
-        .filter(|b| {
-            let ok = !b.as_str().starts_with('!');
-            if !ok {
-                tracing::warn!(bridge = %b, "bridge name starts with '!'; the PXE filter cannot scope it");
-            }
-            ok
-        })
-        .collect();
+    // An IfName cannot start with '!' (which would read as "not this tag"), so every bridge
+    // can be scoped.
+    let bridges = bridges_in_scope;
     if !cfg.enabled || bridges.is_empty() {
         return Vec::new();
     }
@@ -135,10 +129,9 @@ mod tests {
             ..FilterConfig::default()
         };
         let off = FilterConfig::default();
-        let cases: [(&FilterConfig, &[&str], bool, &[&str]); 5] = [
+        let cases: [(&FilterConfig, &[&str], bool, &[&str]); 4] = [
             (&off, &["br1"], true, &[]),
             (&on, &[], true, &[]),
-            (&on, &["!br"], false, &[]),
             (
                 &on,
                 &["br1"],

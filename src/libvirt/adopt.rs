@@ -16,7 +16,7 @@
 
 use std::net::IpAddr;
 
-use roxmltree::{Document, Node};
+use roxmltree::Node;
 use thiserror::Error;
 
 use super::metadata::{self, render_intent};
@@ -101,7 +101,7 @@ pub enum AdoptError {
 /// Adopts the network in `xml`: see the module documentation.
 pub fn adopt(xml: &str) -> Result<Adoption, AdoptError> {
     let net = NetworkXml::parse(xml)?;
-    let doc = Document::parse(xml).map_err(XmlError::Syntax)?;
+    let doc = crate::libvirt::depth::parse(xml)?;
     let root = doc.root_element();
     let name = net.name.clone();
     if child(root, "metadata").is_some_and(|m| m.children().any(|c| is_ours(&c))) {
@@ -119,13 +119,18 @@ pub fn adopt(xml: &str) -> Result<Adoption, AdoptError> {
         name: name.clone(),
         reasons: vec!["it has no <bridge>".into()],
     })?;
-    ManagedNetwork::new(name.clone(), bridge, net.ipv4_subnets(), intent.clone())
-        .map_err(|source| AdoptError::Invalid { name, source })?;
+    ManagedNetwork::new(name.clone(), bridge, net.ipv4_subnets(), intent.clone()).map_err(
+        |source| AdoptError::Invalid {
+            name: name.clone(),
+            source,
+        },
+    )?;
     let edits = adopt_edits(xml, root, &intent);
-    Ok(Adoption {
-        xml: splice(xml, edits),
-        intent,
-    })
+    let xml = splice(xml, edits).map_err(|why| AdoptError::Unsupported {
+        name,
+        reasons: vec![why],
+    })?;
+    Ok(Adoption { xml, intent })
 }
 
 /// Releases the network in `xml` (as libvirt dumps an adopted one): its saved `<dns>` and
@@ -133,7 +138,7 @@ pub fn adopt(xml: &str) -> Result<Adoption, AdoptError> {
 /// changed since `adopt`, since putting the old settings back would silently undo that.
 pub fn release(xml: &str) -> Result<String, AdoptError> {
     let net = NetworkXml::parse(xml)?;
-    let doc = Document::parse(xml).map_err(XmlError::Syntax)?;
+    let doc = crate::libvirt::depth::parse(xml)?;
     let root = doc.root_element();
     let name = net.name.clone();
     let changed = |reason: String| AdoptError::Changed {
@@ -150,7 +155,7 @@ pub fn release(xml: &str) -> Result<String, AdoptError> {
         ));
     }
     let edits = release_edits(xml, root, saved).map_err(changed)?;
-    let released = splice(xml, edits);
+    let released = splice(xml, edits).map_err(changed)?;
     let expected = intent_of(&NetworkXml::parse(&released)?);
     if net.metadata.as_ref() != Some(&expected) {
         let now = net.metadata.as_ref().map_or("none".into(), render_intent);
@@ -387,14 +392,24 @@ fn release_edits(xml: &str, root: Node, saved: Node) -> Result<Vec<Edit>, String
         }
         (None, None) => {}
     }
+    let mut restored = Vec::new();
     for copy in saved.children().filter(|n| is_libvirt(n, "ip")) {
-        edits.push(restore_dhcp(xml, root, copy)?);
+        let (edit, address) = restore_dhcp(xml, root, copy)?;
+        if restored.contains(&address) {
+            return Err(format!(
+                "its saved libvirt settings hold <ip address='{address}'> twice; keep one of \
+                 them in the <metadata>"
+            ));
+        }
+        restored.push(address);
+        edits.push(edit);
     }
     Ok(edits)
 }
 
-/// Puts the `<dhcp>` saved in `copy` back into the network's `<ip>` of the same address.
-fn restore_dhcp(xml: &str, root: Node, copy: Node) -> Result<Edit, String> {
+/// Puts the `<dhcp>` saved in `copy` back into the network's `<ip>` of the same address, which
+/// is returned with the edit.
+fn restore_dhcp(xml: &str, root: Node, copy: Node) -> Result<(Edit, IpAddr), String> {
     let address = |n: Node| {
         n.attribute("address")
             .and_then(|a| a.parse::<IpAddr>().ok())
@@ -416,13 +431,14 @@ fn restore_dhcp(xml: &str, root: Node, copy: Node) -> Result<Edit, String> {
     let text = reindent(&xml[dhcp.range()], column(dhcp), 4);
     let range = ip.range();
     if xml[range.clone()].ends_with("/>") {
-        return Ok((
+        let edit = (
             range.end - 2..range.end,
             format!(">\n      {text}\n    </ip>"),
-        ));
+        );
+        return Ok((edit, want));
     }
     let at = closing(xml, ip);
-    Ok((at..at, format!("  {text}\n  ")))
+    Ok(((at..at, format!("  {text}\n  ")), want))
 }
 
 fn child<'a, 'i>(el: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {

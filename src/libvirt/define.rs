@@ -158,7 +158,7 @@ impl Libvirt {
 
 /// `connections='N'` on the live `<network>`: libvirt counts the ports plugged into it.
 fn connections(live_xml: &str) -> u32 {
-    roxmltree::Document::parse(live_xml)
+    super::depth::parse(live_xml)
         .ok()
         .and_then(|d| d.root_element().attribute("connections")?.parse().ok())
         .unwrap_or(0)

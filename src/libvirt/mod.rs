@@ -3,6 +3,7 @@
 
 pub mod adopt;
 pub mod define;
+pub mod depth;
 pub mod metadata;
 pub mod probe;
 pub mod source;

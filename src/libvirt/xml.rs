@@ -124,6 +124,12 @@ pub enum XmlError {
     /// The text is not XML; roxmltree's message gives line and column.
     #[error("not well-formed XML: {0}")]
     Syntax(roxmltree::Error),
+    /// Elements nested deeper than libvirt accepts (roxmltree would overflow the stack).
+    #[error("XML nested deeper than {limit} elements, which libvirt never produces")]
+    TooDeep {
+        /// The deepest nesting accepted.
+        limit: usize,
+    },
     /// The document's root element is not the one expected.
     #[error("expected a <{expected}> document, found <{found}>")]
     Root {
@@ -168,7 +174,7 @@ impl XmlError {
 impl NetworkXml {
     /// Parses a `<network>` document.
     pub fn parse(xml: &str) -> Result<NetworkXml, XmlError> {
-        let doc = Document::parse(xml).map_err(XmlError::Syntax)?;
+        let doc = super::depth::parse(xml)?;
         parse_network(expect_root(&doc, "network")?)
     }
 
@@ -197,7 +203,7 @@ impl NetworkXml {
 impl HookData {
     /// Parses the `<hookData>` document libvirt writes to the network hook's stdin.
     pub fn parse(xml: &str) -> Result<HookData, XmlError> {
-        let doc = Document::parse(xml).map_err(XmlError::Syntax)?;
+        let doc = super::depth::parse(xml)?;
         let root = expect_root(&doc, "hookData")?;
         let no_network = || Cx::new("hookData").value("<hookData>".into(), "it has no <network>");
         let network = parse_network(child(root, "network").ok_or_else(no_network)?)?;

@@ -11,7 +11,11 @@ use super::InvalidValue;
 /// what is configured is what is served.
 const MIN_LEASE_SECS: u64 = 120;
 
-/// A lease time: a number of seconds (at least 120) or infinite. Written in configuration as
+/// dnsmasq reads the number of a lease time with `atoi` into a C `int`, so a longer one wraps
+/// (2^32 seconds becomes 0, then 120): refused, like the short ones. About 68 years.
+pub const MAX_LEASE_SECS: u64 = i32::MAX as u64;
+
+/// A lease time: a number of seconds (120 to [`MAX_LEASE_SECS`]) or infinite. Written in configuration as
 /// `3600`, `90m`, `12h`, `1d`, `1w` or `infinite`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LeaseTime {
@@ -29,6 +33,16 @@ impl LeaseTime {
                 "lease time",
                 &format!("{secs}s"),
                 "dnsmasq's shortest lease is 120 seconds",
+            ));
+        }
+        if secs > MAX_LEASE_SECS {
+            return Err(InvalidValue::new(
+                "lease time",
+                &format!("{secs}s"),
+                &format!(
+                    "dnsmasq's longest finite lease is {MAX_LEASE_SECS} seconds (about 68 years); \
+                     use 'infinite' for leases that never expire"
+                ),
             ));
         }
         Ok(Self::Seconds(secs))
@@ -151,6 +165,28 @@ mod tests {
         ] {
             assert!(bad.parse::<LeaseTime>().is_err(), "{bad}");
         }
+    }
+
+    /// dnsmasq wraps a lease of 2^32 seconds to 0 (then raises it to 120): refused, naming it.
+    #[test]
+    fn lease_times_are_bounded_like_dnsmasq_reads_them() {
+        assert_eq!(
+            "2147483647".parse::<LeaseTime>().unwrap(),
+            LeaseTime::Seconds(MAX_LEASE_SECS)
+        );
+        for bad in ["2147483648", "4294967296", "3551w", "24856d", "596524h"] {
+            let err = bad.parse::<LeaseTime>().unwrap_err().to_string();
+            assert!(
+                err.contains("longest") && err.contains("infinite"),
+                "{bad}: {err}"
+            );
+        }
+        assert!(LeaseTime::from_libvirt(596_524, "hours").is_err());
+        assert!(LeaseTime::from_libvirt(u64::MAX, "hours").is_err());
+        assert_eq!(
+            LeaseTime::from_libvirt(596_523, "hours").unwrap(),
+            LeaseTime::Seconds(596_523 * 3600)
+        );
     }
 
     #[test]

@@ -7,13 +7,15 @@ mod lease;
 mod mac;
 mod names;
 mod network;
+mod path;
 
 pub use ip::{Ipv4Net, Ipv4Range};
 pub use lease::LeaseTime;
 pub use mac::MacAddr;
 pub(crate) use names::string_newtype;
-pub use names::{DnsName, IfName, NetworkName};
+pub use names::{DnsName, IfName, NetworkName, RESERVED_PREFIX};
 pub use network::{DhcpIntent, DhcpRange, IntentSource, ManagedNetwork, StaticHost};
+pub use path::{check_line_path, deserialize_line_path};
 
 use thiserror::Error;
 

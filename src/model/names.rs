@@ -62,10 +62,15 @@ pub(crate) use string_newtype;
 
 /// A libvirt network name that virtmasq can manage. It becomes part of file names
 /// (`virtmasq-<name>.conf`) and dnsmasq tags, so it is limited to ASCII letters, digits, `_`, `-`,
-/// `.` and `+`, at most 64 bytes, and may not start with `.` or `-`.
+/// `.` and `+`, at most 64 bytes, and may not start with `.` or `-`. Names starting with
+/// `virtmasq.` are reserved: each network has a directory `<run_dir>/<name>/` beside the
+/// daemon's own `virtmasq.pid` and `virtmasq.lock`, which such a name would collide with.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NetworkName(String);
 string_newtype!(NetworkName, validate_network_name);
+
+/// The start of the daemon's own file names in the run directory (see [`NetworkName`]).
+pub const RESERVED_PREFIX: &str = "virtmasq.";
 
 fn validate_network_name(s: &str) -> Result<(), InvalidValue> {
     let bad = |reason: &str| Err(InvalidValue::new("network name", s, reason));
@@ -78,6 +83,12 @@ fn validate_network_name(s: &str) -> Result<(), InvalidValue> {
     if s.starts_with('.') || s.starts_with('-') {
         return bad("it may not start with '.' or '-'");
     }
+    if s.starts_with(RESERVED_PREFIX) {
+        return bad(&format!(
+            "names starting with '{RESERVED_PREFIX}' are reserved for virtmasq's own files \
+             (virtmasq.pid, virtmasq.lock) in its run directory"
+        ));
+    }
     if let Some(c) = s
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '+')))
@@ -89,9 +100,11 @@ fn validate_network_name(s: &str) -> Result<(), InvalidValue> {
     Ok(())
 }
 
-/// A Linux network interface name: 1 to 15 bytes, not `.` or `..`, no `/`, `:` or whitespace
-/// (the kernel's rules), and additionally none of the characters that are special to dnsmasq
-/// (`,`, `#`, `=`) or control characters.
+/// A network interface name as Linux and libvirt produce them for bridges: 1 to 15 bytes of
+/// ASCII letters, digits, `_`, `-` and `.`, not starting with `-` or `.`. The kernel allows more
+/// (any byte but `/`, `:`, white space and NUL), but dnsmasq gives meaning to others: a leading
+/// `!` negates the tag that scopes a range to the bridge, quotes and `\` are parsed, `,`, `#`
+/// and `=` split or end a line. None of them appears in a name libvirt picks.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct IfName(String);
 string_newtype!(IfName, validate_ifname);
@@ -107,13 +120,16 @@ fn validate_ifname(s: &str) -> Result<(), InvalidValue> {
             s.len()
         ));
     }
-    if s == "." || s == ".." {
-        return bad("'.' and '..' are not interface names");
+    if s.starts_with('-') || s.starts_with('.') {
+        return bad("it may not start with '-' or '.'");
     }
-    if let Some(c) = s.chars().find(|c| {
-        c.is_whitespace() || c.is_control() || matches!(c, '/' | ':' | ',' | '#' | '=' | '*')
-    }) {
-        return bad(&format!("character {c:?} is not allowed"));
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    {
+        return bad(&format!(
+            "character {c:?} is not allowed (use letters, digits, '_', '-', '.')"
+        ));
     }
     Ok(())
 }
@@ -175,6 +191,14 @@ mod tests {
             let err = bad.parse::<NetworkName>().unwrap_err();
             assert!(err.to_string().contains("network name"), "{err}");
         }
+        // A network's run directory would be the daemon's pid file or lock.
+        for reserved in ["virtmasq.pid", "virtmasq.lock", "virtmasq.x"] {
+            let err = reserved.parse::<NetworkName>().unwrap_err().to_string();
+            assert!(err.contains(reserved) && err.contains("reserved"), "{err}");
+        }
+        for ok in ["virtmasq", "virtmasq-lab", "lab.virtmasq.pid"] {
+            assert!(ok.parse::<NetworkName>().is_ok(), "{ok}");
+        }
     }
 
     #[test]
@@ -201,6 +225,16 @@ mod tests {
             "a,b",
             "a#b",
             "a\0b",
+            "!br0",
+            "br\"0",
+            "br'0",
+            "br\\0",
+            "br=0",
+            "br*",
+            "brü",
+            "-br",
+            ".br",
+            "br@if2",
             &"x".repeat(16),
             &"b".repeat(40),
         ] {

@@ -9,27 +9,14 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use super::arch::ClientArch;
-use super::lines::{LinesFor, PxeScope};
+use super::lines::PxeScope;
 use super::profile::{key_text, BootFiles, BootTarget, IpxeHandoff, PxeMode, PxeProfile};
 use super::PxeError;
 use crate::model::NetworkName;
 
 /// Checks how the settings of `profile` fit together and with the network; no I/O.
-pub(super) fn check_profile(
-    profile: &PxeProfile,
-    scope: &PxeScope,
-    mode: LinesFor,
-) -> Result<(), PxeError> {
+pub(super) fn check_profile(profile: &PxeProfile, scope: &PxeScope) -> Result<(), PxeError> {
     let net = scope.network;
-    if mode != LinesFor::Private && scope.bridge.as_str().starts_with('!') {
-        return Err(PxeError::profile(
-            net,
-            format!(
-                "bridge {} starts with '!', which reads as \"not this tag\" in a system fragment",
-                scope.bridge
-            ),
-        ));
-    }
     if let Some(root) = &profile.tftp_root {
         check_root_syntax(net, root)?;
     }

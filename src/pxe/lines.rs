@@ -77,7 +77,7 @@ pub fn render_lines(
     scope: &PxeScope,
     mode: LinesFor,
 ) -> Result<Vec<String>, PxeError> {
-    super::check::check_profile(profile, scope, mode)?;
+    super::check::check_profile(profile, scope)?;
     let ipxe_url = handoff_url(profile, scope)?;
     let mut r = Renderer::new(profile, scope, mode, ipxe_url);
     r.header();

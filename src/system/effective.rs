@@ -75,6 +75,11 @@ pub struct EffectiveConfig {
     /// The system serves TFTP on every interface (a plain `enable-tftp`, outside virtmasq's
     /// fragments): a fragment's `enable-tftp=<bridge>` would narrow that to one bridge.
     pub tftp_everywhere: bool,
+    /// Domains the system dnsmasq answers for or routes (`domain=`, `local=/d/`, `server=/d/`,
+    /// `address=/d/`, ...), not counting virtmasq's own fragments: see `system::domains`.
+    pub dns_domains: Vec<String>,
+    /// A `domain=` without a subnet: dnsmasq gives it to every DHCP name without a domain.
+    pub global_domain: Option<String>,
     /// libvirt's own fragment (Debian's `libvirt-daemon`) or any file that excludes virbr
     /// interfaces for libvirt.
     pub libvirt_fragment: Option<PathBuf>,
@@ -190,9 +195,13 @@ impl EffectiveConfig {
                     .is_some_and(|n| n == "libvirt-daemon" || n == "libvirt.conf")
             })
             .cloned();
+        let their_opts: Vec<&Opt> = r.opts.iter().filter(theirs).collect();
+        let (dns_domains, global_domain) = super::domains::served(&their_opts);
         Self {
             flavor,
             args,
+            dns_domains,
+            global_domain,
             files: r.files.clone(),
             conf_dirs: r.dirs.iter().map(|(d, _)| info(d)).collect(),
             interfaces: values("interface"),

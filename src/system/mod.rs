@@ -6,6 +6,7 @@ pub mod apply;
 pub mod conf;
 pub mod decide;
 pub mod detect;
+pub mod domains;
 pub mod effective;
 pub mod placement;
 pub mod plan;

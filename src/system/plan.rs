@@ -30,6 +30,9 @@ pub struct Desired {
     pub hosts: BTreeMap<PathBuf, String>,
     /// Networks left out for now, with why (a bridge absent under bind-interfaces).
     pub deferred: Vec<(NetworkName, String)>,
+    /// Networks refused, with why (names the host's DNS would answer for everyone: see
+    /// [`super::domains`]). Their fragments go: an old one may be what widens the host's DNS.
+    pub refused: Vec<(NetworkName, String)>,
 }
 
 /// The changes, in the order they are applied.
@@ -95,6 +98,10 @@ pub fn desired(
         d.fragments.insert(t.conf_dir.join(SHARED_FRAGMENT), text);
     }
     for net in nets {
+        if let Some(why) = dns_refusal(t.effective, net) {
+            d.refused.push((net.name.clone(), why));
+            continue;
+        }
         if let Some(why) = excluded(t.effective, net.bridge.as_str()) {
             d.deferred.push((net.name.clone(), why));
             continue;
@@ -128,6 +135,15 @@ pub fn desired(
             .insert(hosts_file, fragment::render_hosts(net, t.tag_hosts));
     }
     d
+}
+
+/// Why `net`'s names may not go into the system dnsmasq (see [`super::domains`]).
+pub fn dns_refusal(effective: &EffectiveConfig, net: &ManagedNetwork) -> Option<String> {
+    super::domains::refusal(
+        net,
+        &effective.dns_domains,
+        effective.global_domain.as_deref(),
+    )
 }
 
 /// Why the system dnsmasq would not serve DHCP on `bridge` whatever a fragment says: an

@@ -113,7 +113,7 @@ fn a_network_without_dns_or_metadata_gets_both() {
         "{}",
         adopted.xml
     );
-    let doc = Document::parse(&adopted.xml).unwrap();
+    let doc = roxmltree::Document::parse(&adopted.xml).unwrap();
     let meta = child(doc.root_element(), "metadata").unwrap();
     assert_eq!(meta.children().filter(|c| is_ours(c)).count(), 2);
 }
@@ -259,4 +259,45 @@ fn difference_ignores_formatting_and_finds_changes() {
         .unwrap()
         .is_some());
     assert!(difference(a, "<n a='1' b='2'/>").unwrap().is_some());
+}
+
+/// Saved metadata with two copies of one `<ip address>` made two edits of the same self-closed
+/// `<ip/>`: the splice panicked (a `debug_assert`, and a slice out of order without it).
+#[test]
+fn release_refuses_a_saved_ip_twice_instead_of_panicking() {
+    let saved_ip = "      <ip address=\"10.83.0.1\">\n        <dhcp>\n          \
+        <range start=\"10.83.0.100\" end=\"10.83.0.150\">\n            \
+        <lease expiry=\"2\" unit=\"hours\"/>\n          </range>\n          \
+        <host mac=\"52:54:00:AA:00:01\" ip=\"10.83.0.10\" name=\"n1\"/>\n        \
+        </dhcp>\n      </ip>\n";
+    assert!(DUMPED_ADOPTED.contains(saved_ip));
+    let twice = DUMPED_ADOPTED.replace(saved_ip, &saved_ip.repeat(2));
+    for xml in [
+        twice.replace(
+            "<ip address='10.83.0.1' prefix='24'>\n  </ip>",
+            "<ip address='10.83.0.1' prefix='24'/>",
+        ),
+        twice.clone(),
+    ] {
+        let err = release(&xml).unwrap_err().to_string();
+        assert!(
+            err.contains("<ip address='10.83.0.1'>") && err.contains("twice"),
+            "{err}"
+        );
+    }
+}
+
+/// roxmltree overflows the stack on deep nesting; every transform refuses it first.
+#[test]
+fn deeply_nested_xml_is_refused_by_adopt_and_release() {
+    let deep = format!(
+        "<network><name>x</name><metadata>{}{}</metadata></network>",
+        "<a>".repeat(100_000),
+        "</a>".repeat(100_000)
+    );
+    for err in [adopt(&deep).unwrap_err(), release(&deep).unwrap_err()] {
+        let text = crate::exit::chain(&err);
+        assert!(text.contains("nested deeper than 256"), "{text}");
+    }
+    assert!(difference(&deep, "<a/>").is_err());
 }

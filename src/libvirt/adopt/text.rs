@@ -3,26 +3,32 @@
 
 use std::ops::Range;
 
-use roxmltree::{Document, Node};
+use roxmltree::Node;
 
 use crate::libvirt::xml::XmlError;
 
 /// One replacement of `range` in the original text by `text` (an insertion when empty).
 pub type Edit = (Range<usize>, String);
 
-/// Applies non-overlapping edits to `text`.
-pub fn splice(text: &str, mut edits: Vec<Edit>) -> String {
+/// Applies edits to `text`; two edits of one part of it (overlapping ranges) are refused with
+/// the offset where they meet, rather than producing a garbled document.
+pub fn splice(text: &str, mut edits: Vec<Edit>) -> Result<String, String> {
     edits.sort_by_key(|(r, _)| (r.start, r.end));
     let mut out = String::with_capacity(text.len() + 1024);
     let mut pos = 0;
     for (range, with) in edits {
-        debug_assert!(range.start >= pos, "overlapping edits");
+        if range.start < pos || range.end < range.start || range.end > text.len() {
+            return Err(format!(
+                "two edits of the same text at byte {}",
+                range.start
+            ));
+        }
         out.push_str(&text[pos..range.start]);
         out.push_str(&with);
         pos = range.end;
     }
     out.push_str(&text[pos..]);
-    out
+    Ok(out)
 }
 
 /// The range of `el` together with the indentation before it, so that removing it leaves no
@@ -76,7 +82,7 @@ pub fn indent_before(el: Node) -> String {
 /// equal. Formatting, attribute order, quotes and namespace prefixes do not count.
 pub fn difference(a: &str, b: &str) -> Result<Option<String>, XmlError> {
     let lines = |xml: &str| -> Result<Vec<String>, XmlError> {
-        let doc = Document::parse(xml).map_err(XmlError::Syntax)?;
+        let doc = crate::libvirt::depth::parse(xml)?;
         let mut out = Vec::new();
         canonical(doc.root_element(), 0, &mut out);
         Ok(out)

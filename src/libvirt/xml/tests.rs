@@ -219,3 +219,19 @@ fn hostile_input_is_refused_and_named() {
         "{err}"
     );
 }
+
+/// A hundred thousand nested elements overflowed roxmltree's stack and aborted the process
+/// (the daemon, or the hook inside libvirtd's call); both entry points refuse them first.
+#[test]
+fn deep_nesting_is_refused_before_parsing() {
+    let network = format!(
+        "<network><name>x</name><metadata>{}{}</metadata></network>",
+        "<a>".repeat(100_000),
+        "</a>".repeat(100_000)
+    );
+    let err = NetworkXml::parse(&network).unwrap_err().to_string();
+    assert!(err.contains("nested deeper than 256"), "{err}");
+    let hook = format!("<hookData>{network}</hookData>");
+    let err = HookData::parse(&hook).unwrap_err().to_string();
+    assert!(err.contains("nested deeper than 256"), "{err}");
+}

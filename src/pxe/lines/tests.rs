@@ -225,10 +225,6 @@ fn contradictions_are_refused_naming_the_value() {
         err.contains("iPXE script URL") && err.contains("127.0.0.1"),
         "{err}"
     );
-    let mut bang = net();
-    bang.bridge = "!br".parse().unwrap();
-    assert!(render_lines(&profile(""), &bang.scope(), LinesFor::System).is_err());
-    assert!(render_lines(&profile(""), &bang.scope(), LinesFor::Private).is_ok());
 }
 
 #[test]

@@ -25,6 +25,7 @@ fn want(frags: &[(&str, &str)], hosts: &[(&str, &str)]) -> Desired {
             .map(|(p, t)| (p.into(), t.to_string()))
             .collect(),
         deferred: vec![],
+        refused: vec![],
     }
 }
 
@@ -153,4 +154,57 @@ fn a_bridge_the_system_excludes_is_deferred_not_written() {
         "{:?}",
         d.deferred
     );
+}
+
+/// `<virtmasq:domain name="com"/>` made the host's resolver answer all of `com` locally: such a
+/// network is refused by name (its old fragment goes), and the others are still written.
+#[test]
+fn a_network_widening_the_hosts_dns_is_refused_and_the_others_written() {
+    let eff = effective("local=/corp.example/\n");
+    let t = target(&eff);
+    let with_domain = |name: &str, bridge: &str, domain: &str| {
+        let mut n = network();
+        n.name = name.parse().unwrap();
+        n.bridge = bridge.parse().unwrap();
+        n.domain = Some(domain.parse().unwrap());
+        n
+    };
+    let nets = [
+        with_domain("tld", "vqbr1", "com"),
+        with_domain("clash", "vqbr2", "vm.corp.example"),
+        with_domain("good", "vqbr3", "lab.example"),
+    ];
+    let d = desired(&nets, &t, |_| vec![], |_| true);
+    let written: Vec<_> = d.fragments.keys().collect();
+    assert_eq!(written, [Path::new("/etc/dnsmasq.d/virtmasq-good.conf")]);
+    assert_eq!(d.refused.len(), 2, "{:?}", d.refused);
+    assert!(d.refused[0].1.contains("'tld'") && d.refused[0].1.contains("'com'"));
+    assert!(d.refused[1].1.contains("'clash'") && d.refused[1].1.contains("corp.example"));
+    let o = obs(
+        &[("/etc/dnsmasq.d/virtmasq-tld.conf", "local=/com/\n")],
+        &[],
+        &[],
+    );
+    let p = plan(&o, &d);
+    assert_eq!(
+        p.removals,
+        [PathBuf::from("/etc/dnsmasq.d/virtmasq-tld.conf")]
+    );
+}
+
+/// virtmasq's own fragments do not count as the system's domains (else a network would clash
+/// with itself on the next reconcile).
+#[test]
+fn a_networks_own_fragment_is_not_a_clash() {
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path().join("etc");
+    std::fs::create_dir_all(etc.join("dnsmasq.d")).unwrap();
+    std::fs::write(etc.join("dnsmasq.conf"), "conf-dir=/etc/dnsmasq.d\n").unwrap();
+    std::fs::write(
+        etc.join("dnsmasq.d/virtmasq-lab.conf"),
+        format!("{}\nlocal=/lab.example/\n", fragment::MARK),
+    )
+    .unwrap();
+    let eff = EffectiveConfig::read(dir.path());
+    assert!(eff.dns_domains.is_empty(), "{:?}", eff.dns_domains);
 }
