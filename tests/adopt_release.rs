@@ -88,6 +88,9 @@ fn adopt_then_release_gives_back_the_original_definition() {
     assert!(intent.dns);
     assert_eq!(intent.domain.unwrap().as_str(), "rich.example");
     assert!(adopted.contains("urn:other") && adopted.contains("<mtu size='1400'/>"));
+    // Recorded, so that teardown can name it.
+    let record = lab.dir().join("state/adopted/vqr-rich");
+    assert!(record.exists());
 
     let again = agent(&lab, &lv, &["adopt", "vqr-rich"]);
     assert!(!again.status.success());
@@ -105,6 +108,7 @@ fn adopt_then_release_gives_back_the_original_definition() {
     let out = agent(&lab, &lv, &["release", "vqr-rich"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_definition(&lv, "vqr-rich", &original);
+    assert!(!record.exists());
 
     let again = agent(&lab, &lv, &["release", "vqr-rich"]);
     assert!(

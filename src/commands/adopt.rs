@@ -211,6 +211,7 @@ impl Job {
                 return Err(self.roll_back(&lv, &state, e, true));
             }
         }
+        record_adopted(&self.cfg, &self.args.network, self.direction);
         Ok(self.summary(&state, restart, intent.as_ref()))
     }
 
@@ -310,6 +311,26 @@ impl Job {
             (false, _) => writeln!(out, "it is not running: the change applies when it starts"),
         };
         out
+    }
+}
+
+/// Keeps a record of the networks virtmasq has adopted (an empty file each, named after the
+/// network, in [`crate::setup::ADOPTED_DIR`] under the state directory), so that `teardown`
+/// can name the networks that nothing will serve once virtmasq is gone. A record that cannot be
+/// written costs only that warning.
+fn record_adopted(cfg: &Config, name: &NetworkName, direction: Direction) {
+    let dir = cfg.paths.state_dir.join(crate::setup::ADOPTED_DIR);
+    let path = dir.join(name.as_str());
+    let done = match direction {
+        Direction::Adopt => crate::fsutil::ensure_dir(&dir, 0o755)
+            .and_then(|()| crate::fsutil::write_atomic(&path, b"", 0o644)),
+        Direction::Release => match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        },
+    };
+    if let Err(e) = done {
+        tracing::warn!(path = %path.display(), error = %e, "the record of adopted networks");
     }
 }
 

@@ -323,7 +323,35 @@ pub async fn teardown(
     remove_hook(layout, &mut created, &mut report)?;
     created.save(&record)?;
     fragments::remove_all(cfg, layout, units, &mut report).await?;
+    report.notes.extend(adopted_notes(cfg, layout));
     Ok(report)
+}
+
+/// Where `adopt` records the networks it moved over, under the state directory.
+pub const ADOPTED_DIR: &str = "adopted";
+
+/// The networks virtmasq adopted and has not released: without virtmasq nothing serves them
+/// (libvirt no longer does). Teardown does not give them back itself, because that restarts
+/// each network and cuts its guests off; it says what to run.
+fn adopted_notes(cfg: &Config, layout: &Layout) -> Vec<String> {
+    let dir = layout.at(cfg.paths.state_dir.join(ADOPTED_DIR));
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|n| {
+            format!(
+                "network '{n}' was adopted by virtmasq: without virtmasq nothing serves its DHCP \
+                 or DNS; give it back to libvirt with `virtmasq release {n}` before removing \
+                 virtmasq (or after reinstalling it)"
+            )
+        })
+        .collect()
 }
 
 /// Links the hook when libvirt is installed; true when the link was made now.

@@ -205,3 +205,25 @@ fn without_libvirt_there_is_no_hook_and_a_missing_shim_is_an_error() {
         .unwrap_err();
     assert!(err.to_string().contains(HOOK_SHIM), "{err}");
 }
+
+/// Networks virtmasq adopted lose their service when it goes: teardown names each one and the
+/// command that gives it back, and leaves them alone.
+#[test]
+fn teardown_names_the_networks_nothing_will_serve() {
+    let (_dir, layout, cfg) = host();
+    run_setup(&cfg, &layout, Mode::System);
+    let adopted = layout.at(cfg.paths.state_dir.join(ADOPTED_DIR));
+    std::fs::create_dir_all(&adopted).unwrap();
+    for name in ["lab", "default"] {
+        std::fs::write(adopted.join(name), "").unwrap();
+    }
+    let report = run_teardown(&cfg, &layout);
+    let notes = report.notes.join("\n");
+    for name in ["lab", "default"] {
+        assert!(
+            notes.contains(&format!("`virtmasq release {name}`")),
+            "{notes}"
+        );
+    }
+    assert!(adopted.join("lab").exists());
+}
