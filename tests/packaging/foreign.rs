@@ -268,6 +268,15 @@ fn adopt_never_takes_service_away(lab: &Lab, ct: &Container) {
     );
     let status = run(ct, &["virtmasq", "status"]);
     assert!(status.contains("per network"), "{status}");
+    let detect: serde_json::Value =
+        serde_json::from_str(&run(ct, &["virtmasq", "detect", "--json"])).unwrap();
+    let placed = &detect["networks"][0];
+    assert_eq!(placed["name"], "vqf-adopt", "{detect}");
+    assert_eq!(placed["served_by"], "private", "{detect}");
+    assert!(placed["reason"]
+        .as_str()
+        .unwrap()
+        .contains("except-interface=vqf*"));
     assert!(super::in_range(
         super::lease(lab, SITE, "52:54:00:98:0b:01"),
         [10, 98, 0]
