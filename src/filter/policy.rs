@@ -127,31 +127,51 @@ impl DesiredLists {
             origin: origin.to_owned(),
             source,
         })?;
-        let mut seen: HashMap<String, usize> = HashMap::new();
-        let mut resolve = |list: &'static str, entries: &[String]| {
-            let mut out = Vec::new();
+        // Line numbers are only for error messages: found for the entry reported, so that
+        // parsing stays linear in the size of the input.
+        let all: Vec<(&'static str, &String)> = (raw.allow.iter().map(|s| ("allow", s)))
+            .chain(raw.deny.iter().map(|s| ("deny", s)))
+            .collect();
+        let locate = |loc: Loc| -> Loc {
+            let Loc::Entry(list, n) = loc else { return loc };
+            let offset = if list == "allow" { 0 } else { raw.allow.len() };
+            let Some((_, s)) = all.get(offset + n - 1) else {
+                return loc;
+            };
+            let nth = all[..offset + n - 1].iter().filter(|(_, t)| t == s).count();
+            json_line(text, s, nth).map_or(loc, Loc::Line)
+        };
+        let resolve = |list: &'static str, entries: &[String]| {
+            let mut out = Vec::with_capacity(entries.len());
             for (i, s) in entries.iter().enumerate() {
-                let nth = seen.entry(s.clone()).or_insert(0);
-                let loc = json_line(text, s, *nth).map_or(Loc::Entry(list, i + 1), Loc::Line);
-                *nth += 1;
-                let mac = s.parse().map_err(|e| bad_entry(origin, loc, e))?;
+                let loc = Loc::Entry(list, i + 1);
+                let mac = s.parse().map_err(|e| bad_entry(origin, locate(loc), e))?;
                 out.push((mac, loc));
             }
             Ok::<_, FilterError>(out)
         };
         let allow = resolve("allow", &raw.allow)?;
         let deny = resolve("deny", &raw.deny)?;
-        Self::build(allow, deny)
+        Self::build_located(allow, deny, locate)
     }
 
     fn build(allow: Vec<(MacAddr, Loc)>, deny: Vec<(MacAddr, Loc)>) -> Result<Self, FilterError> {
+        Self::build_located(allow, deny, |loc| loc)
+    }
+
+    /// Checks and builds the lists; `locate` turns an entry's place into the one reported.
+    fn build_located(
+        allow: Vec<(MacAddr, Loc)>,
+        deny: Vec<(MacAddr, Loc)>,
+        locate: impl Fn(Loc) -> Loc,
+    ) -> Result<Self, FilterError> {
         let mut first: HashMap<MacAddr, (Verdict, Loc)> = HashMap::new();
         let mut out = Self::default();
         let sides = [(Verdict::Allow, allow), (Verdict::Deny, deny)];
         for (verdict, entries) in sides {
             for (mac, loc) in entries {
                 if let Some((other, at)) = first.get(&mac) {
-                    let where_ = format!("{at} and {loc}");
+                    let where_ = format!("{} and {}", locate(*at), locate(loc));
                     return Err(if *other == verdict {
                         FilterError::Duplicate { mac, where_ }
                     } else {
