@@ -246,7 +246,7 @@ fn ready_is_sent_only_after_the_first_sync() {
         .env("NOTIFY_SOCKET", &sock_path)
         .env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent");
     lab.spawn(&mut cmd);
-    let pid_file = lab.dir().join("run/lab/dnsmasq.pid");
+    let pid_file = lab.dir().join("run/lab/pid/dnsmasq.pid");
     let mut buf = [0u8; 4096];
     let mut seen = Vec::new();
     loop {

@@ -274,7 +274,7 @@ impl Supervisor {
             let dst = super::render::lease_file(&self.state_dir, net.name.as_str());
             let carried = dst
                 .parent()
-                .map_or(Ok(()), |d| fsutil::ensure_dir(d, SHARED_DIR_MODE))
+                .map_or(Ok(()), root_dir)
                 .and_then(|()| super::leases::seed(src, &dst, &net.subnets));
             match carried {
                 Ok(0) => {}
@@ -308,10 +308,7 @@ impl Supervisor {
             if process::stop_stale(&paths.pid, &paths.conf) {
                 tracing::warn!(network = %net, "stopped a dnsmasq left by an earlier run");
             }
-            for f in [&paths.conf, &paths.hosts, &paths.pid] {
-                let _ = std::fs::remove_file(f);
-            }
-            let _ = std::fs::remove_dir(entry.path());
+            let _ = remove_runtime_files(&paths);
             tracing::info!(network = %net, "removed the runtime files of a network no longer served");
         }
     }
@@ -356,8 +353,8 @@ impl Supervisor {
         paths: InstancePaths,
         bridge: String,
     ) -> Result<(), PrivateError> {
-        write_files(&self.binary, &name, &paths, &render, true)?;
-        prepare_writable(&paths, self.run_as).map_err(|(p, e)| io_err(&name, &p, e))?;
+        write_files(&self.binary, &name, &paths, &render, true, self.run_as)?;
+        prepare_writable(&name, &paths, self.run_as).map_err(|(p, e)| io_err(&name, &p, e))?;
         if process::stop_stale(&paths.pid, &paths.conf) {
             tracing::warn!(network = %name, "stopped a dnsmasq left by an earlier run");
         }
@@ -399,7 +396,7 @@ impl Supervisor {
             .instances
             .get_mut(name)
             .expect("planned from instances");
-        write_files(&self.binary, name, &inst.paths, &render, true)?;
+        write_files(&self.binary, name, &inst.paths, &render, true, self.run_as)?;
         inst.bridge = bridge;
         inst.ifindex = crate::netlink::ifindex(&inst.bridge);
         inst.render = render;
@@ -413,7 +410,7 @@ impl Supervisor {
             .instances
             .get_mut(name)
             .expect("planned from instances");
-        write_files(&self.binary, name, &inst.paths, &render, false)?;
+        write_files(&self.binary, name, &inst.paths, &render, false, self.run_as)?;
         inst.render = render;
         if self.hangup_safe {
             let _ = inst.control.send(Control::Reload);
@@ -430,19 +427,23 @@ impl Supervisor {
         };
         let _ = inst.control.send(Control::Stop);
         let _ = inst.task.await;
-        for path in [&inst.paths.conf, &inst.paths.hosts, &inst.paths.pid] {
-            match std::fs::remove_file(path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(io_err(name, path, e))
-                }
-                _ => {}
-            }
-        }
-        if let Some(dir) = inst.paths.conf.parent() {
-            let _ = std::fs::remove_dir(dir);
-        }
-        Ok(())
+        remove_runtime_files(&inst.paths).map_err(|(p, e)| io_err(name, &p, e))
     }
+}
+
+/// Removes an instance's runtime files and directories (its lease file stays).
+fn remove_runtime_files(paths: &InstancePaths) -> Result<(), (PathBuf, std::io::Error)> {
+    for path in [&paths.conf, &paths.hosts, &paths.pid] {
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err((path.clone(), e)),
+            _ => {}
+        }
+    }
+    let _ = std::fs::remove_dir(&paths.own_dir);
+    if let Some(dir) = paths.conf.parent() {
+        let _ = std::fs::remove_dir(dir);
+    }
+    Ok(())
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -457,25 +458,28 @@ fn io_err(network: &NetworkName, path: &Path, source: std::io::Error) -> Private
     }
 }
 
-/// Writes the hosts file and, with `conf`, the configuration after `dnsmasq --test` accepted it.
-/// dnsmasq drops privileges, so directories and files are world-readable.
+/// Writes the hosts file and, with `conf`, the configuration after `dnsmasq --test` (as
+/// `run_as`) accepted it. dnsmasq runs unprivileged, so directories and files are
+/// world-readable; only root writes them.
 fn write_files(
     binary: &Path,
     name: &NetworkName,
     paths: &InstancePaths,
     render: &PrivateRender,
     conf: bool,
+    run_as: RunAs,
 ) -> Result<(), PrivateError> {
-    for dir in [paths.conf.parent(), paths.leases.parent()]
+    let conf_dir = paths.conf.parent().unwrap_or(Path::new("."));
+    for dir in [Some(conf_dir), paths.leases.parent()]
         .into_iter()
         .flatten()
     {
-        fsutil::ensure_dir(dir, SHARED_DIR_MODE).map_err(|e| io_err(name, dir, e))?;
+        root_dir(dir).map_err(|e| io_err(name, dir, e))?;
     }
     fsutil::write_atomic(&paths.hosts, render.hosts.as_bytes(), 0o644)
         .map_err(|e| io_err(name, &paths.hosts, e))?;
     if conf {
-        super::validate::check_text(binary, &paths.conf, &render.conf).map_err(|message| {
+        super::validate::check_text(binary, conf_dir, &render.conf, run_as).map_err(|message| {
             PrivateError::Invalid {
                 network: name.clone(),
                 message,
@@ -487,28 +491,49 @@ fn write_files(
     Ok(())
 }
 
-/// The runtime and lease directories: the agent owns them (it writes and removes files there
-/// with no capability beyond its own uid), dnsmasq's group may create its pid and lease files.
-const SHARED_DIR_MODE: u32 = 0o775;
+/// A directory only the agent writes (its configuration, hosts and lease files): owned by the
+/// agent's own user and group, mode 0755. An older layout (group-writable, with dnsmasq's
+/// shared primary group) is taken back.
+fn root_dir(dir: &Path) -> std::io::Result<()> {
+    let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+    fsutil::secure_dir(dir, 0o755, uid.as_raw(), gid.as_raw())
+}
 
-/// dnsmasq runs unprivileged and writes its pid file and lease file itself: its runtime
-/// directory and the lease directory get its group (see [`SHARED_DIR_MODE`]), an existing lease
-/// file its account (dnsmasq rewrites it in place).
-fn prepare_writable(paths: &InstancePaths, run_as: RunAs) -> Result<(), (PathBuf, std::io::Error)> {
-    let me = nix::unistd::getuid().as_raw();
-    let chown = |p: &Path, uid: u32| {
-        std::os::unix::fs::chown(p, Some(uid), Some(run_as.gid)).map_err(|e| (p.to_owned(), e))
-    };
-    for dir in [paths.pid.parent(), paths.leases.parent()]
-        .into_iter()
-        .flatten()
-    {
-        chown(dir, me)?;
+/// What dnsmasq itself writes. Its pid file goes in [`InstancePaths::own_dir`], owned by its
+/// user and the agent's group (mode 0770: the agent removes a stale pid file with no
+/// CAP_DAC_OVERRIDE; no other account can enter). Its lease file lies in a directory of the
+/// agent's and is handed over alone: created by the agent if missing, given to dnsmasq's
+/// account with `fchown` on the descriptor (dnsmasq rewrites it in place).
+fn prepare_writable(
+    name: &NetworkName,
+    paths: &InstancePaths,
+    run_as: RunAs,
+) -> Result<(), (PathBuf, std::io::Error)> {
+    let gid = nix::unistd::getegid().as_raw();
+    fsutil::secure_dir(&paths.own_dir, 0o770, run_as.uid, gid)
+        .map_err(|e| (paths.own_dir.clone(), e))?;
+    let file = open_lease_file(name, &paths.leases).map_err(|e| (paths.leases.clone(), e))?;
+    std::os::unix::fs::fchown(&file, Some(run_as.uid), Some(run_as.gid))
+        .map_err(|e| (paths.leases.clone(), e))
+}
+
+/// The lease file, opened without following a symlink or blocking on a FIFO. Anything but a
+/// regular file with a single link (what an older, group-writable layout may hold) is not a
+/// lease file of ours: it is removed and an empty one made.
+fn open_lease_file(name: &NetworkName, path: &Path) -> std::io::Result<std::fs::File> {
+    match fsutil::open_regular(path, true) {
+        Ok(f) => return Ok(f),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            let meta = path.symlink_metadata()?;
+            if meta.file_type().is_file() && std::os::unix::fs::MetadataExt::nlink(&meta) == 1 {
+                return Err(e);
+            }
+            tracing::warn!(network = %name, path = %path.display(), "not a lease file: replaced by an empty one");
+            std::fs::remove_file(path)?;
+        }
     }
-    if paths.leases.exists() {
-        chown(&paths.leases, run_as.uid)?;
-    }
-    Ok(())
+    fsutil::create_new(path, 0o644)
 }
 
 /// How long a reconcile waits for the dnsmasq instances it started to be up.
