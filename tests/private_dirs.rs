@@ -1,6 +1,7 @@
 //! Private mode's directories against another account of dnsmasq's (shared, on Debian) primary
 //! group: root writes only where root alone can write, dnsmasq only in a directory of its own,
-//! and what an earlier, group-writable layout may hold is never followed.
+//! and what an earlier, group-writable layout may hold is never followed. The agent runs with
+//! the packaged unit's capabilities only.
 
 mod lab;
 mod support;
@@ -27,6 +28,24 @@ fn dnsmasq_account() -> (u32, u32) {
 fn perms(p: &Path) -> (u32, u32, u32) {
     let m = std::fs::symlink_metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     (m.mode() & 0o7777, m.uid(), m.gid())
+}
+
+/// setpriv's `--bounding-set` for exactly the capabilities the packaged unit leaves the agent
+/// (no CAP_DAC_OVERRIDE, no CAP_FOWNER): what it writes must be its own to write.
+fn unit_bounding_set() -> String {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/virtmasq.service"),
+    )
+    .unwrap();
+    let caps = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+        .expect("the unit bounds capabilities");
+    let kept: Vec<String> = caps
+        .split_whitespace()
+        .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
+        .collect();
+    format!("--bounding-set=-all,{}", kept.join(","))
 }
 
 fn node(lab: &Lab, range: &str) -> String {
@@ -62,7 +81,15 @@ fn an_old_group_writable_layout_is_taken_back_and_nothing_planted_is_followed() 
     symlink(&victim_dir, leases.join("lab.leases")).unwrap();
 
     let cfg = write_config(lab.dir(), &node(&lab, RANGE), "");
-    let agent = lab.spawn_host(&[BIN, "--config", cfg.to_str().unwrap(), "daemon"]);
+    let bounding = unit_bounding_set();
+    let agent = lab.spawn_host(&[
+        "setpriv",
+        &bounding,
+        BIN,
+        "--config",
+        cfg.to_str().unwrap(),
+        "daemon",
+    ]);
     let pid_file = run.join("pid/dnsmasq.pid");
     assert!(
         wait_until(Duration::from_secs(10), || live_pid(&pid_file).is_some()),
@@ -70,6 +97,17 @@ fn an_old_group_writable_layout_is_taken_back_and_nothing_planted_is_followed() 
         lab.process_log(agent)
     );
     let first = live_pid(&pid_file).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{agent}/status")).unwrap();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .unwrap();
+    let eff = u64::from_str_radix(eff.trim(), 16).unwrap();
+    assert_eq!(
+        eff & 0b1010,
+        0,
+        "the agent kept CAP_DAC_OVERRIDE or CAP_FOWNER"
+    );
 
     assert_eq!(
         perms(&victim_dir).1,
