@@ -80,11 +80,11 @@ step "virtmasq daemon, in the host namespace (private mode)"
 ip netns exec "$HOST" "$BIN" --config "$WORK/virtmasq.toml" daemon &
 AGENT=$!
 for _ in $(seq 50); do
-  [ -s "$WORK/run/demo/dnsmasq.pid" ] && break
+  [ -s "$WORK/run/demo/pid/dnsmasq.pid" ] && break
   sleep 0.1
 done
 sleep 0.3
-echo "private dnsmasq pid: $(cat "$WORK/run/demo/dnsmasq.pid")"
+echo "private dnsmasq pid: $(cat "$WORK/run/demo/pid/dnsmasq.pid")"
 
 step "The client asks for a lease (busybox udhcpc)"
 cat > "$WORK/udhcpc.sh" <<'SH'

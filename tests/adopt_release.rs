@@ -160,7 +160,7 @@ fn a_running_network_changes_hands_at_once() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("restarted"), "{text}");
-    let ours = lab.dir().join("run/vqr-run/dnsmasq.pid");
+    let ours = lab.dir().join("run/vqr-run/pid/dnsmasq.pid");
     assert!(
         wait_until(Duration::from_secs(10), || live_pid(&ours).is_some()),
         "virtmasq's dnsmasq did not take over:\n{}",

@@ -12,7 +12,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use lab::Lab;
-use support::bus::PrivateBus;
+use support::bus::{BusExtras, PrivateBus};
 use support::*;
 
 const NAME: &str = "org.virtmasq.Agent1";
@@ -246,7 +246,7 @@ fn ready_is_sent_only_after_the_first_sync() {
         .env("NOTIFY_SOCKET", &sock_path)
         .env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent");
     lab.spawn(&mut cmd);
-    let pid_file = lab.dir().join("run/lab/dnsmasq.pid");
+    let pid_file = lab.dir().join("run/lab/pid/dnsmasq.pid");
     let mut buf = [0u8; 4096];
     let mut seen = Vec::new();
     loop {
@@ -319,4 +319,167 @@ fn a_hook_invocation_reaches_the_daemon_through_the_bus() {
         "the daemon did not hear of the event:\n{}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
+}
+
+/// A script for an activation file's `Exec=`: it leaves `mark` when the bus runs it.
+fn marking_script(dir: &Path, mark: &Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let script = dir.join(format!(
+        "{}.sh",
+        mark.file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::write(&script, format!("#!/bin/sh\ntouch {}\n", mark.display())).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
+/// The activation files the packages install (sources of the assets bound for
+/// `dbus-1/system-services` in Cargo.toml and the RPM spec), with `Exec=` running `script`
+/// (the private bus has no systemd to hand `SystemdService=` to).
+fn shipped_activation_files(script: &Path) -> Vec<(String, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifests = ["Cargo.toml", "packaging/rpm/virtmasq.spec"];
+    let mut sources = BTreeSet::new();
+    for m in manifests {
+        let text = std::fs::read_to_string(root.join(m)).unwrap();
+        for line in text
+            .lines()
+            .filter(|l| l.contains("dbus-1/system-services"))
+        {
+            let found = line
+                .split(|c: char| c == '"' || c.is_whitespace())
+                .find(|w| w.starts_with("dbus/"));
+            sources.extend(found.map(str::to_owned));
+        }
+    }
+    sources
+        .into_iter()
+        .map(|src| {
+            let text = std::fs::read_to_string(root.join(&src)).unwrap();
+            let text: String = text
+                .lines()
+                .filter(|l| !l.starts_with("SystemdService="))
+                .map(|l| match l.starts_with("Exec=") {
+                    true => format!("Exec={}\n", script.display()),
+                    false => format!("{l}\n"),
+                })
+                .collect();
+            (
+                Path::new(&src)
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into(),
+                text,
+            )
+        })
+        .collect()
+}
+
+/// Regression (issue 13, item 4): the activation file and the reads anyone may make let any
+/// local user start a stopped virtmasq (which may restart the system dnsmasq).
+#[test]
+fn an_unprivileged_caller_cannot_start_the_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let ours = dir.path().join("virtmasq-started");
+    let control = dir.path().join("control-started");
+    let mut services = shipped_activation_files(&marking_script(dir.path(), &ours));
+    // A service anyone may call, to show that this bus does activate.
+    let control_script = marking_script(dir.path(), &control);
+    services.push((
+        "org.virtmasq.Test.Control.service".into(),
+        format!(
+            "[D-BUS Service]\nName=org.virtmasq.Test.Control\nExec={}\n",
+            control_script.display()
+        ),
+    ));
+    let policy = r#"<busconfig><policy context="default">
+        <allow send_destination="org.virtmasq.Test.Control"/></policy></busconfig>"#;
+    let bus = PrivateBus::start_with(BusExtras {
+        services: services
+            .iter()
+            .map(|(n, t)| (n.as_str(), t.clone()))
+            .collect(),
+        policies: vec![("org.virtmasq.Test.Control.conf", policy)],
+    });
+    let _ = bus
+        .busctl_as_nobody()
+        .args([
+            "call",
+            "org.virtmasq.Test.Control",
+            "/",
+            "org.virtmasq.Test.Control",
+            "X",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || control.exists()),
+        "the private bus does not activate services: this test proves nothing"
+    );
+    for args in [
+        vec!["call", NAME, PATH, NAME, "Status"],
+        vec!["call", NAME, PATH, NAME, "FilterList"],
+        vec!["get-property", NAME, PATH, NAME, "Mode"],
+    ] {
+        let call = bus.busctl_as_nobody().args(&args).output().unwrap();
+        assert!(!call.status.success(), "{args:?}: {}", out(&call));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!ours.exists(), "an unprivileged call started virtmasq");
+}
+
+/// The daemon checks its caller's uid itself: with a bus policy that lets anyone call
+/// anything, an unprivileged caller still changes nothing.
+#[test]
+fn the_daemon_refuses_a_non_root_caller_that_the_bus_let_through() {
+    let permissive = r#"<busconfig><policy context="default">
+        <allow send_destination="org.virtmasq.Agent1"/></policy></busconfig>"#;
+    let bus = PrivateBus::start_with(BusExtras {
+        policies: vec![("zz-permissive.conf", permissive)],
+        ..BusExtras::default()
+    });
+    let (lab, cfg) = lab_with_network("dbus_uid_check");
+    start_agent(&lab, &cfg, &bus);
+    // gdbus, unlike busctl, prints the error's own message (busctl: errno's words).
+    for args in [
+        vec!["FilterAllow", "['52:54:00:00:00:02']"],
+        vec!["FilterDeny", "['52:54:00:00:00:02']"],
+        vec!["FilterForget", "['52:54:00:00:00:02']"],
+        vec!["Reconcile"],
+        vec!["ReportNetworkEvent", "lab", "started"],
+    ] {
+        let refused = std::process::Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "gdbus",
+                "call",
+            ])
+            .args([
+                "--address",
+                &bus.address,
+                "--dest",
+                NAME,
+                "--object-path",
+                PATH,
+            ])
+            .arg(format!("--method={NAME}.{}", args[0]))
+            .args(&args[1..])
+            .output()
+            .unwrap();
+        assert!(
+            !refused.status.success()
+                && out(&refused).contains("only root may change what virtmasq serves"),
+            "{args:?} reached the daemon as nobody and was not refused by it: {}",
+            out(&refused)
+        );
+    }
+    let list = bus
+        .busctl()
+        .args(["call", NAME, PATH, NAME, "FilterList"])
+        .output()
+        .unwrap();
+    assert!(!out(&list).contains("52:54:00:00:00:02"), "{}", out(&list));
 }

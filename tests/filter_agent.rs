@@ -30,7 +30,7 @@ fn deny_and_allow_take_effect_without_a_restart() {
     let cfg = write_config(lab.dir(), &uri, &extra);
     let cfg = cfg.to_str().unwrap();
     lab.spawn_host(&[BIN, "--config", cfg, "daemon"]);
-    let pid_file = lab.dir().join("run/lab/dnsmasq.pid");
+    let pid_file = lab.dir().join("run/lab/pid/dnsmasq.pid");
     assert!(wait_until(Duration::from_secs(10), || live_pid(&pid_file).is_some()));
     let dnsmasq = live_pid(&pid_file).unwrap();
     let conf = std::fs::read_to_string(lab.dir().join("run/lab/dnsmasq.conf")).unwrap();

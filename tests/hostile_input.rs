@@ -61,7 +61,7 @@ fn hostile_networks_are_refused_and_a_good_one_still_served() {
     );
     let cfg = write_config(lab.dir(), &uri, "");
     let agent = lab.spawn_host(&[BIN, "--config", cfg.to_str().unwrap(), "daemon"]);
-    let good_pid = lab.dir().join("run/good/dnsmasq.pid");
+    let good_pid = lab.dir().join("run/good/pid/dnsmasq.pid");
     assert!(wait_until(Duration::from_secs(10), || live_pid(&good_pid).is_some()));
     // The valid network is served...
     let client = lab.add_client("vqok0", "52:54:00:93:00:01");
@@ -195,7 +195,7 @@ fn a_second_daemon_exits_75_and_the_first_keeps_serving() {
     let cfg = write_config(lab.dir(), &uri, "");
     let cfg = cfg.to_str().unwrap();
     let first = lab.spawn_host(&[BIN, "--config", cfg, "daemon"]);
-    let dnsmasq_pid = lab.dir().join("run/good/dnsmasq.pid");
+    let dnsmasq_pid = lab.dir().join("run/good/pid/dnsmasq.pid");
     assert!(wait_until(Duration::from_secs(10), || live_pid(
         &dnsmasq_pid
     )

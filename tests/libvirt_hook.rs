@@ -53,7 +53,7 @@ fn start_daemon(lab: &Lab, cfg: &Path) -> u32 {
 
 /// The pid file of our dnsmasq for `net`.
 fn ours(lab: &Lab, net: &str) -> PathBuf {
-    lab.dir().join(format!("run/{net}/dnsmasq.pid"))
+    lab.dir().join(format!("run/{net}/pid/dnsmasq.pid"))
 }
 
 fn served_within(lab: &Lab, net: &str, secs: u64) -> bool {

@@ -30,7 +30,7 @@ fn lab_with_agent(name: &str) -> (Lab, std::path::PathBuf, u32) {
     );
     let cfg = write_config(lab.dir(), &uri, "");
     let agent = lab.spawn_host(&[BIN, "--config", cfg.to_str().unwrap(), "daemon"]);
-    let pid_file = lab.dir().join("run/lab/dnsmasq.pid");
+    let pid_file = lab.dir().join("run/lab/pid/dnsmasq.pid");
     assert!(
         wait_until(Duration::from_secs(10), || live_pid(&pid_file).is_some()),
         "the agent did not start a dnsmasq for 'lab'"
@@ -306,19 +306,14 @@ fn leftovers_of_a_crashed_run_are_swept_at_start() {
     lab.add_bridge("vqa0", "10.91.0.1/24");
     // What a SIGKILLed agent could leave for a network since removed: files and a dnsmasq.
     let old = lab.dir().join("run/old");
-    std::fs::create_dir_all(&old).unwrap();
+    std::fs::create_dir_all(old.join("pid")).unwrap();
     let conf = old.join("dnsmasq.conf");
-    std::fs::write(
-        &conf,
-        format!("port=0\npid-file={}\n", old.join("dnsmasq.pid").display()),
-    )
-    .unwrap();
+    let old_pid = old.join("pid/dnsmasq.pid");
+    std::fs::write(&conf, format!("port=0\npid-file={}\n", old_pid.display())).unwrap();
     std::fs::write(old.join("hosts"), "").unwrap();
     let conf_arg = format!("--conf-file={}", conf.display());
     lab.spawn_host(&["dnsmasq", "--keep-in-foreground", &conf_arg]);
-    assert!(wait_until(Duration::from_secs(5), || old
-        .join("dnsmasq.pid")
-        .exists()));
+    assert!(wait_until(Duration::from_secs(5), || old_pid.exists()));
     let uri = write_node(
         lab.dir(),
         "node.xml",
@@ -344,7 +339,7 @@ fn leftovers_of_a_crashed_run_are_swept_at_start() {
         "the leftover dnsmasq still runs"
     );
     // The sweep comes first in the first reconcile; the served network's dnsmasq follows.
-    let pid_file = lab.dir().join("run/lab/dnsmasq.pid");
+    let pid_file = lab.dir().join("run/lab/pid/dnsmasq.pid");
     assert!(wait_until(Duration::from_secs(5), || live_pid(&pid_file).is_some()));
 }
 
@@ -381,7 +376,7 @@ fn a_network_moving_from_the_system_dnsmasq_keeps_its_guests_addresses() {
     std::fs::write(&cfg, text).unwrap();
     lab.spawn_host(&[BIN, "--config", cfg.to_str().unwrap(), "daemon"]);
     assert!(wait_until(Duration::from_secs(10), || live_pid(
-        &lab.dir().join("run/lab/dnsmasq.pid")
+        &lab.dir().join("run/lab/pid/dnsmasq.pid")
     )
     .is_some()));
     let lease = lab
@@ -434,7 +429,7 @@ fn dns_held_by_a_default_mode_server_leaves_dhcp_working() {
     let cfg = write_config(lab.dir(), &format!("test://{}", node.display()), "");
     lab.spawn_host(&[BIN, "--config", cfg.to_str().unwrap(), "daemon"]);
     assert!(wait_until(Duration::from_secs(10), || live_pid(
-        &lab.dir().join("run/lab/dnsmasq.pid")
+        &lab.dir().join("run/lab/pid/dnsmasq.pid")
     )
     .is_some()));
     let conf = std::fs::read_to_string(lab.dir().join("run/lab/dnsmasq.conf")).unwrap();

@@ -51,7 +51,7 @@ fn boot_files_by_architecture_and_scripts_for_ipxe() {
     );
     let cfg = write_config(lab.dir(), &uri, &extra);
     lab.spawn_host(&[BIN, "--config", cfg.to_str().unwrap(), "daemon"]);
-    let pid_file = lab.dir().join("run/lab/dnsmasq.pid");
+    let pid_file = lab.dir().join("run/lab/pid/dnsmasq.pid");
     assert!(
         wait_until(Duration::from_secs(10), || live_pid(&pid_file).is_some()),
         "no dnsmasq for the PXE network:\n{}",

@@ -326,7 +326,7 @@ fn the_daemon_gives_a_vm_its_address_and_its_script() {
     let daemon = rig
         .lab
         .spawn_host(&[support::BIN, "--config", cfg.to_str().unwrap(), "daemon"]);
-    let pid_file = rig.path("run/lab/dnsmasq.pid");
+    let pid_file = rig.path("run/lab/pid/dnsmasq.pid");
     let daemon_log = || rig.lab.process_log(daemon);
     let up = support::wait_until(Duration::from_secs(10), || {
         support::live_pid(&pid_file).is_some()

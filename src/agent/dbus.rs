@@ -157,7 +157,7 @@ impl Agent {
     #[zbus(out_args("allowed", "denied", "unknown"))]
     async fn filter_list(&self) -> fdo::Result<(Vec<String>, Vec<String>, String)> {
         let filter = self.filter.clone();
-        let policy = tokio::task::spawn_blocking(move || filter.list())
+        let policy = tokio::task::spawn_blocking(move || filter.list_cached())
             .await
             .map_err(|e| fdo::Error::Failed(e.to_string()))?
             .map_err(|e| fdo::Error::Failed(crate::exit::chain(&e)))?;

@@ -435,9 +435,8 @@ pub fn daemon_pid(pid_file: &Path) -> Option<i32> {
 /// process).
 pub fn instance_running(cfg: &Config, name: &str) -> bool {
     let pid = InstancePaths::new(&cfg.paths.run_dir, &cfg.paths.state_dir, name).pid;
-    let pid = std::fs::read_to_string(pid).ok();
-    let pid = pid.and_then(|p| p.trim().parse::<i32>().ok());
-    pid.is_some_and(|p| p > 0 && Path::new(&format!("/proc/{p}")).exists())
+    crate::dnsmasq::process::read_pid(&pid)
+        .is_some_and(|p| Path::new(&format!("/proc/{p}")).exists())
 }
 
 /// The mode, without D-Bus when the configuration forces it; with systemd in system mode.

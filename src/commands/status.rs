@@ -10,6 +10,7 @@ use crate::agent::dbus::{NAME, PATH};
 use crate::agent::status::{FilterStatus, NetworkStatus, Status};
 use crate::cli::{print_out, Cli};
 use crate::config::Config;
+use crate::dnsmasq::render::InstancePaths;
 use crate::filter::PxeFilter;
 use crate::model::IntentSource;
 use crate::system::detect::detect;
@@ -83,17 +84,17 @@ async fn from_disk(cfg: &Config) -> Status {
         .flatten()
         .flatten()
     {
-        let dir = entry.path();
-        let Ok(pid) = fs::read_to_string(dir.join("dnsmasq.pid")) else {
+        let net = entry.file_name().to_string_lossy().into_owned();
+        let paths = InstancePaths::new(&cfg.paths.run_dir, &cfg.paths.state_dir, &net);
+        let Some(pid) = crate::dnsmasq::process::read_pid(&paths.pid) else {
             continue;
         };
-        let pid = pid.trim().to_owned();
         if !Path::new(&format!("/proc/{pid}")).exists() {
             continue;
         }
-        let conf = fs::read_to_string(dir.join("dnsmasq.conf")).unwrap_or_default();
+        let conf = fs::read_to_string(&paths.conf).unwrap_or_default();
         st.networks.push(NetworkStatus {
-            name: entry.file_name().to_string_lossy().into_owned(),
+            name: net,
             bridge: between(&conf, "interface=", "\n").unwrap_or_default(),
             intent: IntentSource::Metadata,
             served_by: format!("private dnsmasq pid {pid} (no daemon supervises it)"),

@@ -32,7 +32,7 @@ pub fn select(text: &str, subnets: &[Ipv4Net], now: u64) -> Vec<String> {
 /// Starts the private lease file `dst` with the leases of `subnets` found in `src` (the
 /// system dnsmasq's lease file), unless `dst` exists already. Returns how many were carried.
 pub fn seed(src: &Path, dst: &Path, subnets: &[Ipv4Net]) -> std::io::Result<usize> {
-    if dst.exists() {
+    if dst.symlink_metadata().is_ok() {
         return Ok(0);
     }
     let Some(bytes) = fsutil::read_if_exists(src)? else {

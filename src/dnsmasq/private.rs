@@ -16,8 +16,8 @@ use tokio::task::JoinHandle;
 
 use super::process::{self, RunAs};
 use super::render::{render_private, InstancePaths, PrivateRender, RenderOptions};
-use crate::fsutil;
 use crate::model::{ManagedNetwork, NetworkName};
+use files::{prepare_writable, remove_runtime_files, root_dir, write_files};
 
 /// What to do with one network's instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,7 +274,7 @@ impl Supervisor {
             let dst = super::render::lease_file(&self.state_dir, net.name.as_str());
             let carried = dst
                 .parent()
-                .map_or(Ok(()), |d| fsutil::ensure_dir(d, SHARED_DIR_MODE))
+                .map_or(Ok(()), root_dir)
                 .and_then(|()| super::leases::seed(src, &dst, &net.subnets));
             match carried {
                 Ok(0) => {}
@@ -308,10 +308,7 @@ impl Supervisor {
             if process::stop_stale(&paths.pid, &paths.conf) {
                 tracing::warn!(network = %net, "stopped a dnsmasq left by an earlier run");
             }
-            for f in [&paths.conf, &paths.hosts, &paths.pid] {
-                let _ = std::fs::remove_file(f);
-            }
-            let _ = std::fs::remove_dir(entry.path());
+            let _ = remove_runtime_files(&paths);
             tracing::info!(network = %net, "removed the runtime files of a network no longer served");
         }
     }
@@ -356,8 +353,8 @@ impl Supervisor {
         paths: InstancePaths,
         bridge: String,
     ) -> Result<(), PrivateError> {
-        write_files(&self.binary, &name, &paths, &render, true)?;
-        prepare_writable(&paths, self.run_as).map_err(|(p, e)| io_err(&name, &p, e))?;
+        write_files(&self.binary, &name, &paths, &render, true, self.run_as)?;
+        prepare_writable(&name, &paths, self.run_as).map_err(|(p, e)| io_err(&name, &p, e))?;
         if process::stop_stale(&paths.pid, &paths.conf) {
             tracing::warn!(network = %name, "stopped a dnsmasq left by an earlier run");
         }
@@ -399,7 +396,7 @@ impl Supervisor {
             .instances
             .get_mut(name)
             .expect("planned from instances");
-        write_files(&self.binary, name, &inst.paths, &render, true)?;
+        write_files(&self.binary, name, &inst.paths, &render, true, self.run_as)?;
         inst.bridge = bridge;
         inst.ifindex = crate::netlink::ifindex(&inst.bridge);
         inst.render = render;
@@ -413,7 +410,7 @@ impl Supervisor {
             .instances
             .get_mut(name)
             .expect("planned from instances");
-        write_files(&self.binary, name, &inst.paths, &render, false)?;
+        write_files(&self.binary, name, &inst.paths, &render, false, self.run_as)?;
         inst.render = render;
         if self.hangup_safe {
             let _ = inst.control.send(Control::Reload);
@@ -430,18 +427,7 @@ impl Supervisor {
         };
         let _ = inst.control.send(Control::Stop);
         let _ = inst.task.await;
-        for path in [&inst.paths.conf, &inst.paths.hosts, &inst.paths.pid] {
-            match std::fs::remove_file(path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(io_err(name, path, e))
-                }
-                _ => {}
-            }
-        }
-        if let Some(dir) = inst.paths.conf.parent() {
-            let _ = std::fs::remove_dir(dir);
-        }
-        Ok(())
+        remove_runtime_files(&inst.paths).map_err(|(p, e)| io_err(name, &p, e))
     }
 }
 
@@ -455,60 +441,6 @@ fn io_err(network: &NetworkName, path: &Path, source: std::io::Error) -> Private
         path: path.to_owned(),
         source,
     }
-}
-
-/// Writes the hosts file and, with `conf`, the configuration after `dnsmasq --test` accepted it.
-/// dnsmasq drops privileges, so directories and files are world-readable.
-fn write_files(
-    binary: &Path,
-    name: &NetworkName,
-    paths: &InstancePaths,
-    render: &PrivateRender,
-    conf: bool,
-) -> Result<(), PrivateError> {
-    for dir in [paths.conf.parent(), paths.leases.parent()]
-        .into_iter()
-        .flatten()
-    {
-        fsutil::ensure_dir(dir, SHARED_DIR_MODE).map_err(|e| io_err(name, dir, e))?;
-    }
-    fsutil::write_atomic(&paths.hosts, render.hosts.as_bytes(), 0o644)
-        .map_err(|e| io_err(name, &paths.hosts, e))?;
-    if conf {
-        super::validate::check_text(binary, &paths.conf, &render.conf).map_err(|message| {
-            PrivateError::Invalid {
-                network: name.clone(),
-                message,
-            }
-        })?;
-        fsutil::write_atomic(&paths.conf, render.conf.as_bytes(), 0o644)
-            .map_err(|e| io_err(name, &paths.conf, e))?;
-    }
-    Ok(())
-}
-
-/// The runtime and lease directories: the agent owns them (it writes and removes files there
-/// with no capability beyond its own uid), dnsmasq's group may create its pid and lease files.
-const SHARED_DIR_MODE: u32 = 0o775;
-
-/// dnsmasq runs unprivileged and writes its pid file and lease file itself: its runtime
-/// directory and the lease directory get its group (see [`SHARED_DIR_MODE`]), an existing lease
-/// file its account (dnsmasq rewrites it in place).
-fn prepare_writable(paths: &InstancePaths, run_as: RunAs) -> Result<(), (PathBuf, std::io::Error)> {
-    let me = nix::unistd::getuid().as_raw();
-    let chown = |p: &Path, uid: u32| {
-        std::os::unix::fs::chown(p, Some(uid), Some(run_as.gid)).map_err(|e| (p.to_owned(), e))
-    };
-    for dir in [paths.pid.parent(), paths.leases.parent()]
-        .into_iter()
-        .flatten()
-    {
-        chown(dir, me)?;
-    }
-    if paths.leases.exists() {
-        chown(&paths.leases, run_as.uid)?;
-    }
-    Ok(())
 }
 
 /// How long a reconcile waits for the dnsmasq instances it started to be up.
@@ -627,5 +559,6 @@ async fn wait_or_stop(control: &mut mpsc::UnboundedReceiver<Control>, delay: Dur
     }
 }
 
+mod files;
 #[cfg(test)]
 mod tests;

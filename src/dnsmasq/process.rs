@@ -153,6 +153,31 @@ unsafe fn drop_to(run_as: RunAs) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Makes `cmd` run as `run_as` with no capability at all (setuid without PR_SET_KEEPCAPS
+/// drops them): for `dnsmasq --test`, which needs none, and which would run a `conf-script=`
+/// of what it parses. A no-op when the agent is not root.
+pub fn run_unprivileged(cmd: &mut std::process::Command, run_as: RunAs) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and only makes
+    // async-signal-safe system calls (getuid, setgroups, setresgid, setresuid) on values
+    // computed before the fork; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::getuid() != 0 {
+                return Ok(());
+            }
+            let ok = libc::setgroups(0, std::ptr::null()) == 0
+                && libc::setresgid(run_as.gid, run_as.gid, run_as.gid) == 0
+                && libc::setresuid(run_as.uid, run_as.uid, run_as.uid) == 0;
+            if ok {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+}
+
 /// Asks a child to stop with SIGTERM and waits up to `grace` before SIGKILL.
 pub async fn terminate(child: &mut Child, grace: Duration) {
     if let Some(pid) = child.id() {
@@ -172,14 +197,24 @@ pub fn hangup(child: &Child) -> nix::Result<()> {
     }
 }
 
+/// The pid in a dnsmasq pid file. dnsmasq writes it in a directory of its own: whatever is
+/// there is read as a regular file only, never through a symlink, never waiting on a FIFO.
+pub fn read_pid(pid_file: &Path) -> Option<i32> {
+    use std::io::Read;
+    let mut text = String::new();
+    crate::fsutil::open_regular(pid_file, false)
+        .ok()?
+        .take(32)
+        .read_to_string(&mut text)
+        .ok()?;
+    text.trim().parse().ok().filter(|p| *p > 0)
+}
+
 /// Stops a dnsmasq left running by an earlier agent with this configuration file (its pid file
 /// names it and its command line names our conf file: a recycled pid is left alone). Returns
 /// whether one was stopped.
 pub fn stop_stale(pid_file: &Path, conf: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(pid_file) else {
-        return false;
-    };
-    let Ok(pid) = text.trim().parse::<i32>() else {
+    let Some(pid) = read_pid(pid_file) else {
         return false;
     };
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {

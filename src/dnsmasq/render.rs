@@ -15,8 +15,11 @@ pub struct InstancePaths {
     pub hosts: PathBuf,
     /// Its lease file, kept in the state directory so leases survive restarts.
     pub leases: PathBuf,
-    /// Its pid file.
+    /// Its pid file, in [`InstancePaths::own_dir`].
     pub pid: PathBuf,
+    /// The one directory dnsmasq itself writes to (it replaces its pid file with unlink and
+    /// `O_EXCL`, so the file alone cannot be handed over). Everything else is root's.
+    pub own_dir: PathBuf,
 }
 
 impl InstancePaths {
@@ -27,7 +30,8 @@ impl InstancePaths {
             conf: dir.join("dnsmasq.conf"),
             hosts: dir.join("hosts"),
             leases: lease_file(state_dir, network),
-            pid: dir.join("dnsmasq.pid"),
+            pid: dir.join("pid").join("dnsmasq.pid"),
+            own_dir: dir.join("pid"),
         }
     }
 }

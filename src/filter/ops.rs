@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::config::{FilterConfig, UnknownPolicy};
@@ -12,7 +13,7 @@ use super::error::FilterError;
 use super::hostsdir::{self, Applied, Verify};
 use super::plan::{plan, plan_purge, ObservedDir};
 use super::policy::{check_request, DesiredLists, Policy};
-use super::store::{Store, StoredPolicy};
+use super::store::{PolicyVersion, Store, StoredPolicy};
 use crate::model::MacAddr;
 
 /// How long a writer waits for another one before giving up.
@@ -38,6 +39,9 @@ pub struct SyncReport {
     pub elapsed: Duration,
 }
 
+/// An effective policy and the version of the stored policy it was made from.
+type CachedList = (Option<PolicyVersion>, Arc<Policy>);
+
 /// The PXE MAC filter of one host: its configuration and its state directory.
 #[derive(Debug, Clone)]
 pub struct PxeFilter {
@@ -47,6 +51,10 @@ pub struct PxeFilter {
     store: Store,
     /// How long a change waits for another writer before failing with a clear error.
     lock_timeout: Duration,
+    /// The effective policy last read, and which stored policy it was read from: anyone may
+    /// ask the daemon for the list over D-Bus, and must not make it parse the whole policy
+    /// each time.
+    list_cache: Arc<Mutex<Option<CachedList>>>,
 }
 
 impl PxeFilter {
@@ -56,6 +64,7 @@ impl PxeFilter {
             cfg,
             store: Store::new(state_dir),
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            list_cache: Arc::default(),
         }
     }
 
@@ -73,6 +82,21 @@ impl PxeFilter {
     /// The effective policy: stored lists, unknown policy with any override applied.
     pub fn list(&self) -> Result<Policy, FilterError> {
         Ok(self.effective(self.store.load()?))
+    }
+
+    /// [`PxeFilter::list`], from memory while the stored policy is the one last read (a stat,
+    /// not a parse). A save between the stat and the read is caught by the next call.
+    pub fn list_cached(&self) -> Result<Arc<Policy>, FilterError> {
+        let version = self.store.version()?;
+        let mut cache = self.list_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((seen, policy)) = cache.as_ref() {
+            if *seen == version {
+                return Ok(policy.clone());
+            }
+        }
+        let policy = Arc::new(self.list()?);
+        *cache = Some((version, policy.clone()));
+        Ok(policy)
     }
 
     /// Allows `macs` (each named once).

@@ -78,6 +78,9 @@ pub struct LockGuard {
     _lock: Flock<File>,
 }
 
+/// Device, inode, mtime (seconds, nanoseconds) and size of the stored policy's file.
+pub type PolicyVersion = (u64, u64, i64, i64, u64);
+
 impl Store {
     /// A store in `dir`, created on first write.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
@@ -120,6 +123,25 @@ impl Store {
                 }
                 Err((_, e)) => return Err(FilterError::io("lock", path)(e.into())),
             }
+        }
+    }
+
+    /// Which stored policy is on disk, without reading it: the state file is only ever
+    /// replaced by a rename, so every save changes its inode (and its mtime); `None` when no
+    /// policy was ever stored.
+    pub fn version(&self) -> Result<Option<PolicyVersion>, FilterError> {
+        use std::os::unix::fs::MetadataExt;
+        let path = self.path(STATE_FILE);
+        match fs::symlink_metadata(&path) {
+            Ok(m) => Ok(Some((
+                m.dev(),
+                m.ino(),
+                m.mtime(),
+                m.mtime_nsec(),
+                m.size(),
+            ))),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(FilterError::io("read the metadata of", path)(e)),
         }
     }
 

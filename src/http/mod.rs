@@ -1,7 +1,8 @@
 //! The daemon's HTTP endpoint: iPXE clients fetch `/boot.ipxe` and get a script chosen for
 //! them by the `[http]` rules (chain, sanboot or exit, by MAC, UUID or default), like the PXE
 //! seed's `boot2.php`. A client that has not said who it is gets a script that asks again with
-//! its `${mac}` and `${uuid}`. Every answer is logged with the client's MAC.
+//! its `${mac}` and `${uuid}`. Every answer is logged at debug with the client's MAC, and
+//! counted in a summary logged at most once a minute.
 //!
 //! [`serve`] takes everything it uses as arguments (a bound listener, the rules, a shutdown
 //! future), so the daemon and the tests run the same server, the tests on port 0.
@@ -9,6 +10,7 @@
 mod config;
 mod limit;
 mod query;
+mod summary;
 
 use std::future::Future;
 use std::io;
@@ -31,6 +33,19 @@ pub use query::{parse_query, ClientQuery, QueryError, MAX_QUERY};
 
 use crate::pxe::script::{client_script, identify_script, ScriptRules, SCRIPT_PATH};
 use limit::BoundedListener;
+use summary::{Event, Summary};
+
+/// How often at most the endpoint logs its summary line.
+const SUMMARY_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What the request handler uses.
+#[derive(Clone)]
+struct AppState {
+    /// The rules in force.
+    rules: Arc<SharedRules>,
+    /// The counts behind the rate-limited summary line.
+    summary: Arc<Summary>,
+}
 
 /// The rules the endpoint answers by, replaceable while it serves (a configuration reload).
 #[derive(Debug, Default)]
@@ -114,36 +129,42 @@ pub async fn serve_with_limits(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(address = %addr, "serving iPXE scripts at {SCRIPT_PATH}");
     }
+    let summary = Arc::new(Summary::new(SUMMARY_EVERY));
     let app = Router::new()
         .route(SCRIPT_PATH, get(boot_script))
         .fallback(not_found)
-        .with_state(rules);
-    let listener = BoundedListener::new(listener, limits);
+        .with_state(AppState {
+            rules,
+            summary: summary.clone(),
+        });
+    let listener = BoundedListener::new(listener, limits, summary);
     axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
         .with_graceful_shutdown(shutdown)
         .await
 }
 
 async fn boot_script(
-    State(rules): State<Arc<SharedRules>>,
+    State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<Peer>,
     RawQuery(raw): RawQuery,
 ) -> Response {
     let query = match parse_query(raw.as_deref().unwrap_or("")) {
         Ok(q) => q,
         Err(e) => {
-            tracing::warn!(client = %peer.remote, error = %e, "refused an iPXE script request");
+            tracing::debug!(client = %peer.remote, error = %e, "refused an iPXE script request");
+            state.summary.record(Event::BadRequest);
             return text(StatusCode::BAD_REQUEST, format!("bad request: {e}\n"));
         }
     };
+    state.summary.record(Event::Served);
     let Some(mac) = query.mac else {
-        tracing::info!(client = %peer.remote, "asked an iPXE client to identify itself");
+        tracing::debug!(client = %peer.remote, "asked an iPXE client to identify itself");
         return text(StatusCode::OK, identify_script(peer.local));
     };
-    let rules = rules.current();
+    let rules = state.rules.current();
     let (action, matched) = rules.choose(&mac, query.uuid.as_ref());
     let uuid = query.uuid.map(|u| u.to_string());
-    tracing::info!(
+    tracing::debug!(
         mac = %mac,
         uuid = %uuid.as_deref().unwrap_or("-"),
         client = %peer.remote,

@@ -142,29 +142,45 @@ async fn replaced_rules_apply_to_the_next_request_and_shutdown_returns() {
     assert!(TcpStream::connect(r.addr).await.is_err(), "still listening");
 }
 
+/// Connects from `from` (a loopback address: each is another peer) to `addr`.
+async fn connect_from(from: &str, addr: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// Whether the server closes `s` within `wait` (without an answer).
+async fn closed_within(s: &mut TcpStream, wait: Duration) -> bool {
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(wait, s.read(&mut buf)).await;
+    matches!(read, Ok(Ok(0)) | Ok(Err(_)))
+}
+
+async fn closed_at_once(s: &mut TcpStream) -> bool {
+    closed_within(s, Duration::from_secs(1)).await
+}
+
 #[tokio::test]
 async fn silent_connections_are_closed_and_do_not_hold_a_shutdown() {
     let limits = Limits {
         max_connections: 1,
         lifetime: Duration::from_millis(300),
+        ..Limits::default()
     };
     let mut r = start_with(limits).await;
     // A client that connects and says nothing holds the only connection place...
     let mut silent = TcpStream::connect(r.addr).await.unwrap();
-    let waiting = tokio::spawn(get(r.addr, "/boot.ipxe?mac=52:54:00:00:00:01"));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut over = connect_from("127.0.0.2", r.addr).await;
     assert!(
-        !waiting.is_finished(),
-        "a second connection was served beyond the limit"
+        closed_at_once(&mut over).await,
+        "a connection beyond the total was kept"
     );
-    // ...until its lifetime is over: it is closed, and the waiting request is answered.
+    // ...until its lifetime is over: it is closed, and the place is free again.
     let mut buf = [0u8; 16];
     let closed = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf)).await;
     assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
-    let (status, _) = tokio::time::timeout(Duration::from_secs(5), waiting)
-        .await
-        .expect("answered once the place was free")
-        .unwrap();
+    let (status, _) = get(r.addr, "/boot.ipxe?mac=52:54:00:00:00:01").await;
     assert_eq!(status, 200);
     let _stuck = TcpStream::connect(r.addr).await.unwrap();
     r.stop.take().unwrap().send(()).unwrap();
@@ -172,5 +188,43 @@ async fn silent_connections_are_closed_and_do_not_hold_a_shutdown() {
     assert!(
         matches!(done, Ok(Ok(Ok(())))),
         "shutdown waited on a silent client: {done:?}"
+    );
+}
+
+/// Regression (issue 13, item 5): one guest holding idle sockets took every connection place,
+/// and every other guest's iPXE waited behind it in the accept queue.
+#[tokio::test]
+async fn one_peer_holding_idle_connections_does_not_starve_another() {
+    let r = start().await;
+    let mut idle = Vec::new();
+    for _ in 0..140 {
+        idle.push(connect_from("127.0.0.2", r.addr).await);
+    }
+    let served = tokio::time::timeout(
+        Duration::from_secs(3),
+        get(r.addr, "/boot.ipxe?mac=52:54:00:00:00:01"),
+    )
+    .await
+    .expect("another peer was not served while one held idle connections");
+    assert_eq!(served.0, 200);
+    // The idle peer keeps its share, and no more: its newest connection is closed at once.
+    let mut beyond = connect_from("127.0.0.2", r.addr).await;
+    assert!(closed_at_once(&mut beyond).await);
+    let mut kept = 0;
+    for s in idle.iter_mut() {
+        if !closed_within(s, Duration::from_millis(200)).await {
+            kept += 1;
+        }
+        if kept > Limits::default().max_per_peer {
+            break;
+        }
+    }
+    assert_eq!(kept, Limits::default().max_per_peer);
+    drop(idle);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut again = connect_from("127.0.0.2", r.addr).await;
+    assert!(
+        !closed_at_once(&mut again).await,
+        "a peer's places were not given back"
     );
 }

@@ -63,7 +63,6 @@ fn rpm_builds_from_the_spec() {
         "/usr/lib/systemd/system/virtmasq.service",
         "/usr/libexec/virtmasq/libvirt-hook",
         "/usr/share/dbus-1/system.d/org.virtmasq.Agent1.conf",
-        "/usr/share/dbus-1/system-services/org.virtmasq.Agent1.service",
         "/usr/share/man/man1/virtmasq.1.gz",
         "/var/lib/virtmasq",
     ] {

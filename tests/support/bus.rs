@@ -1,6 +1,7 @@
 //! A private `dbus-daemon` with the system bus's policy rules (Debian's system.conf in
 //! essence: method calls denied by default, names owned only where a policy allows) and
-//! virtmasq's own policy file from `dbus/`, on a socket in a temporary directory.
+//! virtmasq's own policy file from `dbus/`, on a socket in a temporary directory. Optionally
+//! with activation files (a `servicedir`) and a policy of the test's own.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -36,12 +37,29 @@ const CONFIG: &str = r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bu
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
   </policy>
   <includedir>@DIR@/system.d</includedir>
+  <servicedir>@DIR@/services</servicedir>
+  <!-- A test's activated service need not take its name: give up on it soon. -->
+  <limit name="service_start_timeout">2000</limit>
 </busconfig>
 "#;
+
+/// What a test adds to the bus: activation files and policy files, each (file name, text).
+#[derive(Default)]
+pub struct BusExtras<'a> {
+    /// Into the bus's `servicedir`.
+    pub services: Vec<(&'a str, String)>,
+    /// Into its `system.d`, beside virtmasq's policy.
+    pub policies: Vec<(&'a str, &'a str)>,
+}
 
 impl PrivateBus {
     /// Starts the bus with virtmasq's policy installed.
     pub fn start() -> Self {
+        Self::start_with(BusExtras::default())
+    }
+
+    /// Starts the bus with virtmasq's policy and `extras` installed.
+    pub fn start_with(extras: BusExtras) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         // Unprivileged test callers must reach the socket.
         std::fs::set_permissions(
@@ -57,6 +75,13 @@ impl PrivateBus {
             dir.path().join("system.d/org.virtmasq.Agent1.conf"),
         )
         .unwrap();
+        std::fs::create_dir(dir.path().join("services")).unwrap();
+        for (name, text) in &extras.services {
+            std::fs::write(dir.path().join("services").join(name), text).unwrap();
+        }
+        for (name, text) in &extras.policies {
+            std::fs::write(dir.path().join("system.d").join(name), text).unwrap();
+        }
         let conf: PathBuf = dir.path().join("bus.conf");
         std::fs::write(&conf, CONFIG.replace("@DIR@", &d)).unwrap();
         let child = Command::new("dbus-daemon")

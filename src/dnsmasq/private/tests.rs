@@ -42,3 +42,65 @@ fn plan_of_equal_states_is_empty() {
     let state = BTreeMap::from([(n("a"), r("c", "h"))]);
     assert!(plan(&state, &state).is_empty());
 }
+
+/// A lease directory as an older layout left it, group-writable: what another account of
+/// dnsmasq's group could plant there must not make root chown or block.
+fn planted(what: impl FnOnce(&std::path::Path)) -> (tempfile::TempDir, InstancePaths, RunAs) {
+    assert!(nix::unistd::geteuid().is_root(), "this test needs root");
+    let dir = tempfile::tempdir().unwrap();
+    let paths = InstancePaths::new(&dir.path().join("run"), &dir.path().join("state"), "lab");
+    for d in [paths.conf.parent().unwrap(), paths.leases.parent().unwrap()] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    what(&paths.leases);
+    (dir, paths, RunAs::lookup("nobody").unwrap())
+}
+
+fn owner(p: &std::path::Path) -> u32 {
+    std::os::unix::fs::MetadataExt::uid(&std::fs::symlink_metadata(p).unwrap())
+}
+
+#[test]
+fn a_symlinked_lease_file_does_not_get_its_target_chowned() {
+    let (dir, paths, nobody) = planted(|_| {});
+    let victim = dir.path().join("victim");
+    std::fs::create_dir(&victim).unwrap();
+    std::os::unix::fs::symlink(&victim, &paths.leases).unwrap();
+    prepare_writable(&n("lab"), &paths, nobody).unwrap();
+    assert_eq!(owner(&victim), 0, "root chowned a symlink's target");
+    assert!(std::fs::symlink_metadata(&paths.leases).unwrap().is_file());
+    assert_eq!(owner(&paths.leases), nobody.uid);
+}
+
+#[test]
+fn a_fifo_as_lease_file_is_replaced_without_blocking() {
+    let (dir, paths, nobody) = planted(|p| {
+        nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o666)).unwrap()
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(prepare_writable(&n("lab"), &paths, nobody).map_err(|e| e.1));
+    });
+    rx.recv_timeout(Duration::from_secs(5))
+        .expect("blocked on a FIFO")
+        .unwrap();
+    let leases = InstancePaths::new(&dir.path().join("run"), &dir.path().join("state"), "lab");
+    assert!(std::fs::symlink_metadata(&leases.leases).unwrap().is_file());
+}
+
+#[test]
+fn a_lease_file_of_ours_is_kept_and_handed_to_dnsmasq_s_account() {
+    let (_dir, paths, nobody) =
+        planted(|p| std::fs::write(p, "0 52:54:00:00:00:01 10.0.0.2 * *\n").unwrap());
+    prepare_writable(&n("lab"), &paths, nobody).unwrap();
+    assert!(std::fs::read_to_string(&paths.leases)
+        .unwrap()
+        .contains("10.0.0.2"));
+    assert_eq!(owner(&paths.leases), nobody.uid);
+    let own = std::fs::metadata(&paths.own_dir).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        (own.mode() & 0o7777, own.uid(), own.gid()),
+        (0o770, nobody.uid, 0)
+    );
+}

@@ -54,7 +54,7 @@ bind-dynamic
 interface=vqbr0
 except-interface=lo
 strict-order
-pid-file=/run/v/lab/dnsmasq.pid
+pid-file=/run/v/lab/pid/dnsmasq.pid
 dhcp-leasefile=/var/lib/v/leases/lab.leases
 dhcp-hostsfile=/run/v/lab/hosts
 dhcp-no-override

@@ -212,3 +212,39 @@ fn switching_proxy_rewrites_deny_lines_in_place() {
     f.filter.set_proxy(false).unwrap();
     assert_eq!(listing(&hd), vec![DENY_1], "back to the plain form");
 }
+
+#[test]
+fn the_cached_list_reads_the_policy_again_only_after_a_save() {
+    let f = fixture(UnknownPolicy::Deny, 1000);
+    assert!(f.filter.list_cached().unwrap().allow.is_empty());
+    f.filter.allow(&[mac(1)]).unwrap();
+    assert!(f.filter.list_cached().unwrap().allow.contains(&mac(1)));
+    f.filter.deny(&[mac(2)]).unwrap();
+    assert!(f.filter.list_cached().unwrap().deny.contains(&mac(2)));
+    // Spoil the file in place, same size and times: an unchanged version is not read again.
+    let state = f.filter.store.dir().join("filter.json");
+    let meta = fs::metadata(&state).unwrap();
+    let spoiled = "x".repeat(meta.len() as usize);
+    fs::write(&state, spoiled).unwrap();
+    let times = |m: &fs::Metadata| {
+        use std::os::unix::fs::MetadataExt;
+        (
+            nix::sys::time::TimeSpec::new(m.atime(), m.atime_nsec()),
+            nix::sys::time::TimeSpec::new(m.mtime(), m.mtime_nsec()),
+        )
+    };
+    let (atime, mtime) = times(&meta);
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        &state,
+        &atime,
+        &mtime,
+        nix::sys::stat::UtimensatFlags::FollowSymlink,
+    )
+    .unwrap();
+    assert!(
+        f.filter.list().is_err(),
+        "the spoiled file should not parse"
+    );
+    assert!(f.filter.list_cached().unwrap().allow.contains(&mac(1)));
+}
