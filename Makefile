@@ -10,8 +10,9 @@ deps:
 # package and its lintian check do not change under us.
 CARGO_DEB_VERSION = 3.8.0
 deb-tools:
-	@cargo deb --version 2>/dev/null | grep -qx "cargo-deb $(CARGO_DEB_VERSION)" || \
-		cargo install cargo-deb --version $(CARGO_DEB_VERSION) --locked
+	@cargo deb --version 2>/dev/null | grep -qx "cargo-deb $(CARGO_DEB_VERSION)" || { \
+		echo "deb-tools: building cargo-deb $(CARGO_DEB_VERSION) from crates.io (once; about 1-2 minutes)"; \
+		cargo install cargo-deb --version $(CARGO_DEB_VERSION) --locked; }
 
 build: deps
 	cargo build --locked
@@ -20,6 +21,7 @@ demo: build
 	./scripts/demo.sh
 
 lint:
+	./scripts/lint-shell.sh
 	cargo fmt --all -- --check
 	cargo clippy --locked --all-targets -- -D warnings
 

@@ -102,6 +102,8 @@ trap 'exit 130' INT TERM
 remove_tree() {
   local dir=$1 m
   [ -e "$dir" ] || return 0
+  # Mount points in /proc/mounts have their blanks escaped (\040): one word each.
+  # shellcheck disable=SC2013
   for m in $(awk -v d="$dir" '$2 == d || index($2, d "/") == 1 {print $2}' /proc/mounts | sort -r); do
     umount -l "$m" 2>/dev/null || true
   done
@@ -118,6 +120,8 @@ done
 # Every process below $1, deepest first.
 descendants() {
   local c
+  # The children files are lists of pids separated by blanks.
+  # shellcheck disable=SC2013
   for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do
     descendants "$c"
     echo "$c"
@@ -126,10 +130,10 @@ descendants() {
 
 # Ends debootstrap and everything it started (dpkg, chroot...), at most ~10 s.
 stop_tree() {
-  local pid=$1 i
+  local pid=$1
   # shellcheck disable=SC2046 # word splitting of the pid list is intended
   kill -TERM $(descendants "$pid") "$pid" 2>/dev/null || true
-  for i in $(seq 100); do
+  for _ in $(seq 100); do
     kill -0 "$pid" 2>/dev/null || return 0
     sleep 0.1
   done
@@ -150,6 +154,7 @@ trap on_signal INT TERM
 
 START=$(date +%s)
 log "debootstrap $SUITE from $MIRROR into $TMP"
+log "this is done once and cached in $DEST: about a minute (two with libvirt) on a fast mirror"
 DEBLOG=$TMP/debootstrap.log
 # In the background: bash runs a trap only once its foreground command returns, and a
 # signalled build should stop now, not after debootstrap has finished.

@@ -19,7 +19,11 @@ PACKAGES=(
   qemu-system-x86 ipxe-qemu  # a real network boot from the lab: a VM with iPXE ROMs (tests/pxe_boot_qemu.rs)
   lintian             # checks the Debian package (tests/packaging.rs)
   rpm                 # rpmbuild and rpmspec: builds the RPM from packaging/rpm (tests/packaging.rs)
+  shellcheck          # make lint checks every shell script (scripts/lint-shell.sh)
 )
+# Where package scripts look for the policy that keeps them from starting services; tests point
+# this elsewhere (tests/install_deps.rs), so that they never touch the host's.
+POLICY_RC_D=${VIRTMASQ_POLICY_RC_D:-/usr/sbin/policy-rc.d}
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -35,16 +39,16 @@ fi
 
 # Keep package scripts from starting services on this host while installing.
 created_policy=no
-if [ ! -e /usr/sbin/policy-rc.d ]; then
-  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-  chmod 0755 /usr/sbin/policy-rc.d
+if [ ! -e "$POLICY_RC_D" ]; then
+  printf '#!/bin/sh\nexit 101\n' > "$POLICY_RC_D"
+  chmod 0755 "$POLICY_RC_D"
   created_policy=yes
 fi
 # An `if`, not `[ ... ] && ...`: under `set -e` a false test as the trap's last command would
 # become the script's exit status, and a machine that already had a policy-rc.d would fail.
 cleanup() {
   if [ "$created_policy" = yes ]; then
-    rm -f /usr/sbin/policy-rc.d
+    rm -f "$POLICY_RC_D"
   fi
 }
 trap cleanup EXIT

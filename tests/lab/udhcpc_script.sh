@@ -1,4 +1,5 @@
 #!/bin/sh
+# shellcheck disable=SC2154 # udhcpc passes ip, router, siaddr, ... in the environment
 # udhcpc event script for the integration-test lab (tests/lab/mod.rs).
 # It never configures the interface: on "bound" it records what the server
 # sent, one key=value per line, in the file named by $LAB_LEASE_OUT.
