@@ -114,7 +114,9 @@ fn read_lossy(p: &Path) -> String {
 /// Sends `tracing` output (the endpoint's log) to a buffer the test reads.
 fn capture_logs() -> LogBuf {
     let log = LogBuf::default();
+    // Each script served is logged at debug.
     let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
         .with_writer(log.clone())
         .with_ansi(false)
         .finish();
@@ -323,9 +325,15 @@ fn the_daemon_gives_a_vm_its_address_and_its_script() {
         PROFILE.replace("{root}", &rig.tftp_root().display().to_string())
     );
     let cfg = support::write_config(rig.lab.dir(), &uri, &extra);
-    let daemon = rig
-        .lab
-        .spawn_host(&[support::BIN, "--config", cfg.to_str().unwrap(), "daemon"]);
+    let daemon = rig.lab.spawn_host(&[
+        support::BIN,
+        "--config",
+        cfg.to_str().unwrap(),
+        // Each script served is logged at debug (a summary at info).
+        "--log-level",
+        "info,virtmasq::http=debug",
+        "daemon",
+    ]);
     let pid_file = rig.path("run/lab/pid/dnsmasq.pid");
     let daemon_log = || rig.lab.process_log(daemon);
     let up = support::wait_until(Duration::from_secs(10), || {

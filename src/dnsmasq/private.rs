@@ -4,7 +4,7 @@
 //! `plan` is pure: it compares the rendered text of what runs with what is wanted. `Supervisor`
 //! applies the plan: files, validation with `dnsmasq --test`, processes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use super::process::{self, RunAs};
 use super::render::{render_private, InstancePaths, PrivateRender, RenderOptions};
 use crate::model::{ManagedNetwork, NetworkName};
-use files::{prepare_writable, remove_runtime_files, root_dir, write_files};
+use files::{prepare_writable, remove_runtime_files, root_dir, sweep_leftovers, write_files};
 
 /// What to do with one network's instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,7 +233,9 @@ impl Supervisor {
         }
         if !self.swept {
             self.swept = true;
-            self.sweep_leftovers(&wanted);
+            let (run_dir, state_dir) = (self.run_dir.clone(), self.state_dir.clone());
+            let wanted: BTreeSet<NetworkName> = wanted.keys().cloned().collect();
+            off_loop(move || sweep_leftovers(&run_dir, &state_dir, &wanted)).await;
         }
         self.seed_new_networks(desired);
         let mut fresh = Vec::new();
@@ -246,13 +248,13 @@ impl Supervisor {
                 Action::Stop(name) => self.stop(&name).await,
                 Action::Start(name) => {
                     let (render, paths, bridge) = wanted[&name].clone();
-                    self.start(name, render, paths, bridge)
+                    self.start(name, render, paths, bridge).await
                 }
                 Action::Restart(name) => {
                     let (render, _, bridge) = wanted[&name].clone();
-                    self.restart(&name, render, bridge)
+                    self.restart(&name, render, bridge).await
                 }
-                Action::Reload(name) => self.reload(&name, wanted[&name].0.clone()),
+                Action::Reload(name) => self.reload(&name, wanted[&name].0.clone()).await,
             };
             if let Err(e) = result {
                 tracing::error!(error = %e, "private instance");
@@ -285,31 +287,6 @@ impl Supervisor {
                     tracing::warn!(network = %net.name, error = %e, "leases not carried over")
                 }
             }
-        }
-    }
-
-    /// Removes what an earlier run (a crash, a SIGKILL) left in the run directory for networks
-    /// that are no longer served: a stray dnsmasq of ours is stopped, its files removed. Lease
-    /// files stay.
-    fn sweep_leftovers<T>(&self, wanted: &BTreeMap<NetworkName, T>) {
-        for entry in std::fs::read_dir(&self.run_dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Ok(net) = name.parse::<NetworkName>() else {
-                continue;
-            };
-            let paths = InstancePaths::new(&self.run_dir, &self.state_dir, net.as_str());
-            if wanted.contains_key(&net) || !entry.path().join("dnsmasq.conf").exists() {
-                continue;
-            }
-            if process::stop_stale(&paths.pid, &paths.conf) {
-                tracing::warn!(network = %net, "stopped a dnsmasq left by an earlier run");
-            }
-            let _ = remove_runtime_files(&paths);
-            tracing::info!(network = %net, "removed the runtime files of a network no longer served");
         }
     }
 
@@ -346,16 +323,23 @@ impl Supervisor {
         }
     }
 
-    fn start(
+    async fn start(
         &mut self,
         name: NetworkName,
         render: PrivateRender,
         paths: InstancePaths,
         bridge: String,
     ) -> Result<(), PrivateError> {
-        write_files(&self.binary, &name, &paths, &render, true, self.run_as)?;
-        prepare_writable(&name, &paths, self.run_as).map_err(|(p, e)| io_err(&name, &p, e))?;
-        if process::stop_stale(&paths.pid, &paths.conf) {
+        let (binary, run_as) = (self.binary.clone(), self.run_as);
+        let (n, r, p) = (name.clone(), render.clone(), paths.clone());
+        // `dnsmasq --test` and waiting for a stale instance to exit block: off the event loop.
+        let stale = off_loop(move || {
+            write_files(&binary, &n, &p, &r, true, run_as)?;
+            prepare_writable(&n, &p, run_as).map_err(|(path, e)| io_err(&n, &path, e))?;
+            Ok::<_, PrivateError>(process::stop_stale(&p.pid, &p.conf))
+        })
+        .await?;
+        if stale {
             tracing::warn!(network = %name, "stopped a dnsmasq left by an earlier run");
         }
         // dnsmasq writes its pid file once its sockets are open: a fresh one means it serves.
@@ -386,17 +370,17 @@ impl Supervisor {
         Ok(())
     }
 
-    fn restart(
+    async fn restart(
         &mut self,
         name: &NetworkName,
         render: PrivateRender,
         bridge: String,
     ) -> Result<(), PrivateError> {
+        self.write_files_off_loop(name, &render, true).await?;
         let inst = self
             .instances
             .get_mut(name)
             .expect("planned from instances");
-        write_files(&self.binary, name, &inst.paths, &render, true, self.run_as)?;
         inst.bridge = bridge;
         inst.ifindex = crate::netlink::ifindex(&inst.bridge);
         inst.render = render;
@@ -405,12 +389,16 @@ impl Supervisor {
         Ok(())
     }
 
-    fn reload(&mut self, name: &NetworkName, render: PrivateRender) -> Result<(), PrivateError> {
+    async fn reload(
+        &mut self,
+        name: &NetworkName,
+        render: PrivateRender,
+    ) -> Result<(), PrivateError> {
+        self.write_files_off_loop(name, &render, false).await?;
         let inst = self
             .instances
             .get_mut(name)
             .expect("planned from instances");
-        write_files(&self.binary, name, &inst.paths, &render, false, self.run_as)?;
         inst.render = render;
         if self.hangup_safe {
             let _ = inst.control.send(Control::Reload);
@@ -419,6 +407,23 @@ impl Supervisor {
             let _ = inst.control.send(Control::Restart);
         }
         Ok(())
+    }
+
+    /// Writes (and with `validate`, checks) a running instance's files on the blocking pool.
+    async fn write_files_off_loop(
+        &self,
+        name: &NetworkName,
+        render: &PrivateRender,
+        validate: bool,
+    ) -> Result<(), PrivateError> {
+        let paths = self.instances[name].paths.clone();
+        let (binary, run_as, n, r) = (
+            self.binary.clone(),
+            self.run_as,
+            name.clone(),
+            render.clone(),
+        );
+        off_loop(move || write_files(&binary, &n, &paths, &r, validate, run_as)).await
     }
 
     async fn stop(&mut self, name: &NetworkName) -> Result<(), PrivateError> {
@@ -560,5 +565,14 @@ async fn wait_or_stop(control: &mut mpsc::UnboundedReceiver<Control>, delay: Dur
 }
 
 mod files;
+/// Runs blocking work (files, `dnsmasq --test`, waiting for a process) on the blocking pool, so
+/// that the one-thread event loop goes on serving D-Bus, netlink and signals meanwhile.
+async fn off_loop<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
 #[cfg(test)]
 mod tests;

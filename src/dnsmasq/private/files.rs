@@ -2,10 +2,11 @@
 //! hosts and lease directories (0755, root's own); dnsmasq writes only its pid file, in a
 //! directory of its own, and the lease file root hands it with `fchown`.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use super::{io_err, PrivateError};
-use crate::dnsmasq::process::RunAs;
+use crate::dnsmasq::process::{self, RunAs};
 use crate::dnsmasq::render::{InstancePaths, PrivateRender};
 use crate::fsutil;
 use crate::model::NetworkName;
@@ -101,4 +102,25 @@ pub(super) fn remove_runtime_files(paths: &InstancePaths) -> Result<(), (PathBuf
         let _ = std::fs::remove_dir(dir);
     }
     Ok(())
+}
+
+/// Removes what an earlier run (a crash, a SIGKILL) left in the run directory for networks
+/// that are no longer served: a stray dnsmasq of ours is stopped, its files removed. Lease
+/// files stay.
+pub(super) fn sweep_leftovers(run_dir: &Path, state_dir: &Path, wanted: &BTreeSet<NetworkName>) {
+    for entry in std::fs::read_dir(run_dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Ok(net) = name.parse::<NetworkName>() else {
+            continue;
+        };
+        let paths = InstancePaths::new(run_dir, state_dir, net.as_str());
+        if wanted.contains(&net) || !entry.path().join("dnsmasq.conf").exists() {
+            continue;
+        }
+        if process::stop_stale(&paths.pid, &paths.conf) {
+            tracing::warn!(network = %net, "stopped a dnsmasq left by an earlier run");
+        }
+        let _ = remove_runtime_files(&paths);
+        tracing::info!(network = %net, "removed the runtime files of a network no longer served");
+    }
 }

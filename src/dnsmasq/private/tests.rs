@@ -104,3 +104,67 @@ fn a_lease_file_of_ours_is_kept_and_handed_to_dnsmasq_s_account() {
         (0o770, nobody.uid, 0)
     );
 }
+
+fn network() -> crate::model::ManagedNetwork {
+    use crate::model::{DhcpIntent, DhcpRange, Ipv4Range};
+    let range = Ipv4Range::new("10.51.0.10".parse().unwrap(), "10.51.0.20".parse().unwrap());
+    let intent = DhcpIntent {
+        ranges: vec![DhcpRange {
+            range: range.unwrap(),
+            lease: None,
+        }],
+        hosts: vec![],
+        domain: None,
+        dns: false,
+        pxe: None,
+    };
+    let subnets = vec!["10.51.0.1/24".parse().unwrap()];
+    crate::model::ManagedNetwork::new(n("slow"), "vqslow0".parse().unwrap(), subnets, intent)
+        .unwrap()
+}
+
+/// The daemon's loop is one thread: a `dnsmasq --test` that takes long (a stand-in binary,
+/// since the real check cannot be made slow on purpose) must not stop it from ticking.
+#[test]
+fn a_slow_check_does_not_stall_the_event_loop() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.path().join("slow-dnsmasq");
+    std::fs::write(&bin, "#!/bin/sh\nsleep 1.5\nexit 0\n").unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run_as = process::RunAs::lookup("nobody").unwrap();
+    let mut sup = Supervisor::new(
+        bin,
+        dir.path().join("run"),
+        dir.path().join("state"),
+        run_as,
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let begun = std::time::Instant::now();
+        let ticker = async {
+            let mut ticks = 0;
+            while begun.elapsed() < Duration::from_millis(1200) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                ticks += 1;
+            }
+            ticks
+        };
+        let nets = [network()];
+        let keep = std::collections::HashSet::new();
+        let (_, ticks) = tokio::join!(
+            sup.reconcile(&nets, |_| RenderOptions::default(), &keep),
+            ticker
+        );
+        assert!(
+            begun.elapsed() >= Duration::from_millis(1500),
+            "no slow check ran"
+        );
+        assert!(ticks >= 12, "the loop ticked {ticks} times in 1.2 s");
+        sup.shutdown().await;
+    });
+}
