@@ -19,6 +19,9 @@ pub use path::{check_line_path, deserialize_line_path};
 
 use thiserror::Error;
 
+/// How much of a refused input an error keeps.
+pub const SHOWN_CHARS: usize = 80;
+
 /// A value that failed validation: what kind of value, the input as given, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("invalid {kind} {input:?}: {reason}")]
@@ -32,10 +35,16 @@ pub struct InvalidValue {
 }
 
 impl InvalidValue {
+    /// The input is kept up to [`SHOWN_CHARS`] characters (with its length after that): an
+    /// error travels into logs, `status` and D-Bus, and a megabyte of attribute must not.
     pub(crate) fn new(kind: &'static str, input: &str, reason: &str) -> Self {
+        let input = match input.char_indices().nth(SHOWN_CHARS) {
+            Some((cut, _)) => format!("{}... ({} bytes)", &input[..cut], input.len()),
+            None => input.to_owned(),
+        };
         Self {
             kind,
-            input: input.to_owned(),
+            input,
             reason: reason.to_owned(),
         }
     }
