@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# shellcheck over every shell script in the repository: files named *.sh, the packaging's
+# Runs shellcheck over every shell script in the repository: files named *.sh, the packaging's
 # shell files, and any tracked file whose first line runs sh or bash.
 set -euo pipefail
 cd "$(dirname "$0")/.."
