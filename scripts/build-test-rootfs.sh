@@ -144,9 +144,14 @@ stop_tree() {
 MIRROR=$(find_mirror) || die "no Debian mirror found in /etc/apt/sources.list{,.d}"
 TMP=$(mktemp -d "$DEST.tmp.XXXXXX")
 DEBOOTSTRAP=
+# An `if`, not `[ ... ] && ... && wait`: under `set -e` the failing `wait` (debootstrap ended by
+# a signal) would exit with its status, 143, before `exit 130` ran.
 on_signal() {
   trap '' INT TERM
-  [ -n "$DEBOOTSTRAP" ] && stop_tree "$DEBOOTSTRAP" && wait "$DEBOOTSTRAP" 2>/dev/null
+  if [ -n "$DEBOOTSTRAP" ]; then
+    stop_tree "$DEBOOTSTRAP"
+    wait "$DEBOOTSTRAP" 2>/dev/null || true
+  fi
   exit 130
 }
 trap 'remove_tree "$TMP"' EXIT
