@@ -57,11 +57,47 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
         if cause.is::<crate::libvirt::define::DefineError>() || cause.is::<LibvirtError>() {
             return UNAVAILABLE;
         }
+        if let Some(code) = code_of_module_errors(cause) {
+            return code;
+        }
         if cause.is::<std::io::Error>() {
             return IOERR;
         }
     }
     1
+}
+
+/// The codes of the other modules' errors.
+fn code_of_module_errors(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
+    use crate::dnsmasq::private::PrivateError;
+    use crate::setup::SetupError;
+    if let Some(e) = cause.downcast_ref::<PrivateError>() {
+        return Some(match e {
+            PrivateError::Io { .. } => IOERR,
+            PrivateError::Invalid { .. } => DATAERR,
+        });
+    }
+    if let Some(e) = cause.downcast_ref::<SetupError>() {
+        return Some(match e {
+            SetupError::Io { .. } => IOERR,
+            SetupError::MissingShim { .. }
+            | SetupError::Systemd { .. }
+            | SetupError::Dbus { .. }
+            | SetupError::StopTimeout { .. } => UNAVAILABLE,
+        });
+    }
+    // A PXE profile is configuration; libvirt's XML is data. (An iPXE query's error is an
+    // HTTP 400 and never reaches here.)
+    if cause.is::<crate::pxe::PxeError>() {
+        return Some(CONFIG);
+    }
+    if cause.is::<crate::libvirt::xml::XmlError>() {
+        return Some(DATAERR);
+    }
+    if cause.is::<crate::http::HttpError>() {
+        return Some(UNAVAILABLE);
+    }
+    None
 }
 
 /// The message for an error: each cause in the chain, joined with ": ".
@@ -82,4 +118,80 @@ pub fn chain(err: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    /// Every error a command can end with has one of the documented codes, never a bare 1.
+    #[test]
+    fn every_error_enum_has_a_documented_code() {
+        let io = || std::io::Error::other("x");
+        let net: crate::model::NetworkName = "lab".parse().unwrap();
+        let cases: Vec<(anyhow::Error, u8)> = vec![
+            (
+                crate::dnsmasq::private::PrivateError::Io {
+                    network: net.clone(),
+                    path: PathBuf::from("/x"),
+                    source: io(),
+                }
+                .into(),
+                IOERR,
+            ),
+            (
+                crate::dnsmasq::private::PrivateError::Invalid {
+                    network: net.clone(),
+                    message: "bad".into(),
+                }
+                .into(),
+                DATAERR,
+            ),
+            (
+                crate::setup::SetupError::MissingShim {
+                    path: PathBuf::from("/x"),
+                }
+                .into(),
+                UNAVAILABLE,
+            ),
+            (
+                crate::setup::SetupError::Io {
+                    action: "write",
+                    path: PathBuf::from("/x"),
+                    source: io(),
+                }
+                .into(),
+                IOERR,
+            ),
+            (
+                crate::pxe::PxeError::Profile {
+                    network: net,
+                    reason: "x".into(),
+                }
+                .into(),
+                CONFIG,
+            ),
+            (
+                crate::libvirt::xml::NetworkXml::parse("<nope/>")
+                    .unwrap_err()
+                    .into(),
+                DATAERR,
+            ),
+            (
+                crate::http::HttpError::Bind {
+                    addr: "127.0.0.1:1".parse().unwrap(),
+                    source: io(),
+                }
+                .into(),
+                UNAVAILABLE,
+            ),
+        ];
+        for (err, want) in cases {
+            assert_eq!(code_for(&err), want, "{err:#}");
+        }
+        // Wrapped in context, the first known cause decides.
+        let wrapped = anyhow::Error::from(io()).context("reading");
+        assert_eq!(code_for(&wrapped), IOERR);
+    }
 }
