@@ -12,6 +12,7 @@ pub mod exit;
 pub mod filter;
 pub mod fsutil;
 pub mod http;
+pub mod journal;
 pub mod libvirt;
 pub mod model;
 pub mod netlink;

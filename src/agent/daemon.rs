@@ -52,11 +52,6 @@ impl DaemonOptions {
     }
 }
 
-/// The pid file of the running daemon (the hook signals it).
-pub fn pid_file(cfg: &Config) -> PathBuf {
-    cfg.paths.run_dir.join("virtmasq.pid")
-}
-
 /// What the loop shares with the D-Bus object and reports through.
 struct Services {
     /// The status readers see.
@@ -136,7 +131,7 @@ pub async fn run(opts: DaemonOptions, shutdown: impl Future<Output = ()>) -> any
     // SIGUSR1 would kill the process until a handler exists: have one before anyone can read
     // the pid file and signal us.
     let _usr1 = signal(SignalKind::user_defined1())?;
-    let pid = pid_file(&cfg);
+    let pid = super::client::pid_file(&cfg);
     crate::fsutil::write_atomic(&pid, format!("{}\n", std::process::id()).as_bytes(), 0o644)
         .with_context(|| format!("writing {}", pid.display()))?;
     let services = Services {

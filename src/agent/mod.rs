@@ -2,6 +2,7 @@
 //! loop that keeps what runs in line with it.
 
 pub mod backend;
+pub mod client;
 pub mod daemon;
 pub mod dbus;
 pub mod desired;

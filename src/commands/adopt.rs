@@ -11,13 +11,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 
 use crate::agent::backend::system_refusal;
-use crate::agent::daemon::pid_file;
+use crate::agent::client::{self, instance_running, pid_file, running_daemon, service_enabled};
 use crate::cli::{print_out, Cli};
-use crate::commands::hook::{daemon_pid, instance_running, service_enabled};
 use crate::config::{Config, NetworkConfig, RangeConfig};
 use crate::dnsmasq::fragment;
 use crate::libvirt::adopt::{adopt, release, SAVED_NAMESPACE};
@@ -87,7 +84,7 @@ async fn exec(cli: &Cli, args: &Args, direction: Direction) -> anyhow::Result<()
     let mut out = tokio::task::spawn_blocking(move || job.run())
         .await
         .context("the libvirt task failed")??;
-    if direction == Direction::Adopt && !args.dry_run && daemon_pid(&pid_file(&cfg)).is_none() {
+    if direction == Direction::Adopt && !args.dry_run && running_daemon(&cfg).is_none() {
         out.push_str(&no_daemon_note(&cfg, &args.network));
     }
     print_out(&out)
@@ -123,7 +120,7 @@ impl HandOver {
             mode: d.decision.mode,
             effective: d.config,
             system_active: d.systemd.active_state == "active",
-            daemon: daemon_pid(&pid_file(cfg)).is_some() || service_enabled(),
+            daemon: running_daemon(cfg).is_some() || service_enabled(),
         }
     }
 
@@ -221,7 +218,7 @@ impl Job {
     fn restart(&self, lv: &Libvirt) -> anyhow::Result<()> {
         let name = self.args.network.as_str();
         lv.stop(name)?;
-        poke_daemon(&self.cfg);
+        client::poke(&self.cfg);
         if self.direction == Direction::Release && !wait_unserved(&self.cfg, name, STOP_WAIT) {
             bail!(
                 "virtmasq still serves network '{name}' {STOP_WAIT:?} after it stopped, so \
@@ -229,7 +226,7 @@ impl Job {
             );
         }
         lv.start(name)?;
-        poke_daemon(&self.cfg);
+        client::poke(&self.cfg);
         Ok(())
     }
 
@@ -337,14 +334,6 @@ fn record_adopted(cfg: &Config, name: &NetworkName, direction: Direction) {
 /// How long `release` waits for virtmasq's service of a stopped network to go: the daemon's
 /// debounce and a dnsmasq stop take well under a second.
 const STOP_WAIT: Duration = Duration::from_secs(15);
-
-/// Asks a running daemon to reconcile now.
-fn poke_daemon(cfg: &Config) {
-    if let Some(pid) = daemon_pid(&pid_file(cfg)) {
-        // It may have just exited; then there is nothing to tell.
-        let _ = kill(Pid::from_raw(pid), Signal::SIGUSR1);
-    }
-}
 
 /// Waits until nothing of virtmasq's serves network `name`: no live private instance, no
 /// system-mode fragment. False if that takes longer than `limit`.

@@ -119,12 +119,7 @@ pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     };
     // A running daemon refreshes its status and compacts piled-up rewrites (SIGHUP to
     // dnsmasq) at its next reconcile.
-    if let Some(pid) = crate::commands::hook::daemon_pid(&crate::agent::daemon::pid_file(&cfg)) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGUSR1,
-        );
-    }
+    crate::agent::client::poke(&cfg);
     print_out(&summary(&report, cfg.filter.enabled))
 }
 

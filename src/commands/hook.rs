@@ -16,23 +16,19 @@
 //! it fails, so every line also goes to syslog (`/dev/log`, the journal under systemd).
 
 use std::io::{IsTerminal, Read};
-use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::bail;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 
 use crate::agent::backend::SystemBackend;
-use crate::agent::daemon::pid_file;
-use crate::agent::dbus;
+use crate::agent::client::{daemon_pid, instance_running, pid_file, service_enabled, tell_daemon};
 use crate::agent::desired::unclaimed;
 use crate::agent::desired::{managed_parsed, Skip};
 use crate::cli::Cli;
 use crate::config::Config;
 use crate::dnsmasq::fragment;
-use crate::dnsmasq::render::InstancePaths;
+use crate::journal::Journal;
 use crate::libvirt::probe::Probe;
 use crate::libvirt::xml::HookData;
 use crate::model::{ManagedNetwork, NetworkName};
@@ -367,38 +363,6 @@ async fn run(cli: &Cli, a: &NetworkArgs, journal: &Journal) -> anyhow::Result<St
     }
 }
 
-/// Hands the event to the running daemon: over its D-Bus API (`ReportNetworkEvent`, never
-/// activating it), or with SIGUSR1 where the bus does not answer within a second.
-async fn tell_daemon(network: &str, op: &str, pid: i32) -> String {
-    let call = async {
-        let conn = zbus::Connection::system().await?;
-        let proxy = zbus::Proxy::new(&conn, dbus::NAME, dbus::PATH, dbus::NAME).await?;
-        proxy
-            .call_with_flags::<_, _, ()>(
-                "ReportNetworkEvent",
-                zbus::proxy::MethodFlags::NoAutoStart.into(),
-                &(network, op),
-            )
-            .await?;
-        Ok::<_, zbus::Error>(())
-    };
-    match tokio::time::timeout(std::time::Duration::from_secs(1), call).await {
-        Ok(Ok(())) => return "reported to the daemon over D-Bus".into(),
-        Ok(Err(e)) => tracing::debug!(error = %e, "D-Bus report failed; signalling instead"),
-        Err(_) => tracing::debug!("D-Bus did not answer within 1 s; signalling instead"),
-    }
-    match kill(Pid::from_raw(pid), Signal::SIGUSR1) {
-        Ok(()) => format!("asked the daemon (pid {pid}) to reconcile (SIGUSR1)"),
-        Err(e) => format!("the daemon (pid {pid}) could not be told: {e}"),
-    }
-}
-
-/// Whether `virtmasq.service` is enabled to start at boot (its `multi-user.target` link): read
-/// from the file system, as the hook must answer quickly and never wait on D-Bus.
-pub fn service_enabled() -> bool {
-    std::path::Path::new("/etc/systemd/system/multi-user.target.wants/virtmasq.service").exists()
-}
-
 /// Reads `<hookData>` from stdin, at most [`MAX_INPUT`] bytes.
 pub fn read_input(mut input: impl Read) -> Result<String, String> {
     let mut text = String::new();
@@ -415,28 +379,6 @@ pub fn read_input(mut input: impl Read) -> Result<String, String> {
         return Err("stdin is empty: libvirt passes the network's <hookData> XML there".into());
     }
     Ok(text)
-}
-
-/// The pid of the running daemon, if its pid file names a live `virtmasq daemon` (not a
-/// process that reused the pid of one that died).
-pub fn daemon_pid(pid_file: &Path) -> Option<i32> {
-    let pid: i32 = std::fs::read_to_string(pid_file)
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let daemon = cmdline.split(|b| *b == 0).any(|arg| arg == b"daemon");
-    (pid > 0 && comm.trim_end() == "virtmasq" && daemon).then_some(pid)
-}
-
-/// Whether a private dnsmasq of virtmasq's runs for network `name` (its pid file names a live
-/// process).
-pub fn instance_running(cfg: &Config, name: &str) -> bool {
-    let pid = InstancePaths::new(&cfg.paths.run_dir, &cfg.paths.state_dir, name).pid;
-    crate::dnsmasq::process::read_pid(&pid)
-        .is_some_and(|p| Path::new(&format!("/proc/{p}")).exists())
 }
 
 /// The mode, without D-Bus when the configuration forces it; with systemd in system mode.
@@ -486,54 +428,6 @@ async fn apply(
             journal.error(&format!("network '{name}': could not {what}: {e:#}"));
             Ok(format!("could not {what}"))
         }
-    }
-}
-
-/// Syslog over `/dev/log` (the journal under systemd), beside tracing's stderr: libvirt
-/// throws the hook's output away unless it fails.
-pub struct Journal {
-    socket: Option<(UnixDatagram, PathBuf)>,
-}
-
-impl Journal {
-    /// Logs to `/dev/log` if it exists, else to stderr only.
-    pub fn open() -> Self {
-        Self::at(Path::new("/dev/log"))
-    }
-
-    /// Logs to the syslog socket at `path`.
-    pub fn at(path: &Path) -> Self {
-        let socket = UnixDatagram::unbound().ok().filter(|_| path.exists());
-        Self {
-            socket: socket.map(|s| (s, path.to_owned())),
-        }
-    }
-
-    fn send(&self, severity: u8, msg: &str) {
-        // Facility daemon (3); RFC 3164 without a timestamp, which the receiver adds.
-        let pri = 3 * 8 + severity;
-        if let Some((socket, path)) = &self.socket {
-            let line = format!("<{pri}>virtmasq-hook[{}]: {msg}", std::process::id());
-            let _ = socket.send_to(line.as_bytes(), path);
-        }
-    }
-
-    /// An error.
-    pub fn error(&self, msg: &str) {
-        tracing::error!("{msg}");
-        self.send(3, msg);
-    }
-
-    /// A warning.
-    pub fn warn(&self, msg: &str) {
-        tracing::warn!("{msg}");
-        self.send(4, msg);
-    }
-
-    /// Information.
-    pub fn info(&self, msg: &str) {
-        tracing::info!("{msg}");
-        self.send(6, msg);
     }
 }
 

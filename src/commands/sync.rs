@@ -9,7 +9,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::agent::backend::SystemBackend;
-use crate::agent::daemon::{pid_file, read_libvirt, report};
+use crate::agent::client::{pid_file, running_daemon};
+use crate::agent::daemon::{read_libvirt, report};
 use crate::agent::desired::desired;
 use crate::cli::{print_out, Cli};
 use crate::system::decide::Mode;
@@ -65,7 +66,7 @@ pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<()> {
         Mode::Private => {
             let pid_path = pid_file(&cfg);
             // Only a live `virtmasq daemon`: SIGUSR1 would kill a process that reused the pid.
-            let pid = crate::commands::hook::daemon_pid(&pid_path);
+            let pid = running_daemon(&cfg);
             match pid {
                 Some(pid) if kill(Pid::from_raw(pid), Signal::SIGUSR1).is_ok() => print_out(
                     &format!("private mode: asked the daemon (pid {pid}) to reconcile\n"),
