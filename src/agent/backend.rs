@@ -323,25 +323,12 @@ impl SystemBackend {
         let nets = nets.as_slice();
         let _lock = lock_system(cfg).await?;
         let effective = EffectiveConfig::read(Path::new("/"));
-        let version = DnsmasqVersion::of(&cfg.paths.dnsmasq);
-        let target = Target {
-            conf_dir: &cfg.paths.conf_dir,
-            state_dir: &cfg.paths.state_dir,
-            effective: &effective,
-            tag_hosts: version.as_ref().is_some_and(|v| v.at_least(2, 81)),
-            // With a scope, the hook changes one network: shared lines stay as they are.
-            shared_lines: if scope.is_some() {
-                Vec::new()
-            } else {
-                system_shared_lines(cfg, nets)
-            },
+        // With a scope, the hook changes one network: shared lines stay as they are.
+        let shared = match scope {
+            Some(_) => Vec::new(),
+            None => system_shared_lines(cfg, nets),
         };
-        let mut want = desired(
-            nets,
-            &target,
-            |n| system_extra_lines(cfg, n, &effective),
-            bridge_exists,
-        );
+        let mut want = system_files(nets, cfg, &effective, shared);
         if scope.is_none() {
             let waiting =
                 (want.deferred.iter()).map(|(n, w)| (n.clone(), LeftOut::Waiting(w.clone())));
@@ -409,6 +396,30 @@ impl SystemBackend {
         }));
         Ok((applied, notes))
     }
+}
+
+/// The files system mode writes for `nets`, and the networks it leaves out with why: the one
+/// place that makes them, for the daemon, `sync`, the hook and `render`.
+pub fn system_files(
+    nets: &[ManagedNetwork],
+    cfg: &Config,
+    effective: &EffectiveConfig,
+    shared_lines: Vec<String>,
+) -> crate::system::plan::Desired {
+    let version = DnsmasqVersion::of(&cfg.paths.dnsmasq);
+    let target = Target {
+        conf_dir: &cfg.paths.conf_dir,
+        state_dir: &cfg.paths.state_dir,
+        effective,
+        tag_hosts: version.as_ref().is_some_and(|v| v.at_least(2, 81)),
+        shared_lines,
+    };
+    desired(
+        nets,
+        &target,
+        |n| system_extra_lines(cfg, n, effective),
+        bridge_exists,
+    )
 }
 
 /// Takes the system-mode lock (shared with `sync` and the hook) on the blocking pool: waiting

@@ -2,18 +2,17 @@
 
 use std::path::Path;
 
-use crate::agent::backend::{private_options, system_extra_lines};
+use crate::agent::backend::{private_options, system_files, system_refusal};
 use crate::agent::daemon::read_libvirt;
 use crate::agent::desired::find;
 use crate::cli::{print_out, Cli};
-use crate::dnsmasq::fragment::{self, FragmentContext};
+use crate::config::Config;
 use crate::dnsmasq::render::{render_private, InstancePaths};
-use crate::model::NetworkName;
+use crate::model::{ManagedNetwork, NetworkName};
 use crate::system::decide::Mode;
 use crate::system::detect::detect;
 use crate::system::effective::EffectiveConfig;
-use crate::system::plan::dns_refusal;
-use crate::system::version::DnsmasqVersion;
+use crate::system::placement::{place, Placement};
 
 /// Options of `render`.
 #[derive(Debug, clap::Args)]
@@ -58,41 +57,59 @@ pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<()> {
                 .mode
         }
     };
-    let name = net.name.as_str();
     let text = match mode {
-        Mode::Private => {
-            let paths = InstancePaths::new(&cfg.paths.run_dir, &cfg.paths.state_dir, name);
-            let r = render_private(net, &paths, &private_options(&cfg, net));
-            format!(
-                "# {}\n{}\n# {}\n{}",
-                paths.conf.display(),
-                r.conf,
-                paths.hosts.display(),
-                r.hosts
-            )
-        }
+        Mode::Private => private_text(&cfg, net),
         Mode::System => {
             let effective = EffectiveConfig::read(Path::new("/"));
-            if let Some(why) = dns_refusal(&effective, net) {
-                anyhow::bail!("refused in system mode: {why}");
+            match place(net, &effective, system_refusal(net)) {
+                Placement::System => system_text(&cfg, net, &effective)?,
+                Placement::Private(r) => format!(
+                    "# not a fragment: a private dnsmasq beside the system one serves it ({})\n{}",
+                    r.why,
+                    private_text(&cfg, net)
+                ),
+                Placement::Nowhere(why) => anyhow::bail!("not served in system mode: {why}"),
             }
-            let tag_hosts =
-                DnsmasqVersion::of(&cfg.paths.dnsmasq).is_some_and(|v| v.at_least(2, 81));
-            let hosts = fragment::hosts_file(&cfg.paths.state_dir, name);
-            let ctx = FragmentContext {
-                add_interface: effective.restricts_interfaces(),
-                hosts_file: hosts.clone(),
-                tag_hosts,
-                extra_lines: system_extra_lines(&cfg, net, &effective),
-            };
-            format!(
-                "# {}\n{}\n# {}\n{}",
-                cfg.paths.conf_dir.join(fragment::file_name(name)).display(),
-                fragment::render_fragment(net, &ctx),
-                hosts.display(),
-                fragment::render_hosts(net, tag_hosts)
-            )
         }
     };
     print_out(&text)
+}
+
+/// A private instance's files, as the supervisor writes them.
+fn private_text(cfg: &Config, net: &ManagedNetwork) -> String {
+    let paths = InstancePaths::new(&cfg.paths.run_dir, &cfg.paths.state_dir, net.name.as_str());
+    let r = render_private(net, &paths, &private_options(cfg, net));
+    format!(
+        "# {}\n{}\n# {}\n{}",
+        paths.conf.display(),
+        r.conf,
+        paths.hosts.display(),
+        r.hosts
+    )
+}
+
+/// The network's system-mode files, from the code that writes them ([`system_files`]), or why
+/// none are written.
+fn system_text(
+    cfg: &Config,
+    net: &ManagedNetwork,
+    effective: &EffectiveConfig,
+) -> anyhow::Result<String> {
+    let want = system_files(std::slice::from_ref(net), cfg, effective, Vec::new());
+    if let Some((_, why)) = want.refused.first() {
+        anyhow::bail!("refused in system mode: {why}");
+    }
+    if let Some((_, why)) = want.deferred.first() {
+        return Ok(format!(
+            "# nothing is written for it now: it waits: {why}\n"
+        ));
+    }
+    let mut out = String::new();
+    for (path, text) in want.fragments.iter().chain(&want.hosts) {
+        out.push_str(&format!("# {}\n{text}", path.display()));
+        if !text.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    Ok(out)
 }

@@ -268,6 +268,12 @@ fn adopt_never_takes_service_away(lab: &Lab, ct: &Container) {
     );
     let status = run(ct, &["virtmasq", "status"]);
     assert!(status.contains("per network"), "{status}");
+    let render = run(ct, &["virtmasq", "render", "vqf-adopt"]);
+    assert!(
+        render.contains("a private dnsmasq beside the system one")
+            && render.contains("interface=vqfb"),
+        "{render}"
+    );
     let detect: serde_json::Value =
         serde_json::from_str(&run(ct, &["virtmasq", "detect", "--json"])).unwrap();
     let placed = &detect["networks"][0];
