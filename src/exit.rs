@@ -105,20 +105,7 @@ pub fn message(err: &anyhow::Error) -> String {
     format!("{err:#}")
 }
 
-/// An error and each of its sources, joined with ": " (for errors outside anyhow).
-pub fn chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
+pub use crate::error::chain;
 
 #[cfg(test)]
 mod tests {

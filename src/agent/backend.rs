@@ -104,7 +104,7 @@ pub fn dns_taken_by_others(run_dir: &Path) -> bool {
 
 fn pxe_or_log(net: &ManagedNetwork, cfg: &Config, mode: LinesFor) -> Vec<String> {
     pxe_lines(net, cfg, mode).unwrap_or_else(|e| {
-        tracing::error!(network = %net.name, error = %crate::exit::chain(&e), "PXE profile");
+        tracing::error!(network = %net.name, error = %crate::error::chain(&e), "PXE profile");
         Vec::new()
     })
 }

@@ -23,9 +23,9 @@ use crate::config::Config;
 use crate::filter::PxeFilter;
 use crate::http::SharedRules;
 use crate::libvirt::source::{list_networks, LibvirtError, LibvirtNetwork};
+use crate::model::Mode;
 use crate::model::NetworkName;
 use crate::netlink::{LinkEvent, Watcher};
-use crate::system::decide::Mode;
 use crate::system::detect::detect;
 use crate::system::version::DnsmasqVersion;
 use crate::systemd::notify;
@@ -520,7 +520,7 @@ async fn follow_proxy(
             "PXE filter deny lines rewritten"
         ),
         Ok(Err(e)) => {
-            tracing::error!(error = %crate::exit::chain(&e), "PXE filter deny lines not rewritten")
+            tracing::error!(error = %crate::error::chain(&e), "PXE filter deny lines not rewritten")
         }
         Err(e) => tracing::error!(error = %e, "PXE filter deny lines not rewritten"),
     }

@@ -87,7 +87,7 @@ impl Agent {
         tokio::task::spawn_blocking(move || op(&filter, &macs))
             .await
             .map_err(|e| fdo::Error::Failed(e.to_string()))?
-            .map_err(|e| fdo::Error::Failed(crate::exit::chain(&e)))?;
+            .map_err(|e| fdo::Error::Failed(crate::error::chain(&e)))?;
         Agent::filter_changed(emitter).await?;
         self.ask("filter changed over D-Bus".into())
     }
@@ -160,7 +160,7 @@ impl Agent {
         let policy = tokio::task::spawn_blocking(move || filter.list_cached())
             .await
             .map_err(|e| fdo::Error::Failed(e.to_string()))?
-            .map_err(|e| fdo::Error::Failed(crate::exit::chain(&e)))?;
+            .map_err(|e| fdo::Error::Failed(crate::error::chain(&e)))?;
         Ok((
             policy.allow.iter().map(|m| m.to_string()).collect(),
             policy.deny.iter().map(|m| m.to_string()).collect(),

@@ -99,7 +99,7 @@ pub fn managed(xml: &str, cfg: &Config) -> Result<Served, Skip> {
     if let Some(skip) = Probe::network(xml).ok().and_then(|p| unclaimed(&p, cfg)) {
         return Err(skip);
     }
-    let parsed = NetworkXml::parse(xml).map_err(|e| Skip::Invalid(crate::exit::chain(&e)))?;
+    let parsed = NetworkXml::parse(xml).map_err(|e| Skip::Invalid(crate::error::chain(&e)))?;
     managed_parsed(&parsed, cfg)
 }
 
@@ -136,7 +136,7 @@ pub fn managed_parsed(xml: &NetworkXml, cfg: &Config) -> Result<Served, Skip> {
     // A PXE profile is checked here, with its boot files on disk, so a broken one keeps the
     // network from being written at all.
     pxe_lines(&network, cfg, LinesFor::Private)
-        .map_err(|e| Skip::Invalid(crate::exit::chain(&e)))?;
+        .map_err(|e| Skip::Invalid(crate::error::chain(&e)))?;
     Ok(Served { network, source })
 }
 

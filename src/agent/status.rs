@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 use crate::model::IntentSource;
-use crate::system::decide::Mode;
+use crate::model::Mode;
 
 /// The JSON schema version of [`Status`].
 pub const SCHEMA: u32 = 1;

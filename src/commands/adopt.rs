@@ -21,8 +21,8 @@ use crate::libvirt::adopt::{adopt, release, SAVED_NAMESPACE};
 use crate::libvirt::define::{Libvirt, NetworkState};
 use crate::libvirt::metadata::render_intent;
 use crate::libvirt::xml::NetworkXml;
+use crate::model::Mode;
 use crate::model::{DhcpIntent, ManagedNetwork, NetworkName};
-use crate::system::decide::Mode;
 use crate::system::effective::EffectiveConfig;
 use crate::system::placement::{place, Placement};
 

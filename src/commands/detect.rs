@@ -7,7 +7,7 @@ use crate::agent::daemon::read_libvirt;
 use crate::agent::desired::desired;
 use crate::cli::{print_out, Cli};
 use crate::model::ManagedNetwork;
-use crate::system::decide::Mode;
+use crate::model::Mode;
 use crate::system::detect::detect;
 use crate::system::effective::EffectiveConfig;
 use crate::system::placement::{place, Placement};

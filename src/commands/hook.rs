@@ -31,8 +31,8 @@ use crate::dnsmasq::fragment;
 use crate::journal::Journal;
 use crate::libvirt::probe::Probe;
 use crate::libvirt::xml::HookData;
+use crate::model::Mode;
 use crate::model::{ManagedNetwork, NetworkName};
-use crate::system::decide::Mode;
 use crate::systemd::Systemd;
 
 /// The largest `<hookData>` read from stdin; a network with thousands of hosts stays far below.
@@ -125,7 +125,7 @@ pub fn ownership(
     let probe = input.and_then(|text| {
         Probe::hook_data(text)
             .map(|p| (p, text))
-            .map_err(|e| format!("<hookData> on stdin: {}", crate::exit::chain(&e)))
+            .map_err(|e| format!("<hookData> on stdin: {}", crate::error::chain(&e)))
     });
     let (probe, text) = match probe {
         Ok(found) => found,
@@ -154,7 +154,7 @@ pub fn ownership(
     }
     let hook = match HookData::parse(text) {
         Ok(hook) => hook,
-        Err(e) => return Ownership::Broken(crate::exit::chain(&e)),
+        Err(e) => return Ownership::Broken(crate::error::chain(&e)),
     };
     match managed_parsed(&hook.network, cfg) {
         Ok(served) => Ownership::Ours(Box::new(served.network)),

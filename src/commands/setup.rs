@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::cli::{print_out, Cli};
+use crate::model::Mode;
 use crate::setup::{self, Layout, SetupOptions, TeardownOptions, Units, HOOK_SHIM};
-use crate::system::decide::Mode;
 use crate::system::detect::detect;
 
 /// Options of `setup`.

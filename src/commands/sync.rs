@@ -13,7 +13,7 @@ use crate::agent::client::{pid_file, running_daemon};
 use crate::agent::daemon::{read_libvirt, report};
 use crate::agent::desired::desired;
 use crate::cli::{print_out, Cli};
-use crate::system::decide::Mode;
+use crate::model::Mode;
 use crate::system::detect::detect;
 
 /// Options of `sync`.

@@ -150,8 +150,8 @@ pub enum ModeSetting {
 
 impl ModeSetting {
     /// The forced mode, if any.
-    pub fn forced(self) -> Option<crate::system::decide::Mode> {
-        use crate::system::decide::Mode;
+    pub fn forced(self) -> Option<crate::model::Mode> {
+        use crate::model::Mode;
         match self {
             Self::Auto => None,
             Self::System => Some(Mode::System),

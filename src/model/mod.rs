@@ -5,6 +5,7 @@
 mod ip;
 mod lease;
 mod mac;
+mod mode;
 mod names;
 mod network;
 mod path;
@@ -12,6 +13,7 @@ mod path;
 pub use ip::{Ipv4Net, Ipv4Range};
 pub use lease::LeaseTime;
 pub use mac::MacAddr;
+pub use mode::Mode;
 pub(crate) use names::string_newtype;
 pub use names::{DnsName, IfName, NetworkName, RESERVED_PREFIX};
 pub use network::{DhcpIntent, DhcpRange, IntentSource, ManagedNetwork, StaticHost};

@@ -61,7 +61,7 @@ fn ours(conf_dir: &Path, hosts_dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>
         let observed = observe(conf_dir, hosts_dir).map_err(|e| SetupError::Io {
             action: "read",
             path: conf_dir.to_owned(),
-            source: std::io::Error::other(crate::exit::chain(&e)),
+            source: std::io::Error::other(crate::error::chain(&e)),
         })?;
         return Ok((
             observed.fragments.into_keys().collect(),
@@ -102,7 +102,7 @@ async fn restart_if_running(
         Err(e) => report.notes.push(format!(
             "warning: {unit} did not restart on the remaining configuration (which is not \
              virtmasq's): {}",
-            crate::exit::chain(&e)
+            crate::error::chain(&e)
         )),
     }
     Ok(())

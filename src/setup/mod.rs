@@ -30,7 +30,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::config::Config;
-use crate::system::decide::Mode;
+use crate::model::Mode;
 use crate::systemd::SystemdError;
 
 pub use files::Created;

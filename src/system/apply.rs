@@ -217,7 +217,7 @@ impl Apply<'_> {
                         .restart_and_wait(self.unit, self.restart_timeout)
                         .await
                         .err()
-                        .map(|e| crate::exit::chain(&e));
+                        .map(|e| crate::error::chain(&e));
                     return Err(ApplyError::Restart {
                         unit: self.unit.to_owned(),
                         source,

@@ -9,15 +9,7 @@ use super::effective::{BindMode, EffectiveConfig};
 use super::ports::PortHolder;
 use super::version::DnsmasqVersion;
 
-/// The two ways virtmasq serves networks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    /// Fragments in the system dnsmasq's conf-dir.
-    System,
-    /// One private dnsmasq per network.
-    Private,
-}
+pub use crate::model::Mode;
 
 /// What systemd says of the dnsmasq unit.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

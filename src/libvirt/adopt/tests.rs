@@ -211,7 +211,7 @@ fn adopt_refuses_what_virtmasq_would_not_serve() {
     ];
     for (xml, needles) in cases {
         let err = adopt(&xml).unwrap_err();
-        let text = crate::exit::chain(&err);
+        let text = crate::error::chain(&err);
         for n in needles {
             assert!(text.contains(n), "{text}\nmissing {n:?}");
         }
@@ -296,7 +296,7 @@ fn deeply_nested_xml_is_refused_by_adopt_and_release() {
         "</a>".repeat(100_000)
     );
     for err in [adopt(&deep).unwrap_err(), release(&deep).unwrap_err()] {
-        let text = crate::exit::chain(&err);
+        let text = crate::error::chain(&err);
         assert!(text.contains("nested deeper than 256"), "{text}");
     }
     assert!(difference(&deep, "<a/>").is_err());
