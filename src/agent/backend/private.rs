@@ -1,0 +1,102 @@
+//! Private instances behind the [`Backend`] trait.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use super::{dns_taken_by_others, private_options, sighup_safe, Backend, Outcome};
+use crate::config::Config;
+use crate::dnsmasq::private::Supervisor;
+use crate::dnsmasq::process::RunAs;
+use crate::dnsmasq::render::RenderOptions;
+use crate::model::{ManagedNetwork, NetworkName};
+use crate::system::effective::EffectiveConfig;
+
+/// Private instances.
+pub struct PrivateBackend {
+    /// The instances.
+    pub supervisor: Supervisor,
+    /// Networks whose bridge's DNS port another dnsmasq may hold (the system dnsmasq, in
+    /// per-network mode): their instances serve DHCP only.
+    pub dns_elsewhere: HashSet<NetworkName>,
+}
+
+impl PrivateBackend {
+    /// A backend with no instance yet.
+    pub fn new(cfg: &Config) -> anyhow::Result<Self> {
+        let run_as = RunAs::lookup(&cfg.dnsmasq.user)?;
+        let system_leases = cfg.paths.system_lease_file.clone().unwrap_or_else(|| {
+            EffectiveConfig::read(Path::new("/"))
+                .lease_file
+                .unwrap_or_else(|| crate::dnsmasq::leases::SYSTEM_DEFAULT.into())
+        });
+        Ok(Self {
+            supervisor: Supervisor::new(
+                cfg.paths.dnsmasq.clone(),
+                cfg.paths.run_dir.clone(),
+                cfg.paths.state_dir.clone(),
+                run_as,
+            )
+            .with_lease_seed(system_leases),
+            dns_elsewhere: HashSet::new(),
+        })
+    }
+}
+
+impl Backend for PrivateBackend {
+    async fn reconcile(
+        &mut self,
+        nets: &[ManagedNetwork],
+        keep: &HashSet<NetworkName>,
+        cfg: &Config,
+    ) -> Outcome {
+        self.supervisor.set_hangup_safe(sighup_safe(cfg));
+        let dns_taken = dns_taken_by_others(&cfg.paths.run_dir);
+        if dns_taken && nets.iter().any(|n| n.dns) {
+            tracing::warn!(
+                "another server answers DNS on every address (udp/53): private instances serve \
+                 DHCP only; guests resolve through that server"
+            );
+        }
+        let errors = self
+            .supervisor
+            .reconcile(
+                nets,
+                |n| RenderOptions {
+                    dns_taken: dns_taken || self.dns_elsewhere.contains(&n.name),
+                    ..private_options(cfg, n)
+                },
+                keep,
+            )
+            .await;
+        Outcome {
+            changes: Vec::new(),
+            errors: errors.into_iter().map(anyhow::Error::from).collect(),
+        }
+    }
+
+    fn served_by(&self, net: &ManagedNetwork, _cfg: &Config) -> String {
+        match self.supervisor.status().get(&net.name) {
+            Some(s) => match s.pid {
+                Some(pid) => format!("private dnsmasq pid {pid} ({} start(s))", s.starts),
+                None => format!(
+                    "private dnsmasq restarting (last exit: {})",
+                    s.last_exit.as_deref().unwrap_or("none")
+                ),
+            },
+            None => "not started (see errors)".into(),
+        }
+    }
+
+    async fn reread(&mut self, cfg: &Config) -> anyhow::Result<()> {
+        if sighup_safe(cfg) {
+            self.supervisor.hangup_all();
+        } else {
+            self.supervisor.restart_all();
+        }
+        Ok(())
+    }
+
+    async fn shutdown(&mut self) {
+        self.supervisor.shutdown().await;
+    }
+}

@@ -1,0 +1,306 @@
+//! Fragments in the system dnsmasq behind the [`Backend`] trait: the files (made in one
+//! place, [`system_files`]), the transaction that writes them, restarts and SIGHUP.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use super::{
+    sighup_safe, system_extra_lines, system_refusal, system_shared_lines, Backend, Outcome,
+};
+use crate::config::Config;
+use crate::dnsmasq::fragment;
+use crate::fsutil::FileLock;
+use crate::model::{ManagedNetwork, NetworkName};
+use crate::system::apply::{observe, Applied, Apply};
+use crate::system::effective::EffectiveConfig;
+use crate::system::plan::{desired, plan, Target};
+use crate::system::version::DnsmasqVersion;
+use crate::systemd::Systemd;
+
+/// Why a network has no fragment.
+#[derive(Debug, Clone)]
+enum LeftOut {
+    /// Until something on the system changes (a bridge appears).
+    Waiting(String),
+    /// Until its definition or the system's DNS changes (an error).
+    Refused(String),
+}
+
+/// Fragments in the system dnsmasq's conf-dir; restarts over systemd's D-Bus API.
+pub struct SystemBackend {
+    /// systemd on the system bus.
+    pub systemd: Systemd,
+    /// Networks the last full reconcile left out, and why (for `served_by`).
+    deferred: std::sync::Mutex<Vec<(NetworkName, LeftOut)>>,
+}
+
+impl SystemBackend {
+    /// A backend talking to `systemd`.
+    pub fn new(systemd: Systemd) -> Self {
+        Self {
+            systemd,
+            deferred: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl SystemBackend {
+    /// One reconcile, under the state directory's lock so that `sync` calls and the daemon
+    /// never interleave their writes.
+    pub async fn apply(
+        &self,
+        nets: &[ManagedNetwork],
+        cfg: &Config,
+    ) -> anyhow::Result<(Applied, Vec<String>)> {
+        self.apply_scoped(nets, cfg, None).await
+    }
+
+    /// Like [`Self::apply`], limited to the files of the network named `scope` when given:
+    /// the libvirt hook knows one network (from its stdin) and must not call libvirt for the
+    /// others, so it changes that network's files only. `nets` holds that network when it
+    /// should be served, nothing when its files should go.
+    pub async fn apply_scoped(
+        &self,
+        nets: &[ManagedNetwork],
+        cfg: &Config,
+        scope: Option<&NetworkName>,
+    ) -> anyhow::Result<(Applied, Vec<String>)> {
+        self.apply_keeping(nets, cfg, scope, &HashSet::new()).await
+    }
+
+    /// The common body: `keep` names networks whose files stay exactly as they are.
+    async fn apply_keeping(
+        &self,
+        nets: &[ManagedNetwork],
+        cfg: &Config,
+        scope: Option<&NetworkName>,
+        keep: &HashSet<NetworkName>,
+    ) -> anyhow::Result<(Applied, Vec<String>)> {
+        // Networks that cannot be fragments keep whatever files they have; the callers report
+        // why (system_refusal).
+        let mut keep = keep.clone();
+        let mut refusals = Vec::new();
+        let nets: Vec<ManagedNetwork> = nets
+            .iter()
+            .filter(|n| match system_refusal(n) {
+                Some(why) => {
+                    keep.insert(n.name.clone());
+                    refusals.push(why);
+                    false
+                }
+                None => true,
+            })
+            .cloned()
+            .collect();
+        let nets = nets.as_slice();
+        let _lock = lock_system(cfg).await?;
+        let effective = EffectiveConfig::read(Path::new("/"));
+        // With a scope, the hook changes one network: shared lines stay as they are.
+        let shared = match scope {
+            Some(_) => Vec::new(),
+            None => system_shared_lines(cfg, nets),
+        };
+        let mut want = system_files(nets, cfg, &effective, shared);
+        if scope.is_none() {
+            let waiting =
+                (want.deferred.iter()).map(|(n, w)| (n.clone(), LeftOut::Waiting(w.clone())));
+            let refused =
+                (want.refused.iter()).map(|(n, w)| (n.clone(), LeftOut::Refused(w.clone())));
+            *self.deferred.lock().unwrap_or_else(|p| p.into_inner()) =
+                waiting.chain(refused).collect();
+        }
+        let mut deferred: Vec<String> = want
+            .deferred
+            .iter()
+            .map(|(n, why)| format!("network '{n}' waits: {why}"))
+            .collect();
+        deferred.extend(
+            want.refused
+                .iter()
+                .map(|(_, why)| format!("refused: {why}")),
+        );
+        let mut observed = observe(&cfg.paths.conf_dir, &cfg.paths.state_dir.join("system"))?;
+        if let Some(name) = scope {
+            let frag = cfg.paths.conf_dir.join(fragment::file_name(name.as_str()));
+            let hosts = fragment::hosts_file(&cfg.paths.state_dir, name.as_str());
+            observed.fragments.retain(|p, _| *p == frag);
+            observed.foreign.retain(|p| *p == frag);
+            observed.hosts.retain(|p, _| *p == hosts);
+        }
+        for name in &keep {
+            let frag = cfg.paths.conf_dir.join(fragment::file_name(name.as_str()));
+            let hosts = fragment::hosts_file(&cfg.paths.state_dir, name.as_str());
+            for (path, map) in [(frag, &observed.fragments), (hosts, &observed.hosts)] {
+                if let Some(text) = map
+                    .get(&path)
+                    .and_then(|b| String::from_utf8(b.clone()).ok())
+                {
+                    let target = if path.extension().is_some_and(|e| e == "hosts") {
+                        &mut want.hosts
+                    } else {
+                        &mut want.fragments
+                    };
+                    target.insert(path, text);
+                }
+            }
+        }
+        let plan = plan(&observed, &want);
+        for p in &plan.refused {
+            tracing::error!(path = %p.display(), "a file virtmasq did not write is in the way; left alone");
+        }
+        let applied = Apply {
+            systemd: &self.systemd,
+            unit: &cfg.system.unit,
+            flavor: effective.flavor,
+            binary: &cfg.paths.dnsmasq,
+            restart_timeout: cfg.system.restart_timeout(),
+            hangup_safe: sighup_safe(cfg),
+        }
+        .run(&plan)
+        .await?;
+        let mut notes: Vec<String> = deferred;
+        notes.extend(refusals.into_iter().map(|r| format!("refused: {r}")));
+        notes.extend(plan.refused.iter().map(|p| {
+            format!(
+                "{} exists and was not written by virtmasq: left alone",
+                p.display()
+            )
+        }));
+        Ok((applied, notes))
+    }
+}
+
+/// The files system mode writes for `nets`, and the networks it leaves out with why: the one
+/// place that makes them, for the daemon, `sync`, the hook and `render`.
+pub fn system_files(
+    nets: &[ManagedNetwork],
+    cfg: &Config,
+    effective: &EffectiveConfig,
+    shared_lines: Vec<String>,
+) -> crate::system::plan::Desired {
+    let version = DnsmasqVersion::of(&cfg.paths.dnsmasq);
+    let target = Target {
+        conf_dir: &cfg.paths.conf_dir,
+        state_dir: &cfg.paths.state_dir,
+        effective,
+        tag_hosts: version.as_ref().is_some_and(|v| v.at_least(2, 81)),
+        shared_lines,
+    };
+    desired(
+        nets,
+        &target,
+        |n| system_extra_lines(cfg, n, effective),
+        bridge_exists,
+    )
+}
+
+/// Takes the system-mode lock (shared with `sync` and the hook) on the blocking pool: waiting
+/// for it must not stall the daemon's single-threaded event loop.
+async fn lock_system(cfg: &Config) -> anyhow::Result<FileLock> {
+    let path = cfg.paths.state_dir.join("system.lock");
+    let lock = tokio::task::spawn_blocking(move || {
+        FileLock::acquire(&path, std::time::Duration::from_secs(30))
+    })
+    .await??;
+    Ok(lock)
+}
+
+/// Whether a network interface exists now.
+pub fn bridge_exists(name: &str) -> bool {
+    Path::new("/sys/class/net").join(name).exists()
+}
+
+impl Backend for SystemBackend {
+    async fn reconcile(
+        &mut self,
+        nets: &[ManagedNetwork],
+        keep: &HashSet<NetworkName>,
+        cfg: &Config,
+    ) -> Outcome {
+        let refused: Vec<anyhow::Error> = nets
+            .iter()
+            .filter_map(system_refusal)
+            .map(|why| anyhow::anyhow!(why))
+            .collect();
+        let mut outcome = self.reconcile_checked(nets, keep, cfg).await;
+        outcome.errors.extend(refused);
+        // Networks refused for the names they would have the host answer are errors too.
+        let left_out = self.deferred.lock().unwrap_or_else(|p| p.into_inner());
+        outcome
+            .errors
+            .extend(left_out.iter().filter_map(|(_, left)| match left {
+                LeftOut::Refused(why) => Some(anyhow::anyhow!(why.clone())),
+                LeftOut::Waiting(_) => None,
+            }));
+        outcome
+    }
+
+    fn served_by(&self, net: &ManagedNetwork, cfg: &Config) -> String {
+        let deferred = self.deferred.lock().unwrap_or_else(|p| p.into_inner());
+        match deferred.iter().find(|(n, _)| *n == net.name) {
+            Some((_, LeftOut::Waiting(why))) => format!("waiting: {why}"),
+            Some((_, LeftOut::Refused(why))) => format!("refused: {why}"),
+            None => format!(
+                "system dnsmasq, {}",
+                cfg.paths
+                    .conf_dir
+                    .join(fragment::file_name(net.name.as_str()))
+                    .display()
+            ),
+        }
+    }
+
+    async fn reread(&mut self, cfg: &Config) -> anyhow::Result<()> {
+        if sighup_safe(cfg) {
+            self.systemd.hangup(&cfg.system.unit).await?;
+        } else {
+            let _lock = lock_system(cfg).await?;
+            self.systemd
+                .restart_and_wait(&cfg.system.unit, cfg.system.restart_timeout())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Fragments stay: the system dnsmasq keeps serving the networks while the agent is down.
+    async fn shutdown(&mut self) {}
+}
+
+impl SystemBackend {
+    /// A full reconcile of networks that may be fragments.
+    async fn reconcile_checked(
+        &mut self,
+        nets: &[ManagedNetwork],
+        keep: &HashSet<NetworkName>,
+        cfg: &Config,
+    ) -> Outcome {
+        match self.apply_keeping(nets, cfg, None, keep).await {
+            Ok((applied, notes)) => {
+                let mut changes: Vec<String> = applied
+                    .changed
+                    .iter()
+                    .map(|p| format!("wrote {}", p.display()))
+                    .collect();
+                if applied.restarted {
+                    changes.push(format!(
+                        "restarted {} in {:?}",
+                        cfg.system.unit,
+                        applied.restart_time.unwrap_or_default()
+                    ));
+                }
+                if applied.hung_up {
+                    changes.push(format!("sent SIGHUP to {}", cfg.system.unit));
+                }
+                changes.extend(notes);
+                Outcome {
+                    changes,
+                    errors: Vec::new(),
+                }
+            }
+            Err(e) => Outcome {
+                changes: Vec::new(),
+                errors: vec![e],
+            },
+        }
+    }
+}
