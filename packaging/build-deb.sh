@@ -23,10 +23,12 @@ command -v cargo-deb >/dev/null || {
   exit 1
 }
 if [ "${NO_BUILD:-0}" != 1 ]; then
-  cargo build --locked --profile "$PROFILE" --bin virtmasq
+  cargo build --locked --profile "$PROFILE" --bin virtmasq --bin virtmasq-hook
 fi
 BIN=target/$DIR/virtmasq
-[ -x "$BIN" ] || { echo "build-deb: $BIN is not built" >&2; exit 1; }
+for b in "$BIN" "$BIN-hook"; do
+  [ -x "$b" ] || { echo "build-deb: $b is not built" >&2; exit 1; }
+done
 
 mkdir -p target
 exec 9>target/.build-deb.lock

@@ -163,6 +163,9 @@ fn install_adopt_remove_purge() {
     );
     let hook = run(&ct, &["readlink", "/etc/libvirt/hooks/network.d/virtmasq"]);
     assert_eq!(hook.trim(), "/usr/libexec/virtmasq/libvirt-hook");
+    // The shim runs the hook's own binary, which loads no libvirt (libvirtd waits for it).
+    let libs = run(&ct, &["ldd", "/usr/libexec/virtmasq/virtmasq-hook"]);
+    assert!(!libs.contains("libvirt"), "{libs}");
     let owned = run(&ct, &["dpkg", "-L", "virtmasq"]);
 
     adopted_network_is_served(&lab, &ct);

@@ -97,8 +97,9 @@ impl<'a> Libvirtd<'a> {
         if let Some(hook) = hook {
             fs::copy(SHIM, dir.join("hook")).unwrap();
             let default = format!(
-                "VIRTMASQ={}\nVIRTMASQ_OPTS=\"{}\"\nVIRTMASQ_HOOK_OPTS=\"{}\"\n",
+                "VIRTMASQ={}\nVIRTMASQ_HOOK={}\nVIRTMASQ_OPTS=\"{}\"\nVIRTMASQ_HOOK_OPTS=\"{}\"\n",
                 crate::support::BIN,
+                crate::support::HOOK_BIN,
                 hook.opts,
                 hook.hook_opts
             );

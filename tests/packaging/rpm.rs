@@ -62,6 +62,7 @@ fn rpm_builds_from_the_spec() {
         "/usr/bin/virtmasq",
         "/usr/lib/systemd/system/virtmasq.service",
         "/usr/libexec/virtmasq/libvirt-hook",
+        "/usr/libexec/virtmasq/virtmasq-hook",
         "/usr/share/dbus-1/system.d/org.virtmasq.Agent1.conf",
         "/usr/share/man/man1/virtmasq.1.gz",
         "/var/lib/virtmasq",

@@ -12,6 +12,9 @@ use std::time::Duration;
 /// The agent binary cargo built for these tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_virtmasq");
 
+/// The hook's own binary (no libvirt loaded), which the packaged shim runs.
+pub const HOOK_BIN: &str = env!("CARGO_BIN_EXE_virtmasq-hook");
+
 /// A network for the libvirt test driver's node file.
 pub struct TestNet<'a> {
     /// libvirt name.
