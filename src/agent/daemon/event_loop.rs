@@ -40,10 +40,11 @@ pub(super) async fn run_with<B: Backend>(
     let mut tick = tokio::time::interval(cfg.libvirt.poll_interval());
     tick.reset();
     let mut due: Option<Instant> = None;
+    let mut burst = Burst::default();
     loop {
         let debounce = cfg.system.debounce();
-        let trigger = |due: &mut Option<Instant>| {
-            due.get_or_insert_with(|| Instant::now() + debounce);
+        let mut trigger = |due: &mut Option<Instant>| {
+            *due = Some(burst.event(Instant::now(), debounce, *due));
         };
         tokio::select! {
             _ = &mut shutdown => break,
@@ -94,6 +95,7 @@ pub(super) async fn run_with<B: Backend>(
             _ = watchdog.tick() => { let _ = notify::watchdog(); }
             _ = sleep_until(due), if due.is_some() => {
                 due = None;
+                burst.applied();
                 bridges = reconcile(&cfg, &mut backend, &svc).await;
             }
         }
@@ -103,6 +105,50 @@ pub(super) async fn run_with<B: Backend>(
     backend.shutdown().await;
     svc.bus.take();
     Ok(())
+}
+
+/// When a reconcile is due after a trigger. A trigger after a quiet time is applied at once (a
+/// single network start costs one reconcile, with no wait); triggers that follow within the
+/// debounce window push the reconcile back until they stop (a script starting networks one by
+/// one costs one more reconcile, so one more restart of a system dnsmasq), but never further
+/// than [`MAX_WAIT_FACTOR`] windows after the first of them.
+#[derive(Debug, Default)]
+pub(super) struct Burst {
+    /// The last trigger.
+    last: Option<Instant>,
+    /// The first trigger still waiting for its reconcile.
+    first_pending: Option<Instant>,
+}
+
+/// A burst is applied at the latest this many debounce windows after its first trigger.
+const MAX_WAIT_FACTOR: u32 = 10;
+
+impl Burst {
+    /// A trigger at `now`; returns when the reconcile is due (`due`: the one planned, if any).
+    pub(super) fn event(
+        &mut self,
+        now: Instant,
+        window: std::time::Duration,
+        due: Option<Instant>,
+    ) -> Instant {
+        let quiet = self.last.is_none_or(|l| now.duration_since(l) >= window);
+        self.last = Some(now);
+        if quiet && due.is_none() {
+            return now;
+        }
+        let first = *self.first_pending.get_or_insert(now);
+        let latest = first + window * MAX_WAIT_FACTOR;
+        // A reconcile planned at once stays at once.
+        match due {
+            Some(d) if d <= now => d,
+            _ => (now + window).min(latest),
+        }
+    }
+
+    /// The reconcile runs now: what was pending is covered.
+    pub(super) fn applied(&mut self) {
+        self.first_pending = None;
+    }
 }
 
 /// The settings a SIGHUP cannot apply (they shape what the daemon set up at start).
@@ -158,5 +204,43 @@ pub(super) async fn next_links(watcher: &mut Option<Watcher>) -> Vec<LinkEvent> 
 pub(super) async fn sleep_until(due: Option<Instant>) {
     if let Some(at) = due {
         tokio::time::sleep_until(at).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A first trigger is applied at once; a stream of triggers 300 ms apart (a script's loop
+    /// of `virsh net-start`) is one more reconcile after they stop, within the cap.
+    #[test]
+    fn a_burst_costs_one_reconcile_at_once_and_one_after() {
+        let window = Duration::from_millis(500);
+        let t0 = Instant::now();
+        let mut b = Burst::default();
+        assert_eq!(b.event(t0, window, None), t0, "leading edge");
+        b.applied();
+        let mut due = None;
+        let mut applied = 1;
+        let mut now = t0;
+        for _ in 0..19 {
+            now += Duration::from_millis(300);
+            if due.is_some_and(|d| d <= now) {
+                b.applied();
+                applied += 1;
+                due = None;
+            }
+            due = Some(b.event(now, window, due));
+        }
+        assert_eq!(applied, 2, "the cap of 5 s came once in 5.7 s of triggers");
+        assert_eq!(due, Some(now + window), "then once more after the last");
+        // After a quiet time, at once again.
+        b.applied();
+        let later = now + Duration::from_secs(2);
+        assert_eq!(b.event(later, window, None), later);
+        // A second trigger right after: pushed back, not at once.
+        let soon = later + Duration::from_millis(10);
+        assert_eq!(b.event(soon, window, None), soon + window);
     }
 }
