@@ -439,3 +439,41 @@ fn dns_held_by_a_default_mode_server_leaves_dhcp_working() {
         .lease()
         .is_some());
 }
+
+/// A bridge that appears after its dnsmasq started (libvirt reports the network before the
+/// daemon sees the link) is served by that dnsmasq: it binds no device it cannot find, so
+/// restarting it would only cut service for nothing.
+#[test]
+fn a_bridge_first_seen_after_its_dnsmasq_started_is_served_without_a_restart() {
+    let lab = Lab::new("private_bridge_late");
+    let uri = write_node(
+        lab.dir(),
+        "node.xml",
+        &[TestNet {
+            name: "lab",
+            bridge: "vqa0",
+            ip: "10.91.0.1/24",
+            dhcp: Some(RANGE),
+        }],
+    );
+    let cfg = write_config(lab.dir(), &uri, "");
+    let _agent = lab.spawn_host(&[BIN, "--config", cfg.to_str().unwrap(), "daemon"]);
+    let pid_file = lab.dir().join("run/lab/pid/dnsmasq.pid");
+    assert!(
+        wait_until(Duration::from_secs(10), || live_pid(&pid_file).is_some()),
+        "the agent did not start a dnsmasq for 'lab'"
+    );
+    let first = live_pid(&pid_file).unwrap();
+    lab.add_bridge("vqa0", "10.91.0.1/24");
+    let client = lab.add_client("vqa0", "52:54:00:91:00:06");
+    assert!(
+        client.lease().is_some(),
+        "no lease on the bridge that appeared"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        live_pid(&pid_file),
+        Some(first),
+        "its dnsmasq was restarted"
+    );
+}

@@ -176,16 +176,17 @@ impl Supervisor {
             .iter()
             .map(|(k, v)| (k.clone(), v.render.clone()))
             .collect();
-        // Computed before planning: a restart planned anyway covers a re-created bridge.
-        let recreated: Vec<NetworkName> = self
-            .instances
-            .iter()
-            .filter(|(_, i)| {
-                let now = crate::netlink::ifindex(&i.bridge);
-                now.is_some() && now != i.ifindex
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
+        // Computed before planning: a restart planned anyway covers a re-created bridge. A
+        // bridge that did not exist when its dnsmasq started needs none: dnsmasq binds no
+        // device it cannot find, and serves the bridge once it appears.
+        let mut recreated: Vec<NetworkName> = Vec::new();
+        for (name, inst) in self.instances.iter_mut() {
+            match (inst.ifindex, crate::netlink::ifindex(&inst.bridge)) {
+                (None, now @ Some(_)) => inst.ifindex = now,
+                (Some(was), Some(now)) if was != now => recreated.push(name.clone()),
+                _ => {}
+            }
+        }
         let renders = wanted
             .iter()
             .map(|(k, v)| (k.clone(), v.0.clone()))
