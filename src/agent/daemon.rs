@@ -40,6 +40,11 @@ pub struct DaemonOptions {
     pub config_explicit: bool,
     /// A libvirt URI that overrides the configuration's.
     pub libvirt_uri: Option<String>,
+    /// The tree the system dnsmasq's configuration is read from: `/` on a host; tests give
+    /// one of their own.
+    pub root: PathBuf,
+    /// The bus the D-Bus API is served on: None for the system bus.
+    pub bus_address: Option<String>,
 }
 
 impl DaemonOptions {
@@ -72,7 +77,7 @@ struct Services {
 /// Runs until `shutdown` completes.
 pub async fn run(opts: DaemonOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let cfg = opts.load()?;
-    let (detection, systemd) = detect(&cfg, std::path::Path::new("/"), Vec::new()).await;
+    let (detection, systemd) = detect(&cfg, &opts.root, Vec::new()).await;
     let mode = detection.decision.mode;
     tracing::info!(?mode, reasons = ?detection.decision.reasons, "mode decided");
     for c in &detection.conflicts {
@@ -115,7 +120,7 @@ pub async fn run(opts: DaemonOptions, shutdown: impl Future<Output = ()>) -> any
         status: status.clone(),
         filter: filter.clone(),
     };
-    let bus = match dbus::serve(agent, None).await {
+    let bus = match dbus::serve(agent, opts.bus_address.as_deref()).await {
         Ok(conn) => Some(conn),
         Err(zbus::Error::NameTaken) => {
             anyhow::bail!(

@@ -1,0 +1,106 @@
+//! The daemon run in this test's process (`agent::daemon::run`, with its root, bus and
+//! shutdown given to it), in the lab's host network namespace, against a real dnsmasq and a
+//! real DHCP client: it serves a network, follows a change of the network's range, and stops
+//! its dnsmasq when told to shut down.
+
+mod lab;
+mod support;
+
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use lab::Lab;
+use support::{live_pid, wait_until, write_config, write_node, TestNet};
+use virtmasq::agent::daemon::{self, DaemonOptions};
+
+const NET: &str = "vqip0";
+
+fn node(lab: &Lab, range: &str) -> String {
+    write_node(
+        lab.dir(),
+        "node.xml",
+        &[TestNet {
+            name: "lab",
+            bridge: NET,
+            ip: "10.93.0.1/24",
+            dhcp: Some(range),
+        }],
+    )
+}
+
+#[test]
+fn the_daemon_runs_in_process_serves_follows_and_stops() {
+    let lab = Lab::new("daemon_in_process");
+    lab.add_bridge(NET, "10.93.0.1/24");
+    let uri = node(
+        &lab,
+        r#"<virtmasq:range start="10.93.0.100" end="10.93.0.110"/>"#,
+    );
+    // The libvirt poll (1 s) notices changes: no signal to this process is needed.
+    let cfg = write_config(lab.dir(), &uri, "");
+    let root = lab.dir().join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    let opts = DaemonOptions {
+        config_path: cfg,
+        config_explicit: true,
+        libvirt_uri: None,
+        root,
+        // Nothing answers there: the daemon runs without its D-Bus API, as it does without a
+        // system bus.
+        bus_address: Some(format!("unix:path={}/no-bus", lab.dir().display())),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let ns = format!("/run/netns/{}", lab.host_ns());
+    let daemon = std::thread::spawn(move || {
+        let f = std::fs::File::open(&ns).unwrap();
+        // SAFETY: setns changes the network namespace of this thread only; the daemon and the
+        // dnsmasq it starts run here, in the lab's namespace, and the thread ends with it.
+        let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(daemon::run(opts, async {
+            let _ = stopped.await;
+        }))
+    });
+
+    let pid_file = lab.dir().join("run/lab/pid/dnsmasq.pid");
+    assert!(
+        wait_until(Duration::from_secs(10), || live_pid(&pid_file).is_some()),
+        "the in-process daemon started no dnsmasq"
+    );
+    let first = live_pid(&pid_file).unwrap();
+    let ip = lab
+        .add_client(NET, "52:54:00:93:00:01")
+        .lease()
+        .map(|l| l.ip);
+    let last = ip.expect("a lease").octets()[3];
+    assert!((100..=110).contains(&last), "{ip:?}");
+
+    node(
+        &lab,
+        r#"<virtmasq:range start="10.93.0.200" end="10.93.0.210"/>"#,
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || live_pid(&pid_file)
+            .is_some_and(|p| p != first)),
+        "the range change did not restart its dnsmasq"
+    );
+    let ip = lab
+        .add_client(NET, "52:54:00:93:00:02")
+        .lease()
+        .map(|l| l.ip);
+    let last = ip.expect("a lease from the new range").octets()[3];
+    assert!((200..=210).contains(&last), "{ip:?}");
+
+    let conf = lab.dir().join("run/lab/dnsmasq.conf");
+    stop.send(()).unwrap();
+    daemon
+        .join()
+        .unwrap()
+        .expect("the daemon ran and stopped cleanly");
+    assert!(support::pids_with_arg(conf.to_str().unwrap()).is_empty());
+    assert!(!lab.dir().join("run/virtmasq.pid").exists());
+}
