@@ -483,7 +483,7 @@ fn spawn_dnsmasq(lab: &lab::Lab, filter: &PxeFilter) -> u32 {
         ..FilterConfig::default()
     };
     let mut conf = vec!["dhcp-range=10.82.0.10,10.82.0.250,255.255.255.0,1h".to_owned()];
-    conf.extend(dnsmasq_lines(&cfg, &["vqb1".parse().unwrap()], false));
+    conf.extend(dnsmasq_lines(&cfg, &["vqb1".parse().unwrap()], false).all());
     conf.push(format!(
         "dhcp-leasefile={}",
         lab.dir().join("leases").display()

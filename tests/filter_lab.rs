@@ -78,7 +78,7 @@ impl Rig {
             lines.push("pxe-service=x86PC,\"Network boot\",pxelinux".into());
         }
         let scoped: Vec<IfName> = self.scoped.iter().map(|b| b.parse().unwrap()).collect();
-        lines.extend(dnsmasq_lines(&self.cfg(), &scoped, self.proxy));
+        lines.extend(dnsmasq_lines(&self.cfg(), &scoped, self.proxy).all());
         lines.push(format!("dhcp-leasefile={}", self.path("leases").display()));
         lines.push(format!("pid-file={}", self.path("dnsmasq.pid").display()));
         lines.join("\n") + "\n"

@@ -42,7 +42,7 @@ pub trait Backend {
 }
 
 /// The PXE filter's lines for `net`'s dnsmasq, if the filter covers it.
-fn filter_lines(cfg: &Config, net: &ManagedNetwork) -> Vec<String> {
+fn filter_lines(cfg: &Config, net: &ManagedNetwork) -> crate::filter::FilterLines {
     let bridges = if cfg.filter.covers(&net.name) {
         vec![net.bridge.clone()]
     } else {
@@ -74,7 +74,7 @@ pub fn sighup_safe(cfg: &Config) -> bool {
 /// (already checked when the network was accepted; a profile that broke since then, say a
 /// boot file deleted, renders no PXE lines and is logged).
 pub fn private_options(cfg: &Config, net: &ManagedNetwork) -> RenderOptions {
-    let mut extra_lines = filter_lines(cfg, net);
+    let mut extra_lines = filter_lines(cfg, net).all();
     extra_lines.extend(pxe_or_log(net, cfg, LinesFor::Private));
     RenderOptions {
         no_ping: cfg.dnsmasq.no_ping,
@@ -109,10 +109,7 @@ pub fn system_extra_lines(
     net: &ManagedNetwork,
     effective: &EffectiveConfig,
 ) -> Vec<String> {
-    let mut lines: Vec<String> = filter_lines(cfg, net)
-        .into_iter()
-        .filter(|l| l.starts_with("tag-if="))
-        .collect();
+    let mut lines = filter_lines(cfg, net).scope;
     // A system that serves TFTP everywhere keeps doing so: no per-bridge enable-tftp.
     let mode = if effective.tftp_everywhere {
         LinesFor::SystemTftpEverywhere
@@ -139,8 +136,8 @@ pub fn system_refusal(net: &ManagedNetwork) -> Option<String> {
 pub fn system_shared_lines(cfg: &Config, nets: &[ManagedNetwork]) -> Vec<String> {
     let mut shared: Vec<String> = Vec::new();
     for net in nets {
-        for l in filter_lines(cfg, net) {
-            if !l.starts_with("tag-if=") && !shared.contains(&l) {
+        for l in filter_lines(cfg, net).shared() {
+            if !shared.contains(&l) {
                 shared.push(l);
             }
         }

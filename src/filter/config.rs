@@ -84,6 +84,39 @@ impl FilterConfig {
     }
 }
 
+/// The filter's lines for one dnsmasq, by where they belong: what a dnsmasq needs once (the
+/// hostsdir, and in proxy mode the `dhcp-ignore` that silences denied PXE clients) and what
+/// scopes the filter to each bridge it covers (`tag-if`). A system dnsmasq gets the first in a
+/// shared fragment and the second in each network's own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FilterLines {
+    /// `dhcp-hostsdir=...`, None when the filter covers nothing here.
+    pub hostsdir: Option<String>,
+    /// One `tag-if=set:<scope tag>,tag:<bridge>` per covered bridge.
+    pub scope: Vec<String>,
+    /// `dhcp-ignore=tag:<deny tag>` where proxy DHCP is served.
+    pub proxy_ignore: Option<String>,
+}
+
+impl FilterLines {
+    /// What a dnsmasq needs once, whatever the number of its bridges.
+    pub fn shared(&self) -> Vec<String> {
+        self.hostsdir
+            .iter()
+            .chain(&self.proxy_ignore)
+            .cloned()
+            .collect()
+    }
+
+    /// Every line, for a dnsmasq of its own (a private instance).
+    pub fn all(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self.hostsdir.iter().cloned().collect();
+        lines.extend(self.scope.iter().cloned());
+        lines.extend(self.proxy_ignore.iter().cloned());
+        lines
+    }
+}
+
 /// The configuration lines a dnsmasq needs for the filter, given the bridges it covers on
 /// this dnsmasq (the caller resolves [`FilterConfig::networks`] to bridges) and whether any of
 /// them serves proxy DHCP. Empty when the filter is disabled or covers none of the bridges.
@@ -93,24 +126,20 @@ impl FilterConfig {
 /// matched, and every filter file requires `virtmasq-filter`. The files therefore do not
 /// depend on the scope, and a change of scope is a configuration change (restart), never a
 /// rewrite of thousands of files. Needs dnsmasq >= 2.81 (`tag:` on `dhcp-host`).
-pub fn dnsmasq_lines(cfg: &FilterConfig, bridges_in_scope: &[IfName], proxy: bool) -> Vec<String> {
+pub fn dnsmasq_lines(cfg: &FilterConfig, bridges_in_scope: &[IfName], proxy: bool) -> FilterLines {
     // An IfName cannot start with '!' (which would read as "not this tag"), so every bridge
     // can be scoped.
-    let bridges = bridges_in_scope;
-    if !cfg.enabled || bridges.is_empty() {
-        return Vec::new();
+    if !cfg.enabled || bridges_in_scope.is_empty() {
+        return FilterLines::default();
     }
-    let mut lines = vec![format!("dhcp-hostsdir={}", cfg.hostsdir.display())];
-    lines.extend(
-        bridges
-            .iter()
-            .map(|b| format!("tag-if=set:{SCOPE_TAG},tag:{b}")),
-    );
-    if proxy {
+    FilterLines {
+        hostsdir: Some(format!("dhcp-hostsdir={}", cfg.hostsdir.display())),
+        scope: (bridges_in_scope.iter())
+            .map(|b| format!("tag-if=set:{SCOPE_TAG},tag:{b}"))
+            .collect(),
         // Deny lines also set DENY_TAG; in proxy mode only dhcp-ignore silences the PXE reply.
-        lines.push(format!("dhcp-ignore=tag:{DENY_TAG}"));
+        proxy_ignore: proxy.then(|| format!("dhcp-ignore=tag:{DENY_TAG}")),
     }
-    lines
 }
 
 #[cfg(test)]
@@ -155,7 +184,7 @@ mod tests {
         ];
         for (cfg, bridges, proxy, want) in cases {
             assert_eq!(
-                dnsmasq_lines(cfg, &ifs(bridges), proxy),
+                dnsmasq_lines(cfg, &ifs(bridges), proxy).all(),
                 want,
                 "{bridges:?} {proxy}"
             );

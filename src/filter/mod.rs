@@ -21,7 +21,7 @@ pub mod plan;
 pub mod policy;
 pub mod store;
 
-pub use config::{dnsmasq_lines, Durability, FilterConfig, UnknownPolicy};
+pub use config::{dnsmasq_lines, Durability, FilterConfig, FilterLines, UnknownPolicy};
 pub use entry::{DenyLine, Target, Verdict, DENY_TAG, SCOPE_TAG, WILDCARD_FILE};
 pub use error::FilterError;
 pub use ops::{sighup_is_safe, PxeFilter, SyncReport};
