@@ -87,3 +87,32 @@ pub fn print_out(text: &str) -> anyhow::Result<()> {
         r => Ok(r?),
     }
 }
+
+/// What both binaries (`virtmasq`, `virtmasq-hook`) do before running a verb: log to stderr
+/// at the command line's level, and build the one-thread runtime. One thread: private dnsmasq
+/// children are tied to the forking thread's life by `PR_SET_PDEATHSIG`, so they must be forked
+/// from the thread that lives as long as the agent.
+pub fn start(cli: &Cli) -> std::io::Result<tokio::runtime::Runtime> {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+/// Ends a verb: success, or the error's message on stderr and its exit code.
+pub fn finish(program: &str, result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{program}: {}", crate::exit::message(&e));
+            std::process::ExitCode::from(crate::exit::code_for(&e))
+        }
+    }
+}

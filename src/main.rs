@@ -1,38 +1,18 @@
 //! The `virtmasq` binary: parse the command line, run the verb, map errors to exit codes.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
-use virtmasq::cli::{Cli, Command};
+use virtmasq::cli::{self, Cli, Command};
 use virtmasq::{commands, exit};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_new(&cli.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
-    // One thread: private dnsmasq children are tied to the forking thread's life by
-    // PR_SET_PDEATHSIG, so they must be forked from the thread that lives as long as the agent.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
+    match cli::start(&cli) {
+        Ok(runtime) => cli::finish("virtmasq", runtime.block_on(run(&cli))),
         Err(e) => {
             eprintln!("virtmasq: cannot start the runtime: {e}");
-            return ExitCode::from(exit::SOFTWARE);
-        }
-    };
-    match runtime.block_on(run(&cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("virtmasq: {}", exit::message(&e));
-            ExitCode::from(exit::code_for(&e))
+            ExitCode::from(exit::SOFTWARE)
         }
     }
 }
