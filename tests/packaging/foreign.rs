@@ -287,6 +287,7 @@ fn adopt_never_takes_service_away(lab: &Lab, ct: &Container) {
         super::lease(lab, SITE, "52:54:00:98:0b:01"),
         [10, 98, 0]
     ));
+    readme_network_is_served_by_the_system_dnsmasq(lab, ct);
 
     let out = run(ct, &["virtmasq", "release", "vqf-adopt"]);
     assert!(out.contains("released"), "{out}");
@@ -297,4 +298,33 @@ fn adopt_never_takes_service_away(lab: &Lab, ct: &Container) {
         definition
     );
     run(ct, &["virsh", "-q", "net-destroy", "vqf-adopt"]);
+}
+
+/// Beside them, a network defined the README's way (no `<dhcp>`, DNS off, virtmasq's intent in
+/// its metadata) on a bridge the system dnsmasq does not exclude: served by the system dnsmasq.
+fn readme_network_is_served_by_the_system_dnsmasq(lab: &Lab, ct: &Container) {
+    let xml = "<network><name>vqm-readme</name><bridge name='vqm0'/><dns enable='no'/>\
+        <ip address='10.120.12.1' prefix='24'/><metadata>\
+        <virtmasq:dhcp xmlns:virtmasq='http://virtmasq.org/xmlns/network/1.0' dns='no'>\
+        <virtmasq:range start='10.120.12.100' end='10.120.12.150'/></virtmasq:dhcp>\
+        </metadata></network>";
+    ct.write_file("/root/vqm-readme.xml", xml, 0o644);
+    run(ct, &["virsh", "-q", "net-define", "/root/vqm-readme.xml"]);
+    run(ct, &["virsh", "-q", "net-start", "vqm-readme"]);
+    let fragment = ct.host_path("/etc/dnsmasq.d/virtmasq-vqm-readme.conf");
+    super::wait("its fragment", std::time::Duration::from_secs(20), || {
+        fragment.exists()
+    });
+    let ip = lab
+        .add_client("vqm0", "52:54:00:12:0c:01")
+        .lease_with_args(&["-t", "8"])
+        .map(|l| l.ip);
+    assert!(
+        super::in_range(ip, [10, 120, 12]),
+        "{ip:?}\n{}",
+        ct.journal("virtmasq")
+    );
+    let detect = run(ct, &["virtmasq", "detect", "--json"]);
+    assert!(detect.contains("\"vqm-readme\""), "{detect}");
+    run(ct, &["virsh", "-q", "net-destroy", "vqm-readme"]);
 }
