@@ -260,16 +260,23 @@ fn write_all(plan: &Plan) -> Result<(), ApplyError> {
 }
 
 /// The contents of files before a change, to put back byte for byte.
-struct Backup(BTreeMap<PathBuf, Option<Vec<u8>>>);
+/// Each touched file as it was: its bytes and permission bits, or absent.
+struct Backup(BTreeMap<PathBuf, Option<(Vec<u8>, u32)>>);
 
 impl Backup {
     fn take(paths: &[&Path]) -> Result<Self, ApplyError> {
+        use std::os::unix::fs::PermissionsExt;
         let mut m = BTreeMap::new();
         for p in paths {
-            m.insert(
-                p.to_path_buf(),
-                fsutil::read_if_exists(p).map_err(io("read", p))?,
-            );
+            let bytes = fsutil::read_if_exists(p).map_err(io("read", p))?;
+            let before = match bytes {
+                Some(b) => {
+                    let mode = fs::metadata(p).map_err(io("read", p))?.permissions().mode();
+                    Some((b, mode & 0o7777))
+                }
+                None => None,
+            };
+            m.insert(p.to_path_buf(), before);
         }
         Ok(Self(m))
     }
@@ -277,7 +284,7 @@ impl Backup {
     fn restore(&self) {
         for (path, before) in &self.0 {
             let result = match before {
-                Some(bytes) => fsutil::write_atomic(path, bytes, 0o644),
+                Some((bytes, mode)) => fsutil::write_atomic(path, bytes, *mode),
                 None => match fs::remove_file(path) {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
                     r => r,
@@ -287,5 +294,33 @@ impl Backup {
                 tracing::error!(path = %path.display(), error = %e, "could not restore file");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A rollback puts a file back as it was: its bytes and its mode, not 0644 whatever it
+    /// had; a file that did not exist is removed again.
+    #[test]
+    fn a_rollback_restores_bytes_and_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let kept = dir.path().join("site.conf");
+        let added = dir.path().join("virtmasq-lab.conf");
+        fs::write(&kept, "dhcp-range=10.0.0.2,10.0.0.9\n").unwrap();
+        fs::set_permissions(&kept, fs::Permissions::from_mode(0o640)).unwrap();
+        let backup = Backup::take(&[kept.as_path(), added.as_path()]).unwrap();
+        fsutil::write_atomic(&kept, b"changed\n", 0o644).unwrap();
+        fsutil::write_atomic(&added, b"new\n", 0o644).unwrap();
+        backup.restore();
+        assert_eq!(
+            fs::read_to_string(&kept).unwrap(),
+            "dhcp-range=10.0.0.2,10.0.0.9\n"
+        );
+        let mode = fs::metadata(&kept).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o640);
+        assert!(!added.exists());
     }
 }
