@@ -62,11 +62,16 @@ pub fn filter_proxy(cfg: &Config, nets: &[ManagedNetwork]) -> bool {
 /// entry of a hosts file has matched, and the filter's deny lines carry `set:` for proxy DHCP.
 /// Where it is not safe, a restart does the same work.
 pub fn sighup_safe(cfg: &Config) -> bool {
+    sighup_safe_with(cfg, DnsmasqVersion::of(&cfg.paths.dnsmasq).as_ref())
+}
+
+/// As [`sighup_safe`], with dnsmasq's version already known.
+pub fn sighup_safe_with(cfg: &Config, version: Option<&DnsmasqVersion>) -> bool {
     let tagged = cfg.filter.enabled
         && PxeFilter::new(cfg.filter.clone(), cfg.paths.state_dir.clone())
             .list()
             .is_ok_and(|p| p.deny_line != crate::filter::entry::DenyLine::Plain);
-    let version = DnsmasqVersion::of(&cfg.paths.dnsmasq).map_or((0, 0), |v| v.numeric);
+    let version = version.map_or((0, 0), |v| v.numeric);
     crate::filter::ops::sighup_is_safe(version, tagged)
 }
 
@@ -149,4 +154,4 @@ mod private;
 mod system;
 
 pub use private::PrivateBackend;
-pub use system::{bridge_exists, system_files, SystemBackend};
+pub use system::{bridge_exists, system_files, SystemBackend, SystemView};

@@ -4,9 +4,8 @@
 //! could only apply everywhere). The other networks stay in the system dnsmasq.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
 
-use super::backend::{system_refusal, Backend, Outcome, PrivateBackend, SystemBackend};
+use super::backend::{system_refusal, Backend, Outcome, PrivateBackend, SystemBackend, SystemView};
 use crate::config::Config;
 use crate::model::{ManagedNetwork, NetworkName};
 use crate::system::effective::EffectiveConfig;
@@ -37,11 +36,11 @@ impl PerNetworkBackend {
     fn split(
         &mut self,
         nets: &[ManagedNetwork],
+        effective: &EffectiveConfig,
     ) -> (Vec<ManagedNetwork>, Vec<ManagedNetwork>, Vec<anyhow::Error>) {
-        let effective = EffectiveConfig::read(Path::new("/"));
         self.placed = nets
             .iter()
-            .map(|n| (n.name.clone(), place(n, &effective, system_refusal(n))))
+            .map(|n| (n.name.clone(), place(n, effective, system_refusal(n))))
             .collect();
         let (mut system, mut private, mut errors) = (Vec::new(), Vec::new(), Vec::new());
         let mut dns_elsewhere = HashSet::new();
@@ -79,14 +78,19 @@ impl Backend for PerNetworkBackend {
         keep: &HashSet<NetworkName>,
         cfg: &Config,
     ) -> Outcome {
-        let (system, private, errors) = self.split(nets);
+        // What the host's dnsmasq is, read once for the placement and the system's files.
+        let view = SystemView::observe(cfg);
+        let (system, private, errors) = self.split(nets, &view.effective);
         // Private instances first: one that leaves a bridge must have let go of its sockets
         // before the system dnsmasq restarts onto that bridge.
         let mut outcome = match &mut self.private {
             Ok(p) => p.reconcile(&private, keep, cfg).await,
             Err(_) => Outcome::default(),
         };
-        let sys = self.system.reconcile(&system, keep, cfg).await;
+        let sys = self
+            .system
+            .reconcile_with(&system, keep, cfg, Some(view))
+            .await;
         outcome.changes.extend(sys.changes);
         outcome.errors.extend(sys.errors);
         outcome.errors.extend(errors);

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::agent::backend::{private_options, system_files, system_refusal};
+use crate::agent::backend::{private_options, system_files, system_refusal, SystemView};
 use crate::agent::daemon::read_libvirt;
 use crate::agent::desired::find;
 use crate::cli::{print_out, Cli};
@@ -11,7 +11,6 @@ use crate::dnsmasq::render::{render_private, InstancePaths};
 use crate::model::Mode;
 use crate::model::{ManagedNetwork, NetworkName};
 use crate::system::detect::detect;
-use crate::system::effective::EffectiveConfig;
 use crate::system::placement::{place, Placement};
 
 /// Options of `render`.
@@ -60,9 +59,9 @@ pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     let text = match mode {
         Mode::Private => private_text(&cfg, net),
         Mode::System => {
-            let effective = EffectiveConfig::read(Path::new("/"));
-            match place(net, &effective, system_refusal(net)) {
-                Placement::System => system_text(&cfg, net, &effective)?,
+            let view = SystemView::observe(&cfg);
+            match place(net, &view.effective, system_refusal(net)) {
+                Placement::System => system_text(&cfg, net, &view)?,
                 Placement::Private(r) => format!(
                     "# not a fragment: a private dnsmasq beside the system one serves it ({})\n{}",
                     r.why,
@@ -90,12 +89,8 @@ fn private_text(cfg: &Config, net: &ManagedNetwork) -> String {
 
 /// The network's system-mode files, from the code that writes them ([`system_files`]), or why
 /// none are written.
-fn system_text(
-    cfg: &Config,
-    net: &ManagedNetwork,
-    effective: &EffectiveConfig,
-) -> anyhow::Result<String> {
-    let want = system_files(std::slice::from_ref(net), cfg, effective, Vec::new());
+fn system_text(cfg: &Config, net: &ManagedNetwork, view: &SystemView) -> anyhow::Result<String> {
+    let want = system_files(std::slice::from_ref(net), cfg, view, Vec::new());
     if let Some((_, why)) = want.refused.first() {
         anyhow::bail!("refused in system mode: {why}");
     }

@@ -5,7 +5,8 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use super::{
-    sighup_safe, system_extra_lines, system_refusal, system_shared_lines, Backend, Outcome,
+    sighup_safe, sighup_safe_with, system_extra_lines, system_refusal, system_shared_lines,
+    Backend, Outcome,
 };
 use crate::config::Config;
 use crate::dnsmasq::fragment;
@@ -16,6 +17,30 @@ use crate::system::effective::EffectiveConfig;
 use crate::system::plan::{desired, plan, Target};
 use crate::system::version::DnsmasqVersion;
 use crate::systemd::Systemd;
+
+/// What system mode reads of the host for one apply, read once: the system dnsmasq's
+/// configuration as its unit starts it, dnsmasq's version, and whether SIGHUP is safe.
+#[derive(Debug, Clone)]
+pub struct SystemView {
+    /// The system dnsmasq's effective configuration.
+    pub effective: EffectiveConfig,
+    /// The dnsmasq binary's version, if it answers.
+    pub version: Option<DnsmasqVersion>,
+    /// Whether hosts changes may be a SIGHUP ([`super::sighup_safe`]).
+    pub hangup_safe: bool,
+}
+
+impl SystemView {
+    /// Reads it all from this host.
+    pub fn observe(cfg: &Config) -> Self {
+        let version = DnsmasqVersion::of(&cfg.paths.dnsmasq);
+        Self {
+            effective: EffectiveConfig::read(Path::new("/")),
+            hangup_safe: sighup_safe_with(cfg, version.as_ref()),
+            version,
+        }
+    }
+}
 
 /// Why a network has no fragment.
 #[derive(Debug, Clone)]
@@ -65,7 +90,8 @@ impl SystemBackend {
         cfg: &Config,
         scope: Option<&NetworkName>,
     ) -> anyhow::Result<(Applied, Vec<String>)> {
-        self.apply_keeping(nets, cfg, scope, &HashSet::new()).await
+        self.apply_keeping(nets, cfg, scope, &HashSet::new(), None)
+            .await
     }
 
     /// The common body: `keep` names networks whose files stay exactly as they are.
@@ -75,6 +101,7 @@ impl SystemBackend {
         cfg: &Config,
         scope: Option<&NetworkName>,
         keep: &HashSet<NetworkName>,
+        view: Option<SystemView>,
     ) -> anyhow::Result<(Applied, Vec<String>)> {
         // Networks that cannot be fragments keep whatever files they have; the callers report
         // why (system_refusal).
@@ -94,13 +121,13 @@ impl SystemBackend {
             .collect();
         let nets = nets.as_slice();
         let _lock = lock_system(cfg).await?;
-        let effective = EffectiveConfig::read(Path::new("/"));
+        let view = view.unwrap_or_else(|| SystemView::observe(cfg));
         // With a scope, the hook changes one network: shared lines stay as they are.
         let shared = match scope {
             Some(_) => Vec::new(),
             None => system_shared_lines(cfg, nets),
         };
-        let mut want = system_files(nets, cfg, &effective, shared);
+        let mut want = system_files(nets, cfg, &view, shared);
         if scope.is_none() {
             let waiting =
                 (want.deferred.iter()).map(|(n, w)| (n.clone(), LeftOut::Waiting(w.clone())));
@@ -151,10 +178,10 @@ impl SystemBackend {
         let applied = Apply {
             systemd: &self.systemd,
             unit: &cfg.system.unit,
-            flavor: effective.flavor,
+            flavor: view.effective.flavor,
             binary: &cfg.paths.dnsmasq,
             restart_timeout: cfg.system.restart_timeout(),
-            hangup_safe: sighup_safe(cfg),
+            hangup_safe: view.hangup_safe,
         }
         .run(&plan)
         .await?;
@@ -175,21 +202,20 @@ impl SystemBackend {
 pub fn system_files(
     nets: &[ManagedNetwork],
     cfg: &Config,
-    effective: &EffectiveConfig,
+    view: &SystemView,
     shared_lines: Vec<String>,
 ) -> crate::system::plan::Desired {
-    let version = DnsmasqVersion::of(&cfg.paths.dnsmasq);
     let target = Target {
         conf_dir: &cfg.paths.conf_dir,
         state_dir: &cfg.paths.state_dir,
-        effective,
-        tag_hosts: version.as_ref().is_some_and(|v| v.at_least(2, 81)),
+        effective: &view.effective,
+        tag_hosts: view.version.as_ref().is_some_and(|v| v.at_least(2, 81)),
         shared_lines,
     };
     desired(
         nets,
         &target,
-        |n| system_extra_lines(cfg, n, effective),
+        |n| system_extra_lines(cfg, n, &view.effective),
         bridge_exists,
     )
 }
@@ -217,22 +243,7 @@ impl Backend for SystemBackend {
         keep: &HashSet<NetworkName>,
         cfg: &Config,
     ) -> Outcome {
-        let refused: Vec<anyhow::Error> = nets
-            .iter()
-            .filter_map(system_refusal)
-            .map(|why| anyhow::anyhow!(why))
-            .collect();
-        let mut outcome = self.reconcile_checked(nets, keep, cfg).await;
-        outcome.errors.extend(refused);
-        // Networks refused for the names they would have the host answer are errors too.
-        let left_out = self.deferred.lock().unwrap_or_else(|p| p.into_inner());
-        outcome
-            .errors
-            .extend(left_out.iter().filter_map(|(_, left)| match left {
-                LeftOut::Refused(why) => Some(anyhow::anyhow!(why.clone())),
-                LeftOut::Waiting(_) => None,
-            }));
-        outcome
+        self.reconcile_with(nets, keep, cfg, None).await
     }
 
     fn served_by(&self, net: &ManagedNetwork, cfg: &Config) -> String {
@@ -267,14 +278,41 @@ impl Backend for SystemBackend {
 }
 
 impl SystemBackend {
-    /// A full reconcile of networks that may be fragments.
-    async fn reconcile_checked(
+    /// A full reconcile with what was observed of the host already (`view`), or observed now.
+    pub async fn reconcile_with(
         &mut self,
         nets: &[ManagedNetwork],
         keep: &HashSet<NetworkName>,
         cfg: &Config,
+        view: Option<SystemView>,
     ) -> Outcome {
-        match self.apply_keeping(nets, cfg, None, keep).await {
+        let refused: Vec<anyhow::Error> = nets
+            .iter()
+            .filter_map(system_refusal)
+            .map(|why| anyhow::anyhow!(why))
+            .collect();
+        let mut outcome = self.reconcile_checked(nets, keep, cfg, view).await;
+        outcome.errors.extend(refused);
+        // Networks refused for the names they would have the host answer are errors too.
+        let left_out = self.deferred.lock().unwrap_or_else(|p| p.into_inner());
+        outcome
+            .errors
+            .extend(left_out.iter().filter_map(|(_, left)| match left {
+                LeftOut::Refused(why) => Some(anyhow::anyhow!(why.clone())),
+                LeftOut::Waiting(_) => None,
+            }));
+        outcome
+    }
+
+    /// A full reconcile of networks that may be fragments.
+    pub(crate) async fn reconcile_checked(
+        &mut self,
+        nets: &[ManagedNetwork],
+        keep: &HashSet<NetworkName>,
+        cfg: &Config,
+        view: Option<SystemView>,
+    ) -> Outcome {
+        match self.apply_keeping(nets, cfg, None, keep, view).await {
             Ok((applied, notes)) => {
                 let mut changes: Vec<String> = applied
                     .changed
