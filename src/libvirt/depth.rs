@@ -5,7 +5,7 @@
 
 use roxmltree::Document;
 
-use super::xml::XmlError;
+use super::read::XmlError;
 
 /// The deepest element nesting accepted, libxml2's default and so libvirt's.
 pub const MAX_DEPTH: usize = 256;

@@ -16,14 +16,9 @@
 
 use roxmltree::Node;
 
-use super::xml::{at, tag, yes_no, Cx, XmlError};
+use super::read::{at, tag, yes_no, Cx, XmlError};
+pub use super::read::{NAMESPACE, PREFIX};
 use crate::model::{DhcpIntent, DhcpRange, Ipv4Range, LeaseTime, StaticHost};
-
-/// The namespace URI of virtmasq's network metadata.
-pub const NAMESPACE: &str = "http://virtmasq.org/xmlns/network/1.0";
-
-/// The prefix virtmasq writes for [`NAMESPACE`] (readers accept any prefix bound to it).
-pub const PREFIX: &str = "virtmasq";
 
 const NOT_IPV4: &str = "not an IPv4 address";
 

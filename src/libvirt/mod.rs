@@ -6,5 +6,6 @@ pub mod define;
 pub mod depth;
 pub mod metadata;
 pub mod probe;
+pub mod read;
 pub mod source;
 pub mod xml;

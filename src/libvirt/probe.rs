@@ -11,7 +11,7 @@
 use roxmltree::{Document, Node};
 
 use super::metadata::NAMESPACE;
-use super::xml::XmlError;
+use super::read::XmlError;
 
 /// What a network's XML says about its owner.
 #[derive(Debug, Clone, PartialEq, Eq)]

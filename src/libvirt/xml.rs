@@ -7,12 +7,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
 use roxmltree::{Document, Node};
-use thiserror::Error;
 
 use super::metadata;
-use crate::model::{
-    DhcpIntent, DnsName, IfName, InvalidValue, Ipv4Net, LeaseTime, MacAddr, NetworkName,
-};
+use super::read::{at, child, is_libvirt, shown, tag, yes_no, Cx};
+pub use super::read::{IpFamily, XmlError};
+use crate::model::{DhcpIntent, DnsName, IfName, Ipv4Net, LeaseTime, MacAddr, NetworkName};
 
 /// A libvirt network as `virsh net-dumpxml` shows it, reduced to what virtmasq uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,15 +32,6 @@ pub struct NetworkXml {
     pub domain: Option<DnsName>,
     /// virtmasq's DHCP intent from `<metadata>` (see [`metadata`]); None if there is none.
     pub metadata: Option<DhcpIntent>,
-}
-
-/// The address family of an `<ip>` element.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IpFamily {
-    /// `family='ipv4'`, libvirt's default.
-    V4,
-    /// `family='ipv6'`.
-    V6,
 }
 
 /// One `<ip>` of a network: the bridge's address and what libvirt serves on it.
@@ -115,59 +105,6 @@ pub struct HookData {
     /// `<networkport><mac address=...>`: the guest interface of a `port-created` or
     /// `port-deleted` event.
     pub port_mac: Option<MacAddr>,
-}
-
-/// Why libvirt's XML was refused.
-#[derive(Debug, Error)]
-pub enum XmlError {
-    /// The text is not XML; roxmltree's message gives line and column.
-    #[error("not well-formed XML: {0}")]
-    Syntax(roxmltree::Error),
-    /// Elements nested deeper than libvirt accepts (roxmltree would overflow the stack).
-    #[error("XML nested deeper than {limit} elements, which libvirt never produces")]
-    TooDeep {
-        /// The deepest nesting accepted.
-        limit: usize,
-    },
-    /// The document's root element is not the one expected.
-    #[error("expected a <{expected}> document, found <{found}>")]
-    Root {
-        /// The element expected.
-        expected: &'static str,
-        /// The element found.
-        found: String,
-    },
-    /// A missing element or attribute, or a value virtmasq refuses.
-    #[error("{context}: {at}: {reason}")]
-    Value {
-        /// The network (`network 'lab'`) or the part of the document.
-        context: String,
-        /// The element and attribute, with the value as given.
-        at: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// A value a validated model type refused; the source says why.
-    #[error("{context}: {at}")]
-    Invalid {
-        /// The network (`network 'lab'`) or the part of the document.
-        context: String,
-        /// The element and attribute, with the value as given.
-        at: String,
-        /// The model type's refusal.
-        #[source]
-        source: InvalidValue,
-    },
-}
-
-impl XmlError {
-    /// Puts `outer` in front of the error's context (`network 'lab': virtmasq metadata`).
-    fn within(mut self, outer: &str) -> Self {
-        if let Self::Value { context, .. } | Self::Invalid { context, .. } = &mut self {
-            *context = format!("{outer}: {context}");
-        }
-        self
-    }
 }
 
 impl NetworkXml {
@@ -284,15 +221,6 @@ fn forward_mode(cx: &Cx, el: Node) -> Result<String, XmlError> {
         return Err(cx.value(at(el, "mode", mode), "not a libvirt forward mode"));
     }
     Ok(mode.to_owned())
-}
-
-pub(super) fn yes_no(cx: &Cx, el: Node, attr: &str) -> Result<Option<bool>, XmlError> {
-    match el.attribute(attr) {
-        None => Ok(None),
-        Some("yes") => Ok(Some(true)),
-        Some("no") => Ok(Some(false)),
-        Some(other) => Err(cx.value(at(el, attr, other), "expected yes or no")),
-    }
 }
 
 fn parse_ip(cx: &Cx, el: Node) -> Result<IpXml, XmlError> {
@@ -450,11 +378,6 @@ fn check_boot_file(file: &str) -> Result<(), String> {
         None => Ok(()),
     }
 }
-
-mod cx;
-
-pub(super) use cx::{at, tag, Cx};
-use cx::{child, is_libvirt, shown};
 
 #[cfg(test)]
 mod tests;
