@@ -9,9 +9,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use super::arch::ClientArch;
-use super::lines::PxeScope;
 use super::profile::{key_text, BootFiles, BootTarget, IpxeHandoff, PxeMode, PxeProfile};
-use super::PxeError;
+use super::{PxeError, PxeScope};
 use crate::model::NetworkName;
 
 /// Checks how the settings of `profile` fit together and with the network; no I/O.

@@ -1,7 +1,7 @@
 //! A PXE profile rendered as dnsmasq lines, for a private instance bound to one bridge or for a
 //! system fragment where every line that has an effect requires `tag:<bridge>` (the tag dnsmasq
 //! sets to the interface a request arrived on). Pure: the checks against the TFTP root on disk
-//! are in [`super::check`]; [`super::dnsmasq_lines`] runs both.
+//! are in [`super::check`]; [`super::render_lines`] and [`super::dnsmasq_lines`] run both.
 //!
 //! Lines that only set tags (`dhcp-match`, `dhcp-mac`, `dhcp-userclass`, `tag-if`) cannot be
 //! scoped in dnsmasq; they set `virtmasq-` tags only, and those naming a host carry the bridge
@@ -15,9 +15,7 @@
 use super::arch::{ClientArch, TAG_PREFIX};
 use super::profile::{BootTarget, HostKey, IpxeHandoff, PxeMode, PxeProfile};
 use super::values::{BootFile, BootUrl};
-use super::PxeError;
-use crate::http::HttpConfig;
-use crate::model::{IfName, Ipv4Net, NetworkName};
+use super::{PxeError, PxeScope};
 
 /// The tag set on requests from clients already running iPXE (user class `iPXE`, or option
 /// 175, which iPXE and gPXE send).
@@ -43,19 +41,6 @@ impl LinesFor {
     }
 }
 
-/// The network a profile is rendered for.
-#[derive(Debug, Clone, Copy)]
-pub struct PxeScope<'a> {
-    /// The libvirt network, named in errors.
-    pub network: &'a NetworkName,
-    /// Its bridge.
-    pub bridge: &'a IfName,
-    /// The bridge's IPv4 address and prefix that PXE is served on.
-    pub subnet: &'a Ipv4Net,
-    /// The HTTP endpoint, for profiles that send iPXE clients to it.
-    pub http: &'a HttpConfig,
-}
-
 /// What a profile's lines change for the *other* interfaces of a shared (system) dnsmasq, for
 /// `status` and the logs to say; None when nothing.
 ///
@@ -71,13 +56,12 @@ pub fn system_side_effect(profile: &PxeProfile) -> Option<&'static str> {
     )
 }
 
-/// Checks `profile` against the network and renders its lines, touching no file.
-pub fn render_lines(
+/// Renders the lines of a profile already checked ([`super::render_lines`] checks first).
+pub(super) fn render(
     profile: &PxeProfile,
     scope: &PxeScope,
     mode: LinesFor,
 ) -> Result<Vec<String>, PxeError> {
-    super::check::check_profile(profile, scope)?;
     let ipxe_url = handoff_url(profile, scope)?;
     let mut r = Renderer::new(profile, scope, mode, ipxe_url);
     r.header();

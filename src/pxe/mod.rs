@@ -18,10 +18,36 @@ pub mod values;
 pub use arch::ClientArch;
 pub use check::check_files;
 pub use error::PxeError;
-pub use lines::{render_lines, system_side_effect, LinesFor, PxeScope, IPXE_TAG};
+pub use lines::{system_side_effect, LinesFor, IPXE_TAG};
+
+use crate::http::HttpConfig;
+use crate::model::{IfName, Ipv4Net, NetworkName};
 pub use profile::{BootFiles, BootTarget, HostKey, IpxeHandoff, PxeHost, PxeMode, PxeProfile};
 pub use script::{ScriptAction, ScriptRule, ScriptRules};
 pub use values::{BootFile, BootUrl, MachineUuid, PromptText, PxelinuxValue, ScriptUri};
+
+/// The network a profile is rendered for.
+#[derive(Debug, Clone, Copy)]
+pub struct PxeScope<'a> {
+    /// The libvirt network, named in errors.
+    pub network: &'a NetworkName,
+    /// Its bridge.
+    pub bridge: &'a IfName,
+    /// The bridge's IPv4 address and prefix that PXE is served on.
+    pub subnet: &'a Ipv4Net,
+    /// The HTTP endpoint, for profiles that send iPXE clients to it.
+    pub http: &'a HttpConfig,
+}
+
+/// Checks `profile` against the network and renders its lines, touching no file.
+pub fn render_lines(
+    profile: &PxeProfile,
+    scope: &PxeScope,
+    mode: LinesFor,
+) -> Result<Vec<String>, PxeError> {
+    check::check_profile(profile, scope)?;
+    lines::render(profile, scope, mode)
+}
 
 /// The dnsmasq lines of `profile` on the network in `scope`, for a private instance or a
 /// system fragment, after checking the profile and every boot file in its TFTP root. In proxy

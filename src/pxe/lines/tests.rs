@@ -4,7 +4,9 @@
 use std::fs;
 
 use super::*;
-use crate::pxe::{check_files, dnsmasq_lines};
+use crate::http::HttpConfig;
+use crate::model::{IfName, Ipv4Net, NetworkName};
+use crate::pxe::{check_files, dnsmasq_lines, render_lines, PxeScope};
 
 struct Net {
     name: NetworkName,
