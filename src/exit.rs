@@ -34,7 +34,7 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<ApplyError>() {
             return match e {
                 ApplyError::Invalid { .. } => DATAERR,
-                ApplyError::Io { .. } => IOERR,
+                ApplyError::Io { .. } | ApplyError::NotRestored { .. } => IOERR,
                 ApplyError::Restart { .. } | ApplyError::Hangup { .. } => UNAVAILABLE,
             };
         }

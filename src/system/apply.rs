@@ -46,6 +46,16 @@ pub enum ApplyError {
         /// How the restart on the restored files went (None: it worked).
         rollback: Option<String>,
     },
+    /// A change failed, and putting the previous files back failed too: the conf-dir may hold
+    /// a mix of old and new files, and the message says which could not be restored.
+    #[error("{cause}; BUT the previous files could not all be put back ({}): check them before dnsmasq restarts", failures.join("; "))]
+    NotRestored {
+        /// What failed first.
+        #[source]
+        cause: Box<ApplyError>,
+        /// Each file that could not be restored, with why.
+        failures: Vec<String>,
+    },
     /// SIGHUP could not be delivered (hosts files are written; dnsmasq will read them at its
     /// next restart or SIGHUP).
     #[error("asking {unit} to re-read its hosts files failed")]
@@ -179,8 +189,7 @@ impl Apply<'_> {
             .collect();
         let backup = Backup::take(&touched)?;
         if let Err(e) = write_all(plan) {
-            backup.restore();
-            return Err(e);
+            return Err(backup.undo(e));
         }
         applied.changed = touched.iter().map(|p| p.to_path_buf()).collect();
         // A system dnsmasq an administrator stopped stays stopped: it reads the files when it
@@ -193,13 +202,11 @@ impl Apply<'_> {
             .unwrap_or(true);
         if !active && (plan.restart || plan.hangup) {
             if let Err(message) = check(self.flavor, self.binary) {
-                backup.restore();
-                return Err(ApplyError::Invalid { message });
+                return Err(backup.undo(ApplyError::Invalid { message }));
             }
         } else if plan.restart || (plan.hangup && !self.hangup_safe) {
             if let Err(message) = check(self.flavor, self.binary) {
-                backup.restore();
-                return Err(ApplyError::Invalid { message });
+                return Err(backup.undo(ApplyError::Invalid { message }));
             }
             match self
                 .systemd
@@ -211,18 +218,19 @@ impl Apply<'_> {
                     applied.restart_time = Some(report.elapsed);
                 }
                 Err(source) => {
-                    backup.restore();
+                    let failures = backup.restore();
                     let rollback = self
                         .systemd
                         .restart_and_wait(self.unit, self.restart_timeout)
                         .await
                         .err()
                         .map(|e| crate::error::chain(&e));
-                    return Err(ApplyError::Restart {
+                    let err = ApplyError::Restart {
                         unit: self.unit.to_owned(),
                         source,
                         rollback,
-                    });
+                    };
+                    return Err(not_restored(err, failures));
                 }
             }
         } else if plan.hangup {
@@ -281,7 +289,9 @@ impl Backup {
         Ok(Self(m))
     }
 
-    fn restore(&self) {
+    /// Puts every file back; the ones that could not be, with why.
+    fn restore(&self) -> Vec<String> {
+        let mut failures = Vec::new();
         for (path, before) in &self.0 {
             let result = match before {
                 Some((bytes, mode)) => fsutil::write_atomic(path, bytes, *mode),
@@ -292,8 +302,25 @@ impl Backup {
             };
             if let Err(e) = result {
                 tracing::error!(path = %path.display(), error = %e, "could not restore file");
+                failures.push(format!("{}: {e}", path.display()));
             }
         }
+        failures
+    }
+
+    /// Puts every file back after `err`; the error says so if that failed too.
+    fn undo(&self, err: ApplyError) -> ApplyError {
+        not_restored(err, self.restore())
+    }
+}
+
+fn not_restored(err: ApplyError, failures: Vec<String>) -> ApplyError {
+    match failures.is_empty() {
+        true => err,
+        false => ApplyError::NotRestored {
+            cause: Box::new(err),
+            failures,
+        },
     }
 }
 
@@ -314,7 +341,7 @@ mod tests {
         let backup = Backup::take(&[kept.as_path(), added.as_path()]).unwrap();
         fsutil::write_atomic(&kept, b"changed\n", 0o644).unwrap();
         fsutil::write_atomic(&added, b"new\n", 0o644).unwrap();
-        backup.restore();
+        assert!(backup.restore().is_empty());
         assert_eq!(
             fs::read_to_string(&kept).unwrap(),
             "dhcp-range=10.0.0.2,10.0.0.9\n"
@@ -322,5 +349,27 @@ mod tests {
         let mode = fs::metadata(&kept).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode, 0o640);
         assert!(!added.exists());
+    }
+
+    /// A restore that fails is part of the error, never only a log line under a message that
+    /// says nothing changed.
+    #[test]
+    fn a_restore_that_fails_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf_dir = dir.path().join("dnsmasq.d");
+        fs::create_dir(&conf_dir).unwrap();
+        let frag = conf_dir.join("virtmasq-lab.conf");
+        fs::write(&frag, "old\n").unwrap();
+        let backup = Backup::take(&[frag.as_path()]).unwrap();
+        fs::remove_dir_all(&conf_dir).unwrap();
+        let err = backup.undo(ApplyError::Invalid {
+            message: "bad line".into(),
+        });
+        let text = err.to_string();
+        assert!(matches!(err, ApplyError::NotRestored { .. }), "{text}");
+        assert!(
+            text.contains("virtmasq-lab.conf") && text.contains("bad line"),
+            "{text}"
+        );
     }
 }
