@@ -18,6 +18,13 @@ fn lab_with_agent(name: &str) -> (Lab, std::path::PathBuf, u32) {
     lab.add_bridge("vqb0", "10.92.0.1/24");
     let dhcp =
         format!(r#"{RANGE}<virtmasq:host mac="{STATIC_MAC}" ip="10.91.0.10" name="fixed"/>"#);
+    let (pid_file, agent) = start_agent(&lab, &dhcp);
+    (lab, pid_file, agent)
+}
+
+/// Starts the agent on network 'lab' (bridge vqa0, its intent `dhcp`) and waits for its
+/// dnsmasq; returns the dnsmasq's pid file and the agent's pid.
+fn start_agent(lab: &Lab, dhcp: &str) -> (std::path::PathBuf, u32) {
     let uri = write_node(
         lab.dir(),
         "node.xml",
@@ -25,7 +32,7 @@ fn lab_with_agent(name: &str) -> (Lab, std::path::PathBuf, u32) {
             name: "lab",
             bridge: "vqa0",
             ip: "10.91.0.1/24",
-            dhcp: Some(&dhcp),
+            dhcp: Some(dhcp),
         }],
     );
     let cfg = write_config(lab.dir(), &uri, "");
@@ -35,7 +42,7 @@ fn lab_with_agent(name: &str) -> (Lab, std::path::PathBuf, u32) {
         wait_until(Duration::from_secs(10), || live_pid(&pid_file).is_some()),
         "the agent did not start a dnsmasq for 'lab'"
     );
-    (lab, pid_file, agent)
+    (pid_file, agent)
 }
 
 #[test]
@@ -446,23 +453,7 @@ fn dns_held_by_a_default_mode_server_leaves_dhcp_working() {
 #[test]
 fn a_bridge_first_seen_after_its_dnsmasq_started_is_served_without_a_restart() {
     let lab = Lab::new("private_bridge_late");
-    let uri = write_node(
-        lab.dir(),
-        "node.xml",
-        &[TestNet {
-            name: "lab",
-            bridge: "vqa0",
-            ip: "10.91.0.1/24",
-            dhcp: Some(RANGE),
-        }],
-    );
-    let cfg = write_config(lab.dir(), &uri, "");
-    let _agent = lab.spawn_host(&[BIN, "--config", cfg.to_str().unwrap(), "daemon"]);
-    let pid_file = lab.dir().join("run/lab/pid/dnsmasq.pid");
-    assert!(
-        wait_until(Duration::from_secs(10), || live_pid(&pid_file).is_some()),
-        "the agent did not start a dnsmasq for 'lab'"
-    );
+    let (pid_file, _agent) = start_agent(&lab, RANGE);
     let first = live_pid(&pid_file).unwrap();
     lab.add_bridge("vqa0", "10.91.0.1/24");
     let client = lab.add_client("vqa0", "52:54:00:91:00:06");
