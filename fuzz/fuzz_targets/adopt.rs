@@ -23,5 +23,8 @@ fuzz_target!(|data: &[u8]| {
     let released = release(&adoption.xml)
         .unwrap_or_else(|e| panic!("release refused adopt's output: {e:?}\n{}", adoption.xml));
     let diff = difference(xml, &released).expect("both parse");
-    assert_eq!(diff, None, "release(adopt(x)) != x:\n{xml}\n---\n{released}");
+    assert_eq!(
+        diff, None,
+        "release(adopt(x)) != x:\n{xml}\n---\n{released}"
+    );
 });

@@ -24,7 +24,11 @@ fuzz_target!(|data: &[u8]| {
         .unwrap_or_else(|e| panic!("printed configuration is refused: {e}\n{printed}"));
     assert_eq!(toml::to_string_pretty(&back).unwrap(), printed);
     assert_eq!(back.networks, cfg.networks);
-    for dir in [&cfg.paths.state_dir, &cfg.paths.run_dir, &cfg.paths.conf_dir] {
+    for dir in [
+        &cfg.paths.state_dir,
+        &cfg.paths.run_dir,
+        &cfg.paths.conf_dir,
+    ] {
         check_line_path(dir).expect("an accepted path is line-safe");
         fuzzcheck::assert_line_safe("path", dir.to_str().expect("from TOML text"));
     }
@@ -43,7 +47,11 @@ fuzz_target!(|data: &[u8]| {
             subnet: &subnet,
             http: &cfg.http,
         };
-        for mode in [LinesFor::Private, LinesFor::System, LinesFor::SystemTftpEverywhere] {
+        for mode in [
+            LinesFor::Private,
+            LinesFor::System,
+            LinesFor::SystemTftpEverywhere,
+        ] {
             if let Ok(lines) = render_lines(profile, &scope, mode) {
                 let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
                 let dirs = fuzzcheck::directives(&text);

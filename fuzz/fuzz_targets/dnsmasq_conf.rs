@@ -24,7 +24,11 @@ fuzz_target!(|data: &[u8]| {
             }
             None => name.clone(),
         };
-        assert_eq!(parse_line(&written), Some((name, value)), "{line:?} -> {written:?}");
+        assert_eq!(
+            parse_line(&written),
+            Some((name, value)),
+            "{line:?} -> {written:?}"
+        );
     }
     if let Some((dir, names)) = text.split_once('\n') {
         let dir = ConfDir::parse(dir);

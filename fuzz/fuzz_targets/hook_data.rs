@@ -18,7 +18,10 @@ fuzz_target!(|data: &[u8]| {
             n.is_element() && n.tag_name().name() == name && n.tag_name().namespace().is_none()
         };
         if is(root, "hookData") && root.children().any(|c| is(c, "network")) {
-            assert!(probe.is_ok(), "probe failed on well-formed hookData: {probe:?}");
+            assert!(
+                probe.is_ok(),
+                "probe failed on well-formed hookData: {probe:?}"
+            );
         }
     }
     let Ok(hook) = HookData::parse(xml) else {

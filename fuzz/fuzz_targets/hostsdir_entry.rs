@@ -22,7 +22,9 @@ fuzz_target!(|data: &[u8]| {
             check_content(*target, content);
         }
         NameKind::Leftover => assert!(name.starts_with(TEMP_PREFIX)),
-        NameKind::Skipped => assert!(name.is_empty() || name.starts_with(['.', '#']) || name.ends_with('~')),
+        NameKind::Skipped => {
+            assert!(name.is_empty() || name.starts_with(['.', '#']) || name.ends_with('~'))
+        }
         NameKind::Foreign => {}
     }
     // What virtmasq writes is always classified as its own.
@@ -37,7 +39,10 @@ fn check_content(target: Target, content: &[u8]) {
             let written = target.content(verdict, form);
             assert_eq!(written.as_bytes(), content);
             assert_eq!(written.len() as u64, target.content_len(verdict, form));
-            assert_eq!(target.verdict_from_len(content.len() as u64, form), Some(verdict));
+            assert_eq!(
+                target.verdict_from_len(content.len() as u64, form),
+                Some(verdict)
+            );
             let dirs = fuzzcheck_line(&written);
             assert_eq!(dirs, 1, "{written:?}");
         }
@@ -46,6 +51,9 @@ fn check_content(target: Target, content: &[u8]) {
 
 /// A hostsdir file is one `dhcp-host` value: one line, ending with a newline.
 fn fuzzcheck_line(text: &str) -> usize {
-    assert!(text.ends_with('\n') && !text.contains(['\r', '\0', '#']), "{text:?}");
+    assert!(
+        text.ends_with('\n') && !text.contains(['\r', '\0', '#']),
+        "{text:?}"
+    );
     text.lines().count()
 }

@@ -25,7 +25,9 @@ fuzz_target!(|data: &[u8]| {
     }
     let kept = select(file, &subnets, now);
     for line in &kept {
-        let body = line.strip_suffix('\n').expect("a kept line ends with a newline");
+        let body = line
+            .strip_suffix('\n')
+            .expect("a kept line ends with a newline");
         assert!(!body.contains(['\n', '\0']), "{line:?}");
         // dnsmasq reads the file with C's isspace: its fields are ASCII-whitespace separated.
         let fields: Vec<&str> = body

@@ -13,10 +13,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (first, inner) = text.split_once('\n').unwrap_or(("", text));
-    let subnets: Vec<Ipv4Net> = first
-        .split(' ')
-        .filter_map(|s| s.parse().ok())
-        .collect();
+    let subnets: Vec<Ipv4Net> = first.split(' ').filter_map(|s| s.parse().ok()).collect();
     let xml = format!("<metadata>{inner}</metadata>");
     let Ok(doc) = roxmltree::Document::parse(&xml) else {
         return;

@@ -31,7 +31,12 @@ fuzz_target!(|data: &[u8]| {
     if let Some(bridge) = &net.bridge {
         fuzzcheck::assert_ifname_safe(bridge.as_str());
     }
-    if let Some(b) = net.ips.iter().filter_map(|ip| ip.dhcp.as_ref()?.bootp.as_ref()).next() {
+    if let Some(b) = net
+        .ips
+        .iter()
+        .filter_map(|ip| ip.dhcp.as_ref()?.bootp.as_ref())
+        .next()
+    {
         fuzzcheck::assert_line_safe("bootp file", &b.file);
     }
     for root in net.ips.iter().filter_map(|ip| ip.tftp_root.as_ref()) {
@@ -42,7 +47,8 @@ fuzz_target!(|data: &[u8]| {
     if let (Some(intent), Some(bridge)) = (&net.metadata, &net.bridge) {
         assert!(probe.has_intent);
         let subnets = net.ipv4_subnets();
-        if let Ok(m) = ManagedNetwork::new(net.name.clone(), bridge.clone(), subnets, intent.clone())
+        if let Ok(m) =
+            ManagedNetwork::new(net.name.clone(), bridge.clone(), subnets, intent.clone())
         {
             fuzzcheck::check_rendered(&m);
         }

@@ -8,7 +8,8 @@ use std::net::Ipv4Addr;
 use fuzzcheck::{assert_ifname_safe, assert_line_safe, assert_round_trip};
 use libfuzzer_sys::fuzz_target;
 use virtmasq::model::{
-    DnsName, IfName, Ipv4Net, Ipv4Range, LeaseTime, MacAddr, NetworkName, RESERVED_PREFIX,
+    check_line_path, DnsName, IfName, Ipv4Net, Ipv4Range, LeaseTime, MacAddr, NetworkName,
+    RESERVED_PREFIX,
 };
 use virtmasq::pxe::{BootFile, BootUrl, MachineUuid, PromptText, PxelinuxValue, ScriptUri};
 
@@ -19,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(s) = std::str::from_utf8(rest) else {
         return;
     };
-    match which % 14 {
+    match which % 15 {
         0 => {
             if let Ok(v) = s.parse::<MacAddr>() {
                 assert_round_trip("MAC", &v);
@@ -110,7 +111,17 @@ fuzz_target!(|data: &[u8]| {
             };
             if let Ok(r) = Ipv4Range::new(a, b) {
                 assert!(r.start() <= r.end() && r.contains(a) && r.contains(b));
-                assert_eq!(r.len(), u64::from(u32::from(b)) - u64::from(u32::from(a)) + 1);
+                assert_eq!(
+                    r.len(),
+                    u64::from(u32::from(b)) - u64::from(u32::from(a)) + 1
+                );
+            }
+        }
+        13 => {
+            // A configured path that is written into dnsmasq lines (`dhcp-leasefile=`, ...).
+            if check_line_path(s.as_ref()).is_ok() {
+                fuzzcheck::assert_line_safe("path", s);
+                assert!(!s.contains(|c: char| c.is_whitespace() || "\"'\\".contains(c)));
             }
         }
         _ => {

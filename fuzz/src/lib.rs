@@ -76,7 +76,10 @@ pub fn directives(text: &str) -> Vec<(String, Option<String>)> {
             Some(v) => format!("{key}={v}"),
             None => key.clone(),
         };
-        assert_eq!(written, line, "dnsmasq reads line {line:?} as something else");
+        assert_eq!(
+            written, line,
+            "dnsmasq reads line {line:?} as something else"
+        );
         out.push(parsed);
     }
     out
@@ -86,7 +89,10 @@ pub fn directives(text: &str) -> Vec<(String, Option<String>)> {
 pub fn values<'a>(dirs: &'a [(String, Option<String>)], key: &str) -> Vec<&'a str> {
     dirs.iter()
         .filter(|(k, _)| k == key)
-        .map(|(_, v)| v.as_deref().unwrap_or_else(|| panic!("{key} without a value")))
+        .map(|(_, v)| {
+            v.as_deref()
+                .unwrap_or_else(|| panic!("{key} without a value"))
+        })
         .collect()
 }
 
@@ -100,13 +106,21 @@ pub fn check_rendered(net: &ManagedNetwork) {
         .iter()
         .filter(|s| {
             !net.ranges.iter().any(|r| s.contains(r.range.start()))
-                && net.hosts.iter().any(|h| h.ip.is_some_and(|ip| s.contains(ip)))
+                && net
+                    .hosts
+                    .iter()
+                    .any(|h| h.ip.is_some_and(|ip| s.contains(ip)))
         })
         .count();
     let expected_ranges = net.ranges.len() + static_only;
     let private = render_private(net, &paths, &RenderOptions::default());
     let dirs = directives(&private.conf);
-    assert_eq!(values(&dirs, "dhcp-range").len(), expected_ranges, "{}", private.conf);
+    assert_eq!(
+        values(&dirs, "dhcp-range").len(),
+        expected_ranges,
+        "{}",
+        private.conf
+    );
     assert_eq!(values(&dirs, "interface"), [net.bridge.as_str()]);
     for range in values(&dirs, "dhcp-range") {
         let fields = range.split(',').count();
