@@ -369,9 +369,11 @@ fn release_edits(xml: &str, root: Node, saved: Node) -> Result<Vec<Edit>, String
         .parent()
         .expect("the saved element is inside <metadata>");
     let mut edits = Vec::new();
-    let others = meta
-        .children()
-        .filter(|c| c.is_element() && !is_ours(c) && !is_saved(c));
+    // Anything else in <metadata>, text included, was there before `adopt` and stays.
+    let others = meta.children().filter(|c| {
+        (c.is_element() && !is_ours(c) && !is_saved(c))
+            || (c.is_text() && c.text().is_some_and(|t| !t.trim().is_empty()))
+    });
     if others.count() == 0 {
         edits.push((removal(meta), String::new()));
     } else {

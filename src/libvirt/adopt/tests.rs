@@ -265,6 +265,17 @@ fn text_between_libvirt_elements_does_not_count() {
     .is_some());
 }
 
+/// Found by fuzzing: a `<metadata>` holding only text was removed by `release`, text and all.
+#[test]
+fn release_keeps_metadata_that_holds_text() {
+    let other = "<other:thing xmlns:other=\"urn:other\" keep=\"yes\"/>";
+    let xml = FULL.replace(other, "some note");
+    assert_ne!(xml, FULL);
+    let released = release(&adopt(&xml).unwrap().xml).unwrap();
+    assert_same(&xml, &released);
+    assert!(released.contains("some note"), "{released}");
+}
+
 #[test]
 fn difference_ignores_formatting_and_finds_changes() {
     let a = "<n a='1' b=\"2\"><x>t</x>\n</n>";
