@@ -276,6 +276,22 @@ fn release_keeps_metadata_that_holds_text() {
     assert!(released.contains("some note"), "{released}");
 }
 
+/// Found by fuzzing: re-indenting the saved `<dhcp>` also changed the spaces of an attribute
+/// value that spans lines, so the released definition had another value. libvirt never writes
+/// one; adopt refuses it.
+#[test]
+fn adopt_refuses_line_breaks_that_are_content() {
+    let xml = FULL.replace(
+        "<range start='10.82.0.200' end='10.82.0.210'/>",
+        "<other a='x\n\n          y'/>\n      <range start='10.82.0.200' end='10.82.0.210'/>",
+    );
+    assert_ne!(xml, FULL);
+    let Err(AdoptError::Unsupported { reasons, .. }) = adopt(&xml) else {
+        panic!("adopted a <dhcp> that its saved copy cannot keep");
+    };
+    assert!(reasons[0].contains("line break"), "{reasons:?}");
+}
+
 #[test]
 fn difference_ignores_formatting_and_finds_changes() {
     let a = "<n a='1' b=\"2\"><x>t</x>\n</n>";
