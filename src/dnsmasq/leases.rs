@@ -12,11 +12,15 @@ use crate::model::Ipv4Net;
 pub const SYSTEM_DEFAULT: &str = "/var/lib/misc/dnsmasq.leases";
 
 /// The IPv4 lease lines of `text` (`<expiry> <mac> <ip> <name> <client-id>`) whose address lies
-/// in one of `subnets` and that have not expired at `now` (expiry 0 never does).
+/// in one of `subnets` and that have not expired at `now` (expiry 0 never does). Fields are
+/// split the way dnsmasq reads them back (C's `isspace`); a line with other control characters
+/// or non-ASCII text is not one dnsmasq wrote, and is not carried.
 pub fn select(text: &str, subnets: &[Ipv4Net], now: u64) -> Vec<String> {
+    let c_space = |c: char| c.is_ascii_whitespace() || c == '\x0b';
     text.lines()
+        .filter(|line| line.chars().all(|c| c_space(c) || c.is_ascii_graphic()))
         .filter(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
+            let f: Vec<&str> = line.split(c_space).filter(|f| !f.is_empty()).collect();
             let [expiry, _mac, ip, _name, _id] = f[..] else {
                 return false;
             };
@@ -25,7 +29,7 @@ pub fn select(text: &str, subnets: &[Ipv4Net], now: u64) -> Vec<String> {
             };
             (expiry == 0 || expiry > now) && subnets.iter().any(|s| s.contains(ip))
         })
-        .map(|l| format!("{}\n", l.trim()))
+        .map(|l| format!("{}\n", l.trim_matches(c_space)))
         .collect()
 }
 
@@ -73,6 +77,23 @@ garbage
                 "0 52:54:00:00:00:03 10.97.0.122 * *\n".to_string(),
             ]
         );
+    }
+
+    /// Found by fuzzing: a line with a NUL (or a field split by a non-ASCII space, which
+    /// dnsmasq does not split on) was carried into the private lease file.
+    #[test]
+    fn lines_dnsmasq_would_read_otherwise_are_not_carried() {
+        let net: Ipv4Net = "10.97.0.1/24".parse().unwrap();
+        for line in [
+            "0 52:54:00\0:00:00:03 10.97.0.122 * *",
+            "0 52:54:00:00:00:03 10.97.0.122 *\u{a0}x *",
+            "0 52:54:00:00:00:03\u{2003}10.97.0.122 * * x",
+            "0 52:54:00:00:00:03 10.97.0.122 n\u{e9} *",
+        ] {
+            assert_eq!(select(line, &[net], 1000), Vec::<String>::new(), "{line:?}");
+        }
+        let tabs = "0\t52:54:00:00:00:03\x0b10.97.0.122 * *\r\n";
+        assert_eq!(select(tabs, &[net], 1000).len(), 1);
     }
 
     #[test]

@@ -218,6 +218,26 @@ fn unsupported(root: Node, net: &NetworkXml) -> Vec<String> {
         ));
     }
     out.extend(unsupported_dns(root));
+    // The saved copies are re-indented, which only line breaks between tags survive (libvirt
+    // writes a line break in a value as `&#10;`, never as it is).
+    let saved = child(root, "dns").into_iter().chain(
+        root.children()
+            .filter(|n| is_libvirt(n, "ip"))
+            .filter_map(|ip| child(ip, "dhcp")),
+    );
+    for el in saved {
+        let text = &root.document().input_text()[el.range()];
+        let formatting =
+            |w: &[&str]| w[0].trim_end().ends_with('>') && w[1].trim_start().starts_with('<');
+        let lines: Vec<&str> = text.split('\n').collect();
+        if !lines.windows(2).all(formatting) || (lines.len() > 1 && text.contains("<!")) {
+            out.push(format!(
+                "<{}> has a line break inside a tag, value, comment or text; write it as \
+                 libvirt does (net-dumpxml)",
+                el.tag_name().name()
+            ));
+        }
+    }
     let raw = |n: &Node| n.is_element() && n.tag_name().namespace() == Some(DNSMASQ_NAMESPACE);
     if root.children().any(|n| raw(&n)) {
         out.push("<dnsmasq:options> (raw dnsmasq options) are not carried over".into());
@@ -369,9 +389,11 @@ fn release_edits(xml: &str, root: Node, saved: Node) -> Result<Vec<Edit>, String
         .parent()
         .expect("the saved element is inside <metadata>");
     let mut edits = Vec::new();
-    let others = meta
-        .children()
-        .filter(|c| c.is_element() && !is_ours(c) && !is_saved(c));
+    // Anything else in <metadata>, text included, was there before `adopt` and stays.
+    let others = meta.children().filter(|c| {
+        (c.is_element() && !is_ours(c) && !is_saved(c))
+            || (c.is_text() && c.text().is_some_and(|t| !t.trim().is_empty()))
+    });
     if others.count() == 0 {
         edits.push((removal(meta), String::new()));
     } else {

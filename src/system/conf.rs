@@ -124,6 +124,10 @@ pub fn parse_args(words: &[String]) -> Vec<Opt> {
             value,
             source: None,
         };
+        if w == "--" {
+            // getopt's end of options: what follows is not an option (dnsmasq refuses it).
+            break;
+        }
         if let Some(long) = w.strip_prefix("--") {
             match long.split_once('=') {
                 Some((n, v)) => out.push(opt(n, Some(v.to_owned()))),
@@ -329,6 +333,15 @@ mod tests {
                 ("interface".into(), Some("eth2".into())),
             ]
         );
+    }
+
+    /// Found by fuzzing: `--` was read as an option with an empty name, and the words after
+    /// it as options.
+    #[test]
+    fn double_dash_ends_the_options() {
+        let words: Vec<String> = ["-z", "--", "--port=53"].map(String::from).to_vec();
+        let names: Vec<String> = parse_args(&words).into_iter().map(|o| o.name).collect();
+        assert_eq!(names, ["bind-interfaces"]);
     }
 
     #[test]

@@ -244,6 +244,54 @@ fn metadata_of_any_shape_receives_the_elements() {
     }
 }
 
+/// Found by fuzzing: text beside `<dhcp>` inside `<ip>` came back on the other side of it, and
+/// the released definition compared unequal although libvirt reads both the same.
+#[test]
+fn text_between_libvirt_elements_does_not_count() {
+    let xml = FULL
+        .replace("    <dhcp>", "  ! <dhcp>")
+        .replace("    </dhcp>\n  </ip>", "    </dhcp>\n ( </ip>");
+    assert_ne!(xml, FULL);
+    let released = release(&adopt(&xml).unwrap().xml).unwrap();
+    assert_same(&xml, &released);
+    assert!(difference("<n><x>t</x></n>", "<n><x>u</x></n>")
+        .unwrap()
+        .is_some());
+    assert!(difference(
+        "<m:n xmlns:m='urn:m'>a<x/></m:n>",
+        "<m:n xmlns:m='urn:m'><x/></m:n>"
+    )
+    .unwrap()
+    .is_some());
+}
+
+/// Found by fuzzing: a `<metadata>` holding only text was removed by `release`, text and all.
+#[test]
+fn release_keeps_metadata_that_holds_text() {
+    let other = "<other:thing xmlns:other=\"urn:other\" keep=\"yes\"/>";
+    let xml = FULL.replace(other, "some note");
+    assert_ne!(xml, FULL);
+    let released = release(&adopt(&xml).unwrap().xml).unwrap();
+    assert_same(&xml, &released);
+    assert!(released.contains("some note"), "{released}");
+}
+
+/// Found by fuzzing: re-indenting the saved `<dhcp>` also changed the spaces of an attribute
+/// value that spans lines, so the released definition had another value. libvirt never writes
+/// one; adopt refuses it.
+#[test]
+fn adopt_refuses_line_breaks_that_are_content() {
+    let xml = FULL.replace(
+        "<range start='10.82.0.200' end='10.82.0.210'/>",
+        "<other a='x\n\n          y'/>\n      <range start='10.82.0.200' end='10.82.0.210'/>",
+    );
+    assert_ne!(xml, FULL);
+    let Err(AdoptError::Unsupported { reasons, .. }) = adopt(&xml) else {
+        panic!("adopted a <dhcp> that its saved copy cannot keep");
+    };
+    assert!(reasons[0].contains("line break"), "{reasons:?}");
+}
+
 #[test]
 fn difference_ignores_formatting_and_finds_changes() {
     let a = "<n a='1' b=\"2\"><x>t</x>\n</n>";

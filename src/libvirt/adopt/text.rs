@@ -79,7 +79,9 @@ pub fn indent_before(el: Node) -> String {
 
 /// The first difference between two XML documents compared as trees (element names and
 /// namespaces, attribute sets, text without surrounding whitespace), or None when they are
-/// equal. Formatting, attribute order, quotes and namespace prefixes do not count.
+/// equal. Formatting, attribute order, quotes and namespace prefixes do not count, nor does
+/// text between the children of libvirt's own elements (`<ip>x<dhcp/>y</ip>`), which libvirt
+/// never reads and drops when it writes the definition back.
 pub fn difference(a: &str, b: &str) -> Result<Option<String>, XmlError> {
     let lines = |xml: &str| -> Result<Vec<String>, XmlError> {
         let doc = crate::libvirt::depth::parse(xml)?;
@@ -119,9 +121,12 @@ fn canonical(el: Node, depth: usize, out: &mut Vec<String>) {
         el.tag_name().name(),
         attrs.join(" ")
     ));
+    let container = el.tag_name().namespace().is_none() && el.children().any(|c| c.is_element());
     for c in el.children() {
         if c.is_element() {
             canonical(c, depth + 1, out);
+        } else if container {
+            continue;
         } else if let Some(t) = c.text().map(str::trim).filter(|t| !t.is_empty()) {
             out.push(format!("{}text {t:?}", " ".repeat(depth + 1)));
         }
