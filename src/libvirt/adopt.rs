@@ -238,6 +238,22 @@ fn unsupported(root: Node, net: &NetworkXml) -> Vec<String> {
             ));
         }
     }
+    // release gives each saved <dhcp> back to the <ip> of its address, which must be one.
+    let addresses: Vec<&str> = root
+        .children()
+        .filter(|n| is_libvirt(n, "ip") && child(*n, "dhcp").is_some())
+        .filter_map(|ip| ip.attribute("address"))
+        .collect();
+    if let Some(twice) = addresses
+        .iter()
+        .enumerate()
+        .find(|(i, a)| addresses[..*i].contains(a))
+    {
+        out.push(format!(
+            "<ip address='{}'> with a <dhcp> appears twice",
+            twice.1
+        ));
+    }
     let raw = |n: &Node| n.is_element() && n.tag_name().namespace() == Some(DNSMASQ_NAMESPACE);
     if root.children().any(|n| raw(&n)) {
         out.push("<dnsmasq:options> (raw dnsmasq options) are not carried over".into());

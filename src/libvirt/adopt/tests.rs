@@ -292,6 +292,21 @@ fn adopt_refuses_line_breaks_that_are_content() {
     assert!(reasons[0].contains("line break"), "{reasons:?}");
 }
 
+/// Found by fuzzing: two `<ip>` of one address were adopted, and release then refused to give
+/// their `<dhcp>` back.
+#[test]
+fn adopt_refuses_one_address_twice() {
+    let ip = "  <ip address='10.83.0.1' prefix='24'>\n  </ip>\n";
+    let dhcp = "  <ip address='10.82.0.1' prefix='24'>\n    <dhcp>\n      \
+                <range start='10.82.0.20' end='10.82.0.30'/>\n    </dhcp>\n  </ip>\n";
+    let xml = FULL.replace(ip, dhcp);
+    assert_ne!(xml, FULL);
+    let Err(AdoptError::Unsupported { reasons, .. }) = adopt(&xml) else {
+        panic!("adopted one address twice");
+    };
+    assert!(reasons[0].contains("twice"), "{reasons:?}");
+}
+
 #[test]
 fn difference_ignores_formatting_and_finds_changes() {
     let a = "<n a='1' b=\"2\"><x>t</x>\n</n>";
