@@ -238,6 +238,14 @@ fn unsupported(root: Node, net: &NetworkXml) -> Vec<String> {
             ));
         }
     }
+    // adopt removes one <dhcp> per <ip> (libvirt reads only the first): a second one would
+    // stay behind, and libvirt would go on serving the network.
+    for ip in root.children().filter(|n| is_libvirt(n, "ip")) {
+        if ip.children().filter(|n| is_libvirt(n, "dhcp")).count() > 1 {
+            let address = ip.attribute("address").unwrap_or_default();
+            out.push(format!("<ip address='{address}'> has more than one <dhcp>"));
+        }
+    }
     // release gives each saved <dhcp> back to the <ip> of its address, which must be one.
     let addresses: Vec<&str> = root
         .children()

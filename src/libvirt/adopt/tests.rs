@@ -364,3 +364,20 @@ fn deeply_nested_xml_is_refused_by_adopt_and_release() {
     }
     assert!(difference(&deep, "<a/>").is_err());
 }
+
+/// Found by fuzzing: an `<ip>` with two `<dhcp>` was adopted with only the first removed, so
+/// libvirt went on serving the network.
+#[test]
+fn adopt_refuses_an_ip_with_two_dhcp() {
+    let xml = "<network><name>lab</name><bridge name='vqbr-lab'/>\
+               <ip address='10.82.0.1' prefix='24'>\
+               <dhcp><range start='10.82.0.100' end='10.82.0.150'/></dhcp>\
+               <dhcp><range start='10.82.0.160' end='10.82.0.170'/></dhcp></ip></network>";
+    let Err(AdoptError::Unsupported { reasons, .. }) = adopt(xml) else {
+        panic!("adopted an <ip> with two <dhcp>");
+    };
+    assert!(
+        reasons.iter().any(|r| r.contains("more than one <dhcp>")),
+        "{reasons:?}"
+    );
+}
