@@ -33,7 +33,8 @@ fuzz_target!(|data: &[u8]| {
         fuzzcheck::assert_line_safe("path", dir.to_str().expect("from TOML text"));
     }
     let bridge: IfName = "virbr0".parse().unwrap();
-    let filter = virtmasq::filter::dnsmasq_lines(&cfg.filter, std::slice::from_ref(&bridge), true);
+    let filter =
+        virtmasq::filter::dnsmasq_lines(&cfg.filter, std::slice::from_ref(&bridge), true).all();
     if cfg.filter.enabled {
         let text: String = filter.iter().map(|l| format!("{l}\n")).collect();
         assert_eq!(fuzzcheck::directives(&text).len(), filter.len(), "{text}");
