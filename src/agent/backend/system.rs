@@ -305,7 +305,7 @@ impl SystemBackend {
     }
 
     /// A full reconcile of networks that may be fragments.
-    pub(crate) async fn reconcile_checked(
+    async fn reconcile_checked(
         &mut self,
         nets: &[ManagedNetwork],
         keep: &HashSet<NetworkName>,
