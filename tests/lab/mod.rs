@@ -15,9 +15,12 @@
 
 mod client;
 pub mod exec;
+mod prober;
 
 #[allow(unused_imports)] // each test uses only part of the lab
 pub use client::{Client, Lease, Offer, ProbeOptions};
+#[allow(unused_imports)]
+pub use prober::Prober;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
