@@ -22,6 +22,7 @@ mod lab;
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
+mod daemon;
 mod filter;
 mod offer;
 
@@ -244,6 +245,7 @@ fn main() {
     );
     let mut rows = hook(scale);
     rows.extend(filter::rows(scale));
+    rows.extend(daemon::rows(scale));
     rows.extend(offer::rows(scale));
     print_table(&rows);
 }

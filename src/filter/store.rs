@@ -12,6 +12,9 @@
 //!   processes, or the CLI and the daemon, never interleave.
 //! * `filter-rewrites`: how many hostsdir files were rewritten since dnsmasq last re-read the
 //!   directory. Not fsynced: after a crash the start-up purge resets it anyway.
+//! * `filter.pending`: present from a policy save until the hostsdir is in line with it, so
+//!   that the change after an interrupted one looks at the whole directory, not only at the
+//!   MACs it changes itself.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
@@ -33,6 +36,7 @@ use crate::model::MacAddr;
 const STATE_FILE: &str = "filter.json";
 const LOCK_FILE: &str = "filter.lock";
 const COUNTER_FILE: &str = "filter-rewrites";
+const PENDING_FILE: &str = "filter.pending";
 const STATE_VERSION: u32 = 1;
 
 /// The persisted policy, as stored.
@@ -178,6 +182,35 @@ impl Store {
         let mut text = serde_json::to_string_pretty(&state).expect("a policy always serialises");
         text.push('\n');
         self.replace(STATE_FILE, text.as_bytes(), true)
+    }
+
+    /// Whether a change stopped between saving the policy and writing the hostsdir.
+    pub fn pending(&self) -> Result<bool, FilterError> {
+        let path = self.path(PENDING_FILE);
+        match fs::symlink_metadata(&path) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(FilterError::io("read the metadata of", path)(e)),
+        }
+    }
+
+    /// Marks the hostsdir as behind the policy about to be saved. Not fsynced by itself: the
+    /// save that follows fsyncs the directory, and with it this entry.
+    pub fn set_pending(&self) -> Result<(), FilterError> {
+        fs::create_dir_all(&self.dir).map_err(FilterError::io("create", &self.dir))?;
+        let path = self.path(PENDING_FILE);
+        File::create(&path).map_err(FilterError::io("create", &path))?;
+        Ok(())
+    }
+
+    /// Marks the hostsdir as in line with the stored policy.
+    pub fn clear_pending(&self) -> Result<(), FilterError> {
+        let path = self.path(PENDING_FILE);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(FilterError::io("remove", path)(e)),
+        }
     }
 
     /// Rewrites since the last compaction (0 if never counted).
