@@ -66,19 +66,19 @@ pub fn rows(scale: Scale) -> Vec<Row> {
     vec![
         Row {
             what: format!("filter sync, {n} MACs, daemon (D-Bus), once"),
-            ours: first,
+            ours: first.into(),
             peer: None,
             target: "",
         },
         Row {
             what: "filter sync, 100+50+50 change, daemon (D-Bus)".into(),
-            ours: median(change),
+            ours: median(change).into(),
             peer: None,
             target: "< 10 ms",
         },
         Row {
             what: "filter sync, no change, daemon (D-Bus)".into(),
-            ours: median(same),
+            ours: median(same).into(),
             peer: None,
             target: "< 5 ms",
         },

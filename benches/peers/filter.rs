@@ -191,8 +191,8 @@ fn round(scale: Scale, dir: &Path, jsons: &[PathBuf; 2], m: &mut Measured) {
 fn row(what: String, ours: Duration, peer: Option<(&str, Duration)>, target: &'static str) -> Row {
     Row {
         what,
-        ours,
-        peer: peer.map(|(n, d)| (n.to_owned(), d)),
+        ours: ours.into(),
+        peer: peer.map(|(n, d)| (n.to_owned(), d.into())),
         target,
     }
 }

@@ -24,6 +24,7 @@ mod support;
 
 mod daemon;
 mod filter;
+mod memory;
 mod offer;
 
 use std::io::Write;
@@ -40,14 +41,45 @@ pub fn dbus_name() -> &'static str {
     virtmasq::agent::dbus::NAME
 }
 
+/// A figure of the table.
+#[derive(Clone, Copy)]
+pub enum Value {
+    /// A time.
+    Time(Duration),
+    /// A memory size in kB.
+    Kb(u64),
+}
+
+impl From<Duration> for Value {
+    fn from(d: Duration) -> Self {
+        Value::Time(d)
+    }
+}
+
+impl Value {
+    fn number(self) -> f64 {
+        match self {
+            Value::Time(d) => d.as_secs_f64(),
+            Value::Kb(kb) => kb as f64,
+        }
+    }
+
+    fn text(self) -> String {
+        match self {
+            Value::Time(d) => ms(d),
+            Value::Kb(kb) => format!("{:.1} MB", kb as f64 / 1024.0),
+        }
+    }
+}
+
 /// One line of the table.
 pub struct Row {
     /// What is measured.
     pub what: String,
     /// virtmasq's figure.
-    pub ours: Duration,
+    pub ours: Value,
     /// The peer or floor it is compared with, and its figure, if any.
-    pub peer: Option<(String, Duration)>,
+    pub peer: Option<(String, Value)>,
     /// The target, as text.
     pub target: &'static str,
 }
@@ -168,29 +200,29 @@ fn hook(scale: Scale) -> Vec<Row> {
     assert!(up, "the daemon (pid {daemon}) did not take its bus name");
     let served = hook_runs(HOOK_BIN, &cfg, &stdin, addr, scale.hook_runs);
     lab.stop_process(daemon, Duration::from_secs(5));
-    let true_p = |q| Some(("/bin/true".to_owned(), quantile(&floor, q)));
+    let true_p = |q| Some(("/bin/true".to_owned(), quantile(&floor, q).into()));
     vec![
         Row {
             what: "hook, no daemon, p50".into(),
-            ours: quantile(&alone, 0.5),
+            ours: quantile(&alone, 0.5).into(),
             peer: true_p(0.5),
             target: "",
         },
         Row {
             what: "hook, no daemon, p99".into(),
-            ours: quantile(&alone, 0.99),
+            ours: quantile(&alone, 0.99).into(),
             peer: true_p(0.99),
             target: "p99 < 5 ms",
         },
         Row {
             what: "hook, daemon running, p50".into(),
-            ours: quantile(&served, 0.5),
+            ours: quantile(&served, 0.5).into(),
             peer: true_p(0.5),
             target: "",
         },
         Row {
             what: "hook, daemon running, p99".into(),
-            ours: quantile(&served, 0.99),
+            ours: quantile(&served, 0.99).into(),
             peer: true_p(0.99),
             target: "p99 < 5 ms",
         },
@@ -204,17 +236,17 @@ fn print_table(rows: &[Row]) {
     );
     for r in rows {
         let (name, peer, ratio) = match &r.peer {
-            Some((name, d)) => (
+            Some((name, v)) => (
                 name.as_str(),
-                ms(*d),
-                format!("{:.2}x", r.ours.as_secs_f64() / d.as_secs_f64().max(1e-9)),
+                v.text(),
+                format!("{:.2}x", r.ours.number() / v.number().max(1e-9)),
             ),
             None => ("", String::new(), String::new()),
         };
         println!(
             "{:<50} {:>11}  {:<34} {:>11} {:>8}  {}",
             r.what,
-            ms(r.ours),
+            r.ours.text(),
             name,
             peer,
             ratio,
@@ -247,5 +279,6 @@ fn main() {
     rows.extend(filter::rows(scale));
     rows.extend(daemon::rows(scale));
     rows.extend(offer::rows(scale));
+    rows.extend(memory::rows(scale));
     print_table(&rows);
 }

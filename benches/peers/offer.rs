@@ -125,8 +125,11 @@ pub fn rows(scale: Scale) -> Vec<Row> {
     lab.stop_process(pid, Duration::from_secs(5));
     vec![Row {
         what: "private network start -> first offer".into(),
-        ours: median(ours),
-        peer: Some(("plain dnsmasq start -> first offer".into(), median(peer))),
+        ours: median(ours).into(),
+        peer: Some((
+            "plain dnsmasq start -> first offer".into(),
+            median(peer).into(),
+        )),
         target: "",
     }]
 }

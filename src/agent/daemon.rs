@@ -76,6 +76,7 @@ struct Services {
 
 /// Runs until `shutdown` completes.
 pub async fn run(opts: DaemonOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    super::memory::one_arena();
     let cfg = opts.load()?;
     let (detection, systemd) = detect(&cfg, &opts.root, Vec::new()).await;
     let mode = detection.decision.mode;

@@ -7,5 +7,6 @@ pub mod daemon;
 pub mod dbus;
 pub mod desired;
 pub mod lock;
+pub mod memory;
 pub mod per_network;
 pub mod status;
