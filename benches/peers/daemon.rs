@@ -50,9 +50,14 @@ pub fn rows(scale: Scale) -> Vec<Row> {
     let bus = PrivateBus::start();
     let cfg = config(lab.dir());
     let mut cmd = lab.host_command(BIN);
-    cmd.args(["--config", cfg.to_str().unwrap(), "--log-level", "warn"])
-        .arg("daemon")
-        .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address);
+    cmd.args([
+        "--config",
+        cfg.to_str().unwrap(),
+        "--log-level",
+        &super::daemon_log(),
+    ])
+    .arg("daemon")
+    .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address);
     let pid = lab.spawn(&mut cmd);
     let up = wait_until(Duration::from_secs(10), || bus.has_owner(dbus_name()));
     assert!(up, "the daemon (pid {pid}) did not take its bus name");

@@ -12,7 +12,8 @@
 //! - network start to the first DHCP offer: a private network started through the hook with
 //!   the daemon running, against a plain dnsmasq started on a bridge.
 //!
-//! Every figure is the median of `PEERS_ROUNDS` runs (default 5). Run without `--bench` (as
+//! Every figure is the median of `PEERS_ROUNDS` runs (default 5). `PEERS_PARTS` picks parts
+//! (hook,filter,daemon,offer,memory), `PEERS_LOG` sets the daemon's log level (default warn). Run without `--bench` (as
 //! `cargo test --all-targets` does) it is a smoke run of a few seconds: 1,000 MACs, one round,
 //! and no ironic unless `IRONIC_PYTHON` is set.
 
@@ -39,6 +40,14 @@ use support::{network_xml, wait_until, write_config, write_node, TestNet, BIN, H
 /// The daemon's name on the bus.
 pub fn dbus_name() -> &'static str {
     virtmasq::agent::dbus::NAME
+}
+
+/// The parts of the run, in order (`PEERS_PARTS` picks some).
+const PARTS: [&str; 5] = ["hook", "filter", "daemon", "offer", "memory"];
+
+/// The daemon's log level (`PEERS_LOG`, default warn): its log goes to the terminal.
+pub fn daemon_log() -> String {
+    std::env::var("PEERS_LOG").unwrap_or_else(|_| "warn".into())
 }
 
 /// A figure of the table.
@@ -275,10 +284,20 @@ fn main() {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    let mut rows = hook(scale);
-    rows.extend(filter::rows(scale));
-    rows.extend(daemon::rows(scale));
-    rows.extend(offer::rows(scale));
-    rows.extend(memory::rows(scale));
+    let parts = std::env::var("PEERS_PARTS").unwrap_or_else(|_| PARTS.join(","));
+    let mut rows = Vec::new();
+    for part in parts.split(',') {
+        rows.extend(match part {
+            "hook" => hook(scale),
+            "filter" => filter::rows(scale),
+            "daemon" => daemon::rows(scale),
+            "offer" => offer::rows(scale),
+            "memory" => memory::rows(scale),
+            other => panic!(
+                "PEERS_PARTS: no part {other:?} (parts: {})",
+                PARTS.join(",")
+            ),
+        });
+    }
     print_table(&rows);
 }

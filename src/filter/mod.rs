@@ -16,6 +16,7 @@ pub mod config;
 pub mod entry;
 pub mod error;
 pub mod hostsdir;
+pub mod journal;
 pub mod ops;
 pub mod plan;
 pub mod policy;

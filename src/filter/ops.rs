@@ -306,7 +306,10 @@ impl PxeFilter {
                 // Made durable with the policy by the save's directory fsync.
                 self.store.set_pending()?;
             }
-            self.store.save(&stored)?;
+            match &edited.touched {
+                Some(macs) => self.store.save_change(&stored, macs)?,
+                None => self.store.save(&stored)?,
+            }
         }
         if !self.cfg.enabled {
             self.keep_state(stored)?;
