@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::filter::{changed, config, initial, Lists};
+use super::filter::{bare_loop, change_files, changed, config, initial, Lists};
 use super::{dbus_name, median, Row, Scale};
 use crate::lab::Lab;
 use crate::support::bus::PrivateBus;
@@ -68,6 +68,11 @@ pub fn rows(scale: Scale) -> Vec<Row> {
     let (first, change, same) = rt.block_on(measure(&bus.address, scale));
     lab.stop_process(pid, Duration::from_secs(5));
     let n = scale.macs;
+    let files = change_files(n);
+    bare_loop(&lab.dir().join("bare"), files, 0); // then each run replaces files, as the change does
+    let floor: Vec<Duration> = (0..scale.rounds)
+        .map(|_| bare_loop(&lab.dir().join("bare"), files, 0))
+        .collect();
     vec![
         Row {
             what: format!("filter sync, {n} MACs, daemon (D-Bus), once"),
@@ -78,7 +83,10 @@ pub fn rows(scale: Scale) -> Vec<Row> {
         Row {
             what: "filter sync, 100+50+50 change, daemon (D-Bus)".into(),
             ours: median(change).into(),
-            peer: None,
+            peer: Some((
+                format!("bare create+rename, {files} files"),
+                median(floor).into(),
+            )),
             target: "< 10 ms",
         },
         Row {

@@ -69,6 +69,15 @@ pub fn changed(n: usize) -> Lists {
     Lists { allow, deny }
 }
 
+/// How many files virtmasq rewrites for the change (unknown MACs denied: a file exists per
+/// allowed MAC, and one whose MAC is no longer allowed is rewritten to deny).
+pub fn change_files(n: usize) -> usize {
+    use std::collections::BTreeSet;
+    let before: BTreeSet<String> = initial(n).allow.into_iter().collect();
+    let after: BTreeSet<String> = changed(n).allow.into_iter().collect();
+    before.symmetric_difference(&after).count()
+}
+
 /// Writes `lists` as a user's JSON file, one MAC a line.
 pub fn write_json(path: &Path, lists: &Lists) {
     let v = json!({"allow": lists.allow, "deny": lists.deny});
