@@ -9,6 +9,7 @@ mod mode;
 mod names;
 mod network;
 mod path;
+pub mod pxe;
 
 pub use ip::{Ipv4Net, Ipv4Range};
 pub use lease::LeaseTime;
