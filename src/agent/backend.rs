@@ -8,6 +8,7 @@ use crate::agent::desired::pxe_lines;
 use crate::config::Config;
 use crate::dnsmasq::render::RenderOptions;
 use crate::filter::PxeFilter;
+use crate::host::Host;
 use crate::model::{ManagedNetwork, NetworkName};
 use crate::pxe::LinesFor;
 use crate::system::effective::EffectiveConfig;
@@ -90,12 +91,12 @@ pub fn private_options(cfg: &Config, net: &ManagedNetwork) -> RenderOptions {
 
 /// Whether a process other than our own instances holds udp/53 on every address (a
 /// default-mode dnsmasq, say): then a private instance's DNS socket cannot bind.
-pub fn dns_taken_by_others(run_dir: &Path) -> bool {
+pub fn dns_taken_by_others(run_dir: &Path, host: &Host) -> bool {
     let ours = |pid: u32| {
-        std::fs::read(format!("/proc/{pid}/cmdline"))
-            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&*run_dir.to_string_lossy()))
+        host.cmdline(pid)
+            .is_some_and(|c| String::from_utf8_lossy(&c).contains(&*run_dir.to_string_lossy()))
     };
-    crate::system::ports::udp_holders(Path::new("/proc"), 53)
+    host.udp_holders(53)
         .iter()
         .any(|h| !ours(h.pid) && h.addresses.iter().any(|a| a == "0.0.0.0" || a == "::"))
 }
@@ -154,4 +155,4 @@ mod private;
 mod system;
 
 pub use private::PrivateBackend;
-pub use system::{bridge_exists, system_files, SystemBackend, SystemView};
+pub use system::{system_files, SystemBackend, SystemView};

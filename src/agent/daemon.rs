@@ -6,6 +6,8 @@
 
 use std::future::Future;
 use std::path::PathBuf;
+
+use crate::host::Host;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
@@ -40,9 +42,9 @@ pub struct DaemonOptions {
     pub config_explicit: bool,
     /// A libvirt URI that overrides the configuration's.
     pub libvirt_uri: Option<String>,
-    /// The tree the system dnsmasq's configuration is read from: `/` on a host; tests give
-    /// one of their own.
-    pub root: PathBuf,
+    /// The root, sysfs and procfs the daemon reads: [`Host::real`] on a host; tests give trees
+    /// of their own.
+    pub host: Host,
     /// The bus the D-Bus API is served on: None for the system bus.
     pub bus_address: Option<String>,
 }
@@ -77,7 +79,7 @@ struct Services {
 /// Runs until `shutdown` completes.
 pub async fn run(opts: DaemonOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let cfg = opts.load()?;
-    let (detection, systemd) = detect(&cfg, &opts.root, Vec::new()).await;
+    let (detection, systemd) = detect(&cfg, &opts.host, Vec::new()).await;
     let mode = detection.decision.mode;
     tracing::info!(?mode, reasons = ?detection.decision.reasons, "mode decided");
     for c in &detection.conflicts {
@@ -152,7 +154,8 @@ pub async fn run(opts: DaemonOptions, shutdown: impl Future<Output = ()>) -> any
     let result = match mode {
         Mode::System => match systemd {
             Some(systemd) => {
-                let backend = PerNetworkBackend::new(SystemBackend::new(systemd), &cfg);
+                let backend =
+                    PerNetworkBackend::new(SystemBackend::new(systemd, opts.host.clone()), &cfg);
                 run_with(backend, cfg, &opts, services, shutdown).await
             }
             None => Err(anyhow::anyhow!(
@@ -160,8 +163,8 @@ pub async fn run(opts: DaemonOptions, shutdown: impl Future<Output = ()>) -> any
             )),
         },
         Mode::Private => {
-            retire_system_fragments(&cfg, systemd).await;
-            match PrivateBackend::new(&cfg) {
+            retire_system_fragments(&cfg, systemd, &opts.host).await;
+            match PrivateBackend::new(&cfg, opts.host.clone()) {
                 Ok(backend) => run_with(backend, cfg, &opts, services, shutdown).await,
                 Err(e) => Err(e),
             }
@@ -175,7 +178,11 @@ pub async fn run(opts: DaemonOptions, shutdown: impl Future<Output = ()>) -> any
 /// In private mode, fragments virtmasq wrote for the system dnsmasq (an earlier run in system
 /// mode) must go: with them the system dnsmasq keeps serving the networks, beside or instead
 /// of their private instances. Removed as a transaction (checked, restarted if it runs).
-async fn retire_system_fragments(cfg: &Config, systemd: Option<crate::systemd::Systemd>) {
+async fn retire_system_fragments(
+    cfg: &Config,
+    systemd: Option<crate::systemd::Systemd>,
+    host: &Host,
+) {
     let observed = match crate::system::apply::observe(
         &cfg.paths.conf_dir,
         &cfg.paths.state_dir.join("system"),
@@ -187,7 +194,7 @@ async fn retire_system_fragments(cfg: &Config, systemd: Option<crate::systemd::S
         return;
     }
     let result = match systemd {
-        Some(systemd) => SystemBackend::new(systemd)
+        Some(systemd) => SystemBackend::new(systemd, host.clone())
             .apply(&[], cfg)
             .await
             .map(|_| ()),

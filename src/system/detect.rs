@@ -3,15 +3,16 @@
 //! (`schema: 1`, documented in README.md).
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Serialize;
 
 use super::decide::{decide, Conflict, Facts, Mode, UnitFacts};
 use super::effective::EffectiveConfig;
-use super::ports::{udp_holders, PortHolder};
+use super::ports::PortHolder;
 use super::version::DnsmasqVersion;
 use crate::config::Config;
+use crate::host::Host;
 use crate::systemd::Systemd;
 
 /// The JSON schema version of [`Detection`].
@@ -69,18 +70,17 @@ pub struct DecisionReport {
     pub reasons: Vec<String>,
 }
 
-/// Gathers the facts on this machine (`root` is `/` except in tests) and decides. Returns the
+/// Gathers the facts on this machine (`host` is [`Host::real`] except in tests) and decides. Returns the
 /// systemd client too when systemd answered, for callers that go on to use it.
 pub async fn detect(
     cfg: &Config,
-    root: &Path,
+    host: &Host,
     managed_bridges: Vec<String>,
 ) -> (Detection, Option<Systemd>) {
     let version = DnsmasqVersion::of(&cfg.paths.dnsmasq);
     let (unit, systemd) = unit_facts(&cfg.system.unit).await;
-    let config = EffectiveConfig::read(root);
-    let proc = Path::new("/proc");
-    let udp67 = udp_holders(proc, 67);
+    let config = EffectiveConfig::read(&host.root);
+    let udp67 = host.udp_holders(67);
     let facts = Facts {
         binary: version.clone().map(|v| (cfg.paths.dnsmasq.clone(), v)),
         unit: unit.clone(),
@@ -103,7 +103,7 @@ pub async fn detect(
         config,
         ports: Ports {
             udp67,
-            udp53: udp_holders(proc, 53),
+            udp53: host.udp_holders(53),
         },
         managed_bridges,
         conflicts: decision.conflicts,

@@ -1,13 +1,13 @@
 //! Private instances behind the [`Backend`] trait.
 
 use std::collections::HashSet;
-use std::path::Path;
 
 use super::{dns_taken_by_others, private_options, sighup_safe, Backend, Outcome};
 use crate::config::Config;
 use crate::dnsmasq::private::Supervisor;
 use crate::dnsmasq::process::RunAs;
 use crate::dnsmasq::render::RenderOptions;
+use crate::host::Host;
 use crate::model::{ManagedNetwork, NetworkName};
 use crate::system::effective::EffectiveConfig;
 
@@ -18,14 +18,16 @@ pub struct PrivateBackend {
     /// Networks whose bridge's DNS port another dnsmasq may hold (the system dnsmasq, in
     /// per-network mode): their instances serve DHCP only.
     pub dns_elsewhere: HashSet<NetworkName>,
+    /// Where it looks for other holders of udp/53.
+    host: Host,
 }
 
 impl PrivateBackend {
     /// A backend with no instance yet.
-    pub fn new(cfg: &Config) -> anyhow::Result<Self> {
+    pub fn new(cfg: &Config, host: Host) -> anyhow::Result<Self> {
         let run_as = RunAs::lookup(&cfg.dnsmasq.user)?;
         let system_leases = cfg.paths.system_lease_file.clone().unwrap_or_else(|| {
-            EffectiveConfig::read(Path::new("/"))
+            EffectiveConfig::read(&host.root)
                 .lease_file
                 .unwrap_or_else(|| crate::dnsmasq::leases::SYSTEM_DEFAULT.into())
         });
@@ -38,6 +40,7 @@ impl PrivateBackend {
             )
             .with_lease_seed(system_leases),
             dns_elsewhere: HashSet::new(),
+            host,
         })
     }
 }
@@ -50,7 +53,7 @@ impl Backend for PrivateBackend {
         cfg: &Config,
     ) -> Outcome {
         self.supervisor.set_hangup_safe(sighup_safe(cfg));
-        let dns_taken = dns_taken_by_others(&cfg.paths.run_dir);
+        let dns_taken = dns_taken_by_others(&cfg.paths.run_dir, &self.host);
         if dns_taken && nets.iter().any(|n| n.dns) {
             tracing::warn!(
                 "another server answers DNS on every address (udp/53): private instances serve \
