@@ -94,26 +94,7 @@ pub async fn run(opts: DaemonOptions, shutdown: impl Future<Output = ()>) -> any
         cfg.paths.state_dir.clone(),
     ));
     if cfg.filter.enabled {
-        let version = DnsmasqVersion::of(&cfg.paths.dnsmasq);
-        if !version.as_ref().is_some_and(|v| v.at_least(2, 81)) {
-            anyhow::bail!(
-                "the PXE filter needs dnsmasq 2.81 or later (tags on dhcp-host entries); {} is {}",
-                cfg.paths.dnsmasq.display(),
-                version.map_or("not usable".into(), |v| v.version)
-            );
-        }
-        // Deny lines carry a tag only where proxy DHCP is served: read libvirt once to know.
-        let proxy = match read_libvirt(&cfg.libvirt.uri).await {
-            Ok(nets) => filter_proxy(&cfg, &desired(&nets, &cfg).networks()),
-            Err(_) => false,
-        };
-        // Stale entries go before any dnsmasq reads the directory: dnsmasq never forgets an
-        // entry whose file is deleted while it runs.
-        let f = filter.clone();
-        let report = tokio::task::spawn_blocking(move || f.purge_and_rebuild(proxy))
-            .await?
-            .context("the PXE filter's first sync failed; nothing was started")?;
-        tracing::info!(?report, "PXE filter synced");
+        first_filter_sync(&cfg, &filter).await?;
     }
     let status = Arc::new(Mutex::new(Status::new(mode, "daemon")));
     let (tx, requests) = mpsc::unbounded_channel();
@@ -122,19 +103,7 @@ pub async fn run(opts: DaemonOptions, shutdown: impl Future<Output = ()>) -> any
         status: status.clone(),
         filter: filter.clone(),
     };
-    let bus = match dbus::serve(agent, opts.bus_address.as_deref()).await {
-        Ok(conn) => Some(conn),
-        Err(zbus::Error::NameTaken) => {
-            anyhow::bail!(
-                "another virtmasq daemon already owns {} on the system bus",
-                dbus::NAME
-            )
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "no D-Bus API: the system bus is not reachable");
-            None
-        }
-    };
+    let bus = serve_bus(agent, opts.bus_address.as_deref()).await?;
     let (http_rules, http_stop) = start_http(&cfg).await?;
     // SIGUSR1 would kill the process until a handler exists: have one before anyone can read
     // the pid file and signal us.
@@ -173,6 +142,52 @@ pub async fn run(opts: DaemonOptions, shutdown: impl Future<Output = ()>) -> any
     let _ = std::fs::remove_file(&pid);
     let _ = notify::stopping();
     result
+}
+
+/// The PXE filter's first sync, on a dnsmasq that can read its entries.
+async fn first_filter_sync(cfg: &Config, filter: &Arc<PxeFilter>) -> anyhow::Result<()> {
+    let version = DnsmasqVersion::of(&cfg.paths.dnsmasq);
+    if !version.as_ref().is_some_and(|v| v.at_least(2, 81)) {
+        anyhow::bail!(
+            "the PXE filter needs dnsmasq 2.81 or later (tags on dhcp-host entries); {} is {}",
+            cfg.paths.dnsmasq.display(),
+            version.map_or("not usable".into(), |v| v.version)
+        );
+    }
+    // Deny lines carry a tag only where proxy DHCP is served: read libvirt once to know.
+    let proxy = match read_libvirt(&cfg.libvirt.uri).await {
+        Ok(nets) => filter_proxy(cfg, &desired(&nets, cfg).networks()),
+        Err(_) => false,
+    };
+    // Stale entries go before any dnsmasq reads the directory: dnsmasq never forgets an
+    // entry whose file is deleted while it runs.
+    let f = filter.clone();
+    let report = tokio::task::spawn_blocking(move || f.purge_and_rebuild(proxy))
+        .await?
+        .context("the PXE filter's first sync failed; nothing was started")?;
+    tracing::info!(?report, "PXE filter synced");
+    Ok(())
+}
+
+/// The D-Bus API on `address` (None: the system bus); without a bus the daemon runs on, but a
+/// second daemon owning the name is an error.
+async fn serve_bus(
+    agent: Agent,
+    address: Option<&str>,
+) -> anyhow::Result<Option<zbus::Connection>> {
+    match dbus::serve(agent, address).await {
+        Ok(conn) => Ok(Some(conn)),
+        Err(zbus::Error::NameTaken) => {
+            anyhow::bail!(
+                "another virtmasq daemon already owns {} on the system bus",
+                dbus::NAME
+            )
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no D-Bus API: the system bus is not reachable");
+            Ok(None)
+        }
+    }
 }
 
 /// In private mode, fragments virtmasq wrote for the system dnsmasq (an earlier run in system

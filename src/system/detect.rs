@@ -143,6 +143,24 @@ async fn unit_facts(unit: &str) -> (UnitFacts, Option<Systemd>) {
 impl Detection {
     /// The report for people.
     pub fn to_text(&self) -> String {
+        let mut o = self.binary_and_unit_text();
+        o.push_str(&self.config_text());
+        o.push_str(&self.ports_text());
+        for c in &self.conflicts {
+            let _ = writeln!(o, "conflict:  [{}] {}", c.code, c.message);
+        }
+        let mode = match self.decision.mode {
+            Mode::System => "system",
+            Mode::Private => "private",
+        };
+        let _ = writeln!(o, "decision:  {mode} mode");
+        for r in &self.decision.reasons {
+            let _ = writeln!(o, "           - {r}");
+        }
+        o
+    }
+
+    fn binary_and_unit_text(&self) -> String {
         let mut o = String::new();
         let d = &self.dnsmasq;
         match &d.version {
@@ -175,6 +193,11 @@ impl Detection {
                 u.unit, u.unit_file_state, u.active_state
             );
         }
+        o
+    }
+
+    fn config_text(&self) -> String {
+        let mut o = String::new();
         let c = &self.config;
         let list = |v: &[String]| {
             if v.is_empty() {
@@ -216,6 +239,11 @@ impl Detection {
             c.dhcp_ranges,
             c.virtmasq_dhcp_ranges
         );
+        o
+    }
+
+    fn ports_text(&self) -> String {
+        let mut o = String::new();
         for (name, holders) in [("udp/67", &self.ports.udp67), ("udp/53", &self.ports.udp53)] {
             let held: Vec<String> = holders
                 .iter()
@@ -230,17 +258,6 @@ impl Detection {
                     held.join("; ")
                 }
             );
-        }
-        for c in &self.conflicts {
-            let _ = writeln!(o, "conflict:  [{}] {}", c.code, c.message);
-        }
-        let mode = match self.decision.mode {
-            Mode::System => "system",
-            Mode::Private => "private",
-        };
-        let _ = writeln!(o, "decision:  {mode} mode");
-        for r in &self.decision.reasons {
-            let _ = writeln!(o, "           - {r}");
         }
         o
     }
