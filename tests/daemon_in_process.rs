@@ -1,7 +1,8 @@
 //! The daemon run in this test's process (`agent::daemon::run`, with its root, procfs, bus and
 //! shutdown given to it), in the lab's host network namespace, against a real dnsmasq and a
-//! real DHCP client: it serves a network, follows a change of the network's range, and stops
-//! its dnsmasq when told to shut down.
+//! real DHCP client: it serves a network, keeps libvirt's lease status file of the bridge
+//! current, follows a change of the network's range, and stops its dnsmasq when told to shut
+//! down.
 
 mod lab;
 mod support;
@@ -76,6 +77,7 @@ fn the_daemon_runs_in_process_serves_follows_and_stops() {
         // system bus.
         bus_address: Some(format!("unix:path={}/no-bus", lab.dir().display())),
     };
+    std::fs::create_dir(lab.dir().join("libvirt-dnsmasq")).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let ns = format!("/run/netns/{}", lab.host_ns());
     let daemon = std::thread::spawn(move || {
@@ -109,6 +111,33 @@ fn the_daemon_runs_in_process_serves_follows_and_stops() {
         .map(|l| l.ip);
     let last = ip.expect("a lease").octets()[3];
     assert!((100..=110).contains(&last), "{ip:?}");
+    // libvirt's view of the lease (virsh net-dhcp-leases reads this file), within a second or
+    // two of dnsmasq writing its lease file.
+    let status = lab
+        .dir()
+        .join("libvirt-dnsmasq")
+        .join(format!("{NET}.status"));
+    let ip = ip.unwrap().to_string();
+    let listed = || {
+        std::fs::read_to_string(&status)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .is_some_and(|v| {
+                v.as_array().is_some_and(|a| {
+                    a.iter().any(|l| {
+                        l["ip-address"] == ip.as_str()
+                            && l["mac-address"] == "52:54:00:93:00:01"
+                            && l["expiry-time"].as_u64().is_some()
+                    })
+                })
+            })
+    };
+
+    assert!(
+        wait_until(Duration::from_secs(5), listed),
+        "the lease is not in libvirt's status file: {:?}",
+        std::fs::read_to_string(&status)
+    );
 
     node(
         &lab,

@@ -2,7 +2,7 @@
 //! system dnsmasq. The daemon and `sync` drive either the same way.
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::agent::desired::pxe_lines;
 use crate::config::Config;
@@ -35,6 +35,8 @@ pub trait Backend {
     ) -> impl std::future::Future<Output = Outcome>;
     /// What serves `net` now, for people (a pid, a fragment).
     fn served_by(&self, net: &ManagedNetwork, cfg: &Config) -> String;
+    /// The lease file of the dnsmasq that serves `net` now, if one does.
+    fn lease_file(&self, net: &ManagedNetwork, cfg: &Config) -> Option<PathBuf>;
     /// Makes every dnsmasq re-read its hosts files and hostsdirs: SIGHUP, or a restart where
     /// SIGHUP is not safe ([`sighup_safe`]).
     fn reread(&mut self, cfg: &Config) -> impl std::future::Future<Output = anyhow::Result<()>>;
@@ -99,6 +101,16 @@ pub fn dns_taken_by_others(run_dir: &Path, host: &Host) -> bool {
     host.udp_holders(53)
         .iter()
         .any(|h| !ours(h.pid) && h.addresses.iter().any(|a| a == "0.0.0.0" || a == "::"))
+}
+
+/// The system dnsmasq's lease file: as configured, else as its configuration says, else
+/// dnsmasq's default.
+pub fn system_lease_file(cfg: &Config, host: &Host) -> PathBuf {
+    cfg.paths.system_lease_file.clone().unwrap_or_else(|| {
+        EffectiveConfig::read(&host.root)
+            .lease_file
+            .unwrap_or_else(|| crate::dnsmasq::leases::SYSTEM_DEFAULT.into())
+    })
 }
 
 fn pxe_or_log(net: &ManagedNetwork, cfg: &Config, mode: LinesFor) -> Vec<String> {

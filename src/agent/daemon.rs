@@ -74,6 +74,8 @@ struct Services {
     http_rules: Option<Arc<SharedRules>>,
     /// Dropped to stop the HTTP endpoint.
     _http_stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// libvirt's lease status files of the networks served.
+    lease_view: std::sync::Mutex<super::lease_view::LeaseView>,
 }
 
 /// Runs until `shutdown` completes.
@@ -118,6 +120,9 @@ pub async fn run(opts: DaemonOptions, shutdown: impl Future<Output = ()>) -> any
         filter,
         http_rules,
         _http_stop: http_stop,
+        lease_view: std::sync::Mutex::new(super::lease_view::LeaseView::new(
+            cfg.libvirt.lease_status_dir.clone(),
+        )),
     };
     // No early return from here on: the pid file goes whatever happens.
     let result = match mode {

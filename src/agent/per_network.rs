@@ -111,6 +111,14 @@ impl Backend for PerNetworkBackend {
         }
     }
 
+    fn lease_file(&self, net: &ManagedNetwork, cfg: &Config) -> Option<std::path::PathBuf> {
+        match (self.placed.get(&net.name), &self.private) {
+            (Some(Placement::Private(_)), Ok(p)) => p.lease_file(net, cfg),
+            (Some(Placement::Private(_) | Placement::Nowhere(_)), _) => None,
+            _ => self.system.lease_file(net, cfg),
+        }
+    }
+
     async fn reread(&mut self, cfg: &Config) -> anyhow::Result<()> {
         if let Ok(p) = &mut self.private {
             p.reread(cfg).await?;

@@ -26,11 +26,7 @@ impl PrivateBackend {
     /// A backend with no instance yet.
     pub fn new(cfg: &Config, host: Host) -> anyhow::Result<Self> {
         let run_as = RunAs::lookup(&cfg.dnsmasq.user)?;
-        let system_leases = cfg.paths.system_lease_file.clone().unwrap_or_else(|| {
-            EffectiveConfig::read(&host.root)
-                .lease_file
-                .unwrap_or_else(|| crate::dnsmasq::leases::SYSTEM_DEFAULT.into())
-        });
+        let system_leases = super::system_lease_file(cfg, &host);
         Ok(Self {
             supervisor: Supervisor::new(
                 cfg.paths.dnsmasq.clone(),
@@ -88,6 +84,16 @@ impl Backend for PrivateBackend {
             },
             None => "not started (see errors)".into(),
         }
+    }
+
+    fn lease_file(&self, net: &ManagedNetwork, cfg: &Config) -> Option<std::path::PathBuf> {
+        self.supervisor.status().get(&net.name)?;
+        let paths = crate::dnsmasq::render::InstancePaths::new(
+            &cfg.paths.run_dir,
+            &cfg.paths.state_dir,
+            net.name.as_str(),
+        );
+        Some(paths.leases)
     }
 
     async fn reread(&mut self, cfg: &Config) -> anyhow::Result<()> {

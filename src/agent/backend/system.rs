@@ -267,6 +267,14 @@ impl Backend for SystemBackend {
         }
     }
 
+    fn lease_file(&self, net: &ManagedNetwork, cfg: &Config) -> Option<std::path::PathBuf> {
+        let deferred = self.deferred.lock().unwrap_or_else(|p| p.into_inner());
+        if deferred.iter().any(|(n, _)| *n == net.name) {
+            return None;
+        }
+        Some(super::system_lease_file(cfg, &self.host))
+    }
+
     async fn reread(&mut self, cfg: &Config) -> anyhow::Result<()> {
         if sighup_safe(cfg) {
             self.systemd.hangup(&cfg.system.unit).await?;
