@@ -9,7 +9,6 @@ use crate::dnsmasq::process::RunAs;
 use crate::dnsmasq::render::RenderOptions;
 use crate::host::Host;
 use crate::model::{ManagedNetwork, NetworkName};
-use crate::system::effective::EffectiveConfig;
 
 /// Private instances.
 pub struct PrivateBackend {
