@@ -138,10 +138,19 @@ pub fn system_extra_lines(
     lines
 }
 
-/// Why a network cannot be a system-mode fragment, if it cannot: proxy DHCP's `pxe-service`
-/// switches on dnsmasq's PXE handling for every interface, changing what the system dnsmasq
-/// answers PXE clients elsewhere.
+/// Why a network cannot be a system-mode fragment, if it cannot: an isolated network with DNS
+/// needs `no-resolv`, which applies to every interface of a dnsmasq; proxy DHCP's
+/// `pxe-service` switches on dnsmasq's PXE handling for every interface, changing what the
+/// system dnsmasq answers PXE clients elsewhere.
 pub fn system_refusal(net: &ManagedNetwork) -> Option<String> {
+    if net.settings.isolated && net.dns {
+        return Some(format!(
+            "network '{}' is isolated (no <forward>): its guests' DNS queries must never be \
+             forwarded upstream (libvirt's no-resolv), which the system dnsmasq does for every \
+             interface",
+            net.name
+        ));
+    }
     net.is_proxy().then(|| {
         format!(
             "network '{}': a proxy-DHCP PXE profile in the system dnsmasq would change its answers to PXE clients on every other interface; serve it in private mode (mode = \"private\") or use mode = \"dhcp\" in its profile",

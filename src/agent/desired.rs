@@ -145,8 +145,10 @@ pub fn checked(xml: &NetworkXml, cfg: &Config) -> Result<Served, Skip> {
     if intent.domain.is_none() {
         intent.domain = xml.domain.clone();
     }
-    let network = ManagedNetwork::new(xml.name.clone(), bridge, xml.ipv4_subnets(), intent)
+    let settings = xml.settings(intent.domain.as_ref());
+    let mut network = ManagedNetwork::new(xml.name.clone(), bridge, xml.ipv4_subnets(), intent)
         .map_err(|e| Skip::Invalid(format!("network '{}': {e}", xml.name)))?;
+    network.settings = settings;
     // The profile's settings against the network, touching no file.
     if let Some(profile) = &network.pxe {
         crate::pxe::render_lines(profile, &pxe_scope(&network, cfg), LinesFor::Private)

@@ -77,6 +77,8 @@ pub struct ManagedNetwork {
     pub dns: bool,
     /// The PXE boot profile (checked against the network in `agent::desired`).
     pub pxe: Option<crate::model::pxe::profile::PxeProfile>,
+    /// What the network's libvirt definition asks beyond addresses (isolation, MTU, domain).
+    pub settings: super::NetworkSettings,
 }
 
 impl ManagedNetwork {
@@ -127,6 +129,7 @@ impl ManagedNetwork {
             domain: intent.domain,
             dns: intent.dns,
             pxe: intent.pxe,
+            settings: super::NetworkSettings::default(),
         })
     }
 
