@@ -143,6 +143,13 @@ pub fn system_extra_lines(
 /// `pxe-service` switches on dnsmasq's PXE handling for every interface, changing what the
 /// system dnsmasq answers PXE clients elsewhere.
 pub fn system_refusal(net: &ManagedNetwork) -> Option<String> {
+    if !net.settings.raw_options.is_empty() {
+        return Some(format!(
+            "network '{}' has raw options (<dnsmasq:options>), which would apply to every \
+             interface of a shared dnsmasq",
+            net.name
+        ));
+    }
     if net.dns && !net.settings.dns.is_empty() {
         return Some(format!(
             "network '{}' has its own DNS records or forwarders (<dns>), which a shared dnsmasq \

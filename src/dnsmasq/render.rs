@@ -95,6 +95,11 @@ pub fn render_private(
         c.push_str(line);
         c.push('\n');
     }
+    // The network's own <dnsmasq:options>, last, as libvirt writes them.
+    for option in &net.settings.raw_options {
+        c.push_str(option.as_str());
+        c.push('\n');
+    }
     PrivateRender {
         conf: c,
         hosts: hosts_file(net),

@@ -12,8 +12,8 @@ use super::metadata;
 use super::read::{at, child, is_libvirt, shown, tag, yes_no, Cx};
 pub use super::read::{IpFamily, XmlError};
 use crate::model::{
-    DhcpIntent, DnsName, DnsRecords, IfName, Ipv4Net, LeaseTime, MacAddr, Mtu, NetworkName,
-    NetworkSettings,
+    DhcpIntent, DnsName, DnsRecords, IfName, InvalidValue, Ipv4Net, LeaseTime, MacAddr, Mtu,
+    NetworkName, NetworkSettings,
 };
 
 /// A libvirt network as `virsh net-dumpxml` shows it, reduced to what virtmasq uses.
@@ -42,6 +42,8 @@ pub struct NetworkXml {
     /// The records and forwarders of `<dns>` (of the copy saved in `<metadata>` for an adopted
     /// network).
     pub dns_records: DnsRecords,
+    /// `<dnsmasq:options>` values, as written (checked when the network is served).
+    pub dnsmasq_options: Vec<String>,
 }
 
 /// One `<ip>` of a network: the bridge's address and what libvirt serves on it.
@@ -139,14 +141,19 @@ impl NetworkXml {
     /// What the network's own elements ask of the dnsmasq serving it, for a network whose DNS
     /// domain is `domain` (libvirt's `<domain>` follows its `localOnly`; a domain virtmasq's
     /// intent sets is answered only locally).
-    pub fn settings(&self, domain: Option<&DnsName>) -> NetworkSettings {
+    pub fn settings(&self, domain: Option<&DnsName>) -> Result<NetworkSettings, InvalidValue> {
         let from_libvirt = domain.is_some() && domain == self.domain.as_ref();
-        NetworkSettings {
+        Ok(NetworkSettings {
             isolated: self.forward_mode.is_none(),
             mtu: self.mtu,
             domain_local_only: !from_libvirt || self.domain_local_only == Some(true),
             dns: self.dns_records.clone(),
-        }
+            raw_options: self
+                .dnsmasq_options
+                .iter()
+                .map(|o| o.parse())
+                .collect::<Result<_, _>>()?,
+        })
     }
 
     /// The bridge's IPv4 addresses with their prefixes.
@@ -220,6 +227,7 @@ fn parse_network(net: Node) -> Result<NetworkXml, XmlError> {
         mtu: child(net, "mtu")
             .map(|m| cx.parsed_req(m, "size"))
             .transpose()?,
+        dnsmasq_options: dns::raw_options(net),
         dns_records: dns::served_dns(net)
             .map(|d| dns::records(&cx, d))
             .transpose()?

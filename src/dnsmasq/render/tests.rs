@@ -152,6 +152,7 @@ fn isolation_mtu_and_domain_as_libvirt_writes_them() {
         mtu: Some("7000".parse().unwrap()),
         domain_local_only: false,
         dns: Default::default(),
+        raw_options: vec!["dhcp-option=option:ntp-server,10.77.0.1".parse().unwrap()],
     };
     let conf = render_private(&n, &paths(), &RenderOptions::default()).conf;
     for line in [

@@ -183,7 +183,6 @@ fn adopt_refuses_what_virtmasq_would_not_serve() {
                 "<bootp>",
                 "per-host <lease>",
                 "localPtr='yes'",
-                "<dnsmasq:options>",
             ],
         ),
         (

@@ -64,9 +64,23 @@ pub(super) fn unsupported(root: Node, net: &NetworkXml) -> Vec<String> {
             twice.1
         ));
     }
+    // Raw options are served in the network's own dnsmasq, except those that would take it
+    // away from virtmasq.
     let raw = |n: &Node| n.is_element() && n.tag_name().namespace() == Some(DNSMASQ_NAMESPACE);
-    if root.children().any(|n| raw(&n)) {
-        out.push("<dnsmasq:options> (raw dnsmasq options) are not carried over".into());
+    for options in root.children().filter(|n| raw(n)) {
+        for option in options.children().filter(|n| raw(n)) {
+            match option.attribute("value") {
+                Some(v) => {
+                    if let Err(e) = v.parse::<crate::model::RawOption>() {
+                        out.push(format!(
+                            "<dnsmasq:option value='{}'>: {}",
+                            e.input, e.reason
+                        ));
+                    }
+                }
+                None => out.push("<dnsmasq:option> without a value".into()),
+            }
+        }
     }
     out
 }

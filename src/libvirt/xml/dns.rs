@@ -22,6 +22,25 @@ pub(in crate::libvirt) fn served_dns<'a, 'i>(net: Node<'a, 'i>) -> Option<Node<'
     saved.or_else(|| child(net, "dns"))
 }
 
+/// libvirt's namespace for raw dnsmasq options (`<dnsmasq:options>`).
+pub(in crate::libvirt) const DNSMASQ_NAMESPACE: &str =
+    "http://libvirt.org/schemas/network/dnsmasq/1.0";
+
+/// The values of `<dnsmasq:options><dnsmasq:option value=...>`, in order.
+pub(in crate::libvirt) fn raw_options(net: Node) -> Vec<String> {
+    let ours = |n: &Node, name: &str| {
+        n.is_element()
+            && n.tag_name().namespace() == Some(DNSMASQ_NAMESPACE)
+            && n.tag_name().name() == name
+    };
+    net.children()
+        .filter(|n| ours(n, "options"))
+        .flat_map(|o| o.children())
+        .filter(|n| ours(n, "option"))
+        .filter_map(|n| n.attribute("value").map(str::to_owned))
+        .collect()
+}
+
 /// The records and forwarders of `dns`.
 pub(in crate::libvirt) fn records(cx: &Cx, dns: Node) -> Result<DnsRecords, XmlError> {
     let mut out = DnsRecords {

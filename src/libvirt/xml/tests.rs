@@ -249,24 +249,25 @@ fn settings_from_the_networks_own_elements() {
     };
     let isolated = xml("", "<mtu size='9000'/><domain name='lab' localOnly='no'/>");
     let lab: DnsName = "lab".parse().unwrap();
-    let s = isolated.settings(Some(&lab));
+    let s = isolated.settings(Some(&lab)).unwrap();
     assert!(s.isolated);
     assert_eq!(s.mtu.map(|m| m.get()), Some(9000));
     assert!(!s.domain_local_only, "libvirt's domain, localOnly='no'");
     let other: DnsName = "intent.example".parse().unwrap();
     assert!(
-        isolated.settings(Some(&other)).domain_local_only,
+        isolated.settings(Some(&other)).unwrap().domain_local_only,
         "a domain of virtmasq's intent is local"
     );
     let nat = xml(
         "<forward mode='nat'/>",
         "<domain name='lab' localOnly='yes'/>",
     );
-    let s = nat.settings(Some(&lab));
+    let s = nat.settings(Some(&lab)).unwrap();
     assert!(!s.isolated && s.mtu.is_none() && s.domain_local_only);
     assert!(
         !xml("<forward/>", "<domain name='lab'/>")
             .settings(Some(&lab))
+            .unwrap()
             .domain_local_only
     );
     let err = NetworkXml::parse(

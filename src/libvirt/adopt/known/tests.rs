@@ -263,6 +263,28 @@ fn anything_unknown_is_refused_by_name() {
             other => panic!("an unknown attribute on <{}>: {other:?}", path_of(&el)),
         }
     }
+    // Raw options are served, but never one through which virtmasq runs the instance.
+    let raw = |value: &str| {
+        BASE.replacen(
+            "</network>",
+            &format!(
+                "<dnsmasq:options xmlns:dnsmasq='http://libvirt.org/schemas/network/dnsmasq/1.0'>\
+                 <dnsmasq:option value='{value}'/></dnsmasq:options></network>"
+            ),
+            1,
+        )
+    };
+    let text = served_text(&raw("log-dhcp"));
+    assert!(text.lines().any(|l| l == "log-dhcp"), "{text}");
+    match adopt(&raw("pid-file=/tmp/x")) {
+        Err(AdoptError::Unsupported { reasons, .. }) => {
+            assert!(
+                reasons.iter().any(|r| r.contains("pid-file")),
+                "{reasons:?}"
+            )
+        }
+        other => panic!("a controlled raw option: {other:?}"),
+    }
     let xml = BASE.replacen("</dhcp>", "<option number='42' value='x'/></dhcp>", 1);
     match adopt(&xml) {
         Err(AdoptError::Unsupported { reasons, .. }) => {
