@@ -150,10 +150,10 @@ pub fn system_refusal(net: &ManagedNetwork) -> Option<String> {
             net.name
         ));
     }
-    if net.dns && !net.settings.dns.is_empty() {
+    if net.dns && !(net.settings.dns.is_empty() && net.settings.local_ptr.is_empty()) {
         return Some(format!(
-            "network '{}' has its own DNS records or forwarders (<dns>), which a shared dnsmasq \
-             would answer to every client of the host",
+            "network '{}' has its own DNS records, forwarders (<dns>) or local reverse zones \
+             (localPtr), which a shared dnsmasq would apply for every client of the host",
             net.name
         ));
     }

@@ -179,6 +179,9 @@ fn dns_lines(net: &ManagedNetwork, dns_taken: bool) -> String {
         }
         out.push_str("expand-hosts\n");
     }
+    for zone in &net.settings.local_ptr {
+        let _ = writeln!(out, "local=/{zone}/");
+    }
     if records.forward_plain_names == Some(false) {
         out.push_str("domain-needed\nlocal=//\n");
     }

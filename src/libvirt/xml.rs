@@ -44,6 +44,8 @@ pub struct NetworkXml {
     pub dns_records: DnsRecords,
     /// `<dnsmasq:options>` values, as written (checked when the network is served).
     pub dnsmasq_options: Vec<String>,
+    /// The reverse zones of `<ip localPtr='yes'>`.
+    pub local_ptr: Vec<DnsName>,
 }
 
 /// One `<ip>` of a network: the bridge's address and what libvirt serves on it.
@@ -148,6 +150,7 @@ impl NetworkXml {
             mtu: self.mtu,
             domain_local_only: !from_libvirt || self.domain_local_only == Some(true),
             dns: self.dns_records.clone(),
+            local_ptr: self.local_ptr.clone(),
             raw_options: self
                 .dnsmasq_options
                 .iter()
@@ -205,7 +208,12 @@ fn parse_network(net: Node) -> Result<NetworkXml, XmlError> {
     let dns = child(net, "dns")
         .map(|d| yes_no(&cx, d, "enable"))
         .transpose()?;
-    let ips = net.children().filter(|n| is_libvirt(n, "ip"));
+    let ips: Vec<IpXml> = net
+        .children()
+        .filter(|n| is_libvirt(n, "ip"))
+        .map(|ip| parse_ip(&cx, ip))
+        .collect::<Result<_, _>>()?;
+    let local_ptr = dns::local_ptr_zones(&cx, net, &ips)?;
     let metadata = child(net, "metadata")
         .map(metadata::find_intent)
         .transpose();
@@ -218,7 +226,8 @@ fn parse_network(net: Node) -> Result<NetworkXml, XmlError> {
         forward_mode: child(net, "forward")
             .map(|f| forward_mode(&cx, f))
             .transpose()?,
-        ips: ips.map(|ip| parse_ip(&cx, ip)).collect::<Result<_, _>>()?,
+        ips,
+        local_ptr,
         dns_enabled: dns.flatten().unwrap_or(true),
         domain: child(net, "domain")
             .map(|d| cx.parsed_req(d, "name"))

@@ -21,6 +21,8 @@ pub struct NetworkSettings {
     pub dns: super::DnsRecords,
     /// `<dnsmasq:options>`: raw lines for the network's own dnsmasq, after virtmasq's.
     pub raw_options: Vec<RawOption>,
+    /// Reverse zones answered locally only (`<ip localPtr='yes'>`).
+    pub local_ptr: Vec<super::DnsName>,
 }
 
 impl Default for NetworkSettings {
@@ -31,6 +33,7 @@ impl Default for NetworkSettings {
             domain_local_only: true,
             dns: super::DnsRecords::default(),
             raw_options: Vec::new(),
+            local_ptr: Vec::new(),
         }
     }
 }

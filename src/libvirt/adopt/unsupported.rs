@@ -9,16 +9,6 @@ use crate::libvirt::xml::{IpFamily, NetworkXml};
 /// Everything in the network that virtmasq would not serve, one line each.
 pub(super) fn unsupported(root: Node, net: &NetworkXml) -> Vec<String> {
     let mut out = unsupported_ips(net);
-    let local_ptr = root
-        .children()
-        .filter(|n| is_libvirt(n, "ip"))
-        .filter_map(|n| n.attribute("localPtr").map(|v| (n, v)));
-    for (ip, v) in local_ptr {
-        let address = ip.attribute("address").unwrap_or_default();
-        out.push(format!(
-            "<ip address='{address}' localPtr='{v}'> is not carried over"
-        ));
-    }
     out.extend(unsupported_dns(root));
     // The saved copies are re-indented, which only line breaks between tags survive (libvirt
     // writes a line break in a value as `&#10;`, never as it is).

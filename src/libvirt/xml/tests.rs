@@ -277,3 +277,34 @@ fn settings_from_the_networks_own_elements() {
     let msg = crate::error::chain(&err);
     assert!(msg.contains("mtu") && msg.contains("20"), "{msg}");
 }
+
+/// `localPtr='yes'` names the reverse zone libvirt answers locally; a prefix off a label
+/// boundary has none, and is refused by name as libvirt refuses it.
+#[test]
+fn local_ptr_zones_as_libvirt_makes_them() {
+    let parse = |ips: &str| {
+        NetworkXml::parse(&format!(
+            "<network><name>n</name><bridge name='b0'/>{ips}</network>"
+        ))
+    };
+    let net = parse(
+        "<ip address='10.1.2.1' prefix='16' localPtr='yes'/>\
+         <ip address='10.9.0.1' prefix='24'/>\
+         <ip family='ipv6' address='fd00:12::1' prefix='64' localPtr='yes'/>",
+    )
+    .unwrap();
+    let zones: Vec<&str> = net.local_ptr.iter().map(DnsName::as_str).collect();
+    assert_eq!(
+        zones,
+        [
+            "1.10.in-addr.arpa",
+            "0.0.0.0.0.0.0.0.2.1.0.0.0.0.d.f.ip6.arpa"
+        ]
+    );
+    let err = parse("<ip address='10.1.2.1' prefix='20' localPtr='yes'/>").unwrap_err();
+    let msg = crate::error::chain(&err);
+    assert!(
+        msg.contains("prefix='20'") && msg.contains("boundary"),
+        "{msg}"
+    );
+}

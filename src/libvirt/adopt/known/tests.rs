@@ -114,7 +114,7 @@ const CASES: &[(&str, &str, (&str, &str), Expect)] = {
             "ip",
             "localPtr",
             ("prefix='24'", "prefix='24' localPtr='yes'"),
-            Refused("localPtr"),
+            Line("local=/0.84.10.in-addr.arpa/"),
         ),
         (
             "ip/tftp",
