@@ -294,6 +294,9 @@ pub fn hosts_file(net: &ManagedNetwork) -> String {
         if let Some(name) = &h.name {
             let _ = write!(out, ",{name}");
         }
+        if let Some(lease) = h.lease {
+            let _ = write!(out, ",{}", lease.dnsmasq());
+        }
         out.push('\n');
     }
     out

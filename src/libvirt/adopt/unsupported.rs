@@ -102,11 +102,6 @@ fn unsupported_ips(net: &NetworkXml) -> Vec<String> {
                     "{at}: <host> {who}: a client id (DUID) is not carried over"
                 ));
             }
-            if h.lease.is_some() {
-                out.push(format!(
-                    "{at}: <host> {who}: a per-host <lease> is not carried over"
-                ));
-            }
         }
     }
     out

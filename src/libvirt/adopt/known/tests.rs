@@ -37,6 +37,7 @@ enum Expect {
 const RANGE: &str = "dhcp-range=10.84.0.100,10.84.0.150,255.255.255.0,7200";
 const HOST: &str = "52:54:00:84:00:01,10.84.0.10,h1";
 const NONE: (&str, &str) = ("", "");
+const HOST_WITH_LEASE: &str = "52:54:00:84:00:01,10.84.0.10,h1,3600";
 const DNS: &str = "<dns enable='yes'/>";
 const SRV: &str = "<dns><srv service='s' protocol='tcp' domain='d' target='t' port='1' \
                    priority='2' weight='3'/></dns>";
@@ -140,13 +141,13 @@ const CASES: &[(&str, &str, (&str, &str), Expect)] = {
             "ip/dhcp/host/lease",
             "expiry",
             HOST_LEASE,
-            Refused("per-host <lease>"),
+            Line(HOST_WITH_LEASE),
         ),
         (
             "ip/dhcp/host/lease",
             "unit",
             HOST_LEASE,
-            Refused("per-host <lease>"),
+            Line(HOST_WITH_LEASE),
         ),
         (
             "ip/dhcp/bootp",
