@@ -86,12 +86,18 @@ pub fn render_private(
         let _ = writeln!(c, "dhcp-lease-max={}", lease_max(net));
     }
     c.push_str(&range_lines(net, None));
+    c.push_str(&settings_lines(net, None));
     c.push_str(&dns_lines(net, opts.dns_taken));
     if opts.no_ping {
         c.push_str("no-ping\n");
     }
     for line in &opts.extra_lines {
         c.push_str(line);
+        c.push('\n');
+    }
+    // The network's own <dnsmasq:options>, last, as libvirt writes them.
+    for option in &net.settings.raw_options {
+        c.push_str(option.as_str());
         c.push('\n');
     }
     PrivateRender {
@@ -155,8 +161,110 @@ fn dns_lines(net: &ManagedNetwork, dns_taken: bool) -> String {
         out.push_str("port=0\n");
         return out;
     }
+    let records = &net.settings.dns;
+    out.push_str(&forwarder_lines(records));
+    let upstream_only = records
+        .forwarders
+        .iter()
+        .any(|f| f.domain.is_none() && f.addr.is_some());
+    if net.settings.isolated || upstream_only {
+        // An isolated network's guests are never answered from upstream; forwarders for every
+        // name replace the host's resolv.conf, as libvirt does.
+        out.push_str("no-resolv\n");
+    }
     if let Some(domain) = &net.domain {
-        let _ = writeln!(out, "domain={domain}\nlocal=/{domain}/\nexpand-hosts");
+        let _ = writeln!(out, "domain={domain}");
+        if net.settings.domain_local_only {
+            let _ = writeln!(out, "local=/{domain}/");
+        }
+        out.push_str("expand-hosts\n");
+    }
+    for zone in &net.settings.local_ptr {
+        let _ = writeln!(out, "local=/{zone}/");
+    }
+    if records.forward_plain_names == Some(false) {
+        out.push_str("domain-needed\nlocal=//\n");
+    }
+    out.push_str(&record_lines(records, net.domain.as_ref()));
+    out
+}
+
+/// `server=` lines for libvirt's `<forwarder>`s: a server for every name or for one domain,
+/// and `#` for a domain that is not forwarded at all.
+fn forwarder_lines(records: &crate::model::DnsRecords) -> String {
+    let mut out = String::new();
+    for f in &records.forwarders {
+        out.push_str("server=");
+        if let Some(d) = &f.domain {
+            let _ = write!(out, "/{d}/");
+        }
+        match f.addr {
+            Some(a) => {
+                let _ = writeln!(out, "{a}");
+            }
+            None => out.push_str("#\n"),
+        }
+    }
+    out
+}
+
+/// The network's own records: TXT and SRV as libvirt writes them, and each `<host>`'s names
+/// (a name without a dot also under the network's domain, as libvirt's hosts file with
+/// `expand-hosts` answers it; the first name answers the reverse query).
+fn record_lines(
+    records: &crate::model::DnsRecords,
+    domain: Option<&crate::model::DnsName>,
+) -> String {
+    let mut out = String::new();
+    for t in &records.txt {
+        let _ = writeln!(out, "txt-record={},{}", t.name, t.value.as_str());
+    }
+    for s in &records.srv {
+        let _ = write!(out, "srv-host=_{}._{}", s.service, s.protocol);
+        if let Some(d) = &s.domain {
+            let _ = write!(out, ".{d}");
+        }
+        if let Some(target) = &s.target {
+            let _ = write!(out, ",{target}");
+            if s.port != 0 || s.priority != 0 || s.weight != 0 {
+                let _ = write!(out, ",{}", if s.port == 0 { 1 } else { s.port });
+            }
+            if s.priority != 0 || s.weight != 0 {
+                let _ = write!(out, ",{}", s.priority);
+            }
+            if s.weight != 0 {
+                let _ = write!(out, ",{}", s.weight);
+            }
+        }
+        out.push('\n');
+    }
+    for h in &records.hosts {
+        let mut names: Vec<String> = Vec::new();
+        for n in &h.names {
+            if let (Some(d), false) = (domain, n.as_str().contains('.')) {
+                names.push(format!("{n}.{d}"));
+            }
+            names.push(n.to_string());
+        }
+        if !names.is_empty() {
+            let _ = writeln!(out, "host-record={},{}", names.join(","), h.ip);
+        }
+    }
+    out
+}
+
+/// The DHCP options that the network's own libvirt elements ask for, as libvirt's dnsmasq
+/// gets them: an isolated network's empty router option (no default route that cannot work)
+/// and `<mtu>`'s option 26. `scope`, when given, restricts each to requests that arrived on
+/// that interface.
+pub fn settings_lines(net: &ManagedNetwork, scope: Option<&IfName>) -> String {
+    let tag = scope.map(|i| format!("tag:{i},")).unwrap_or_default();
+    let mut out = String::new();
+    if net.settings.isolated {
+        let _ = writeln!(out, "dhcp-option={tag}3");
+    }
+    if let Some(mtu) = net.settings.mtu {
+        let _ = writeln!(out, "dhcp-option={tag}option:mtu,{mtu}");
     }
     out
 }
@@ -185,6 +293,9 @@ pub fn hosts_file(net: &ManagedNetwork) -> String {
         }
         if let Some(name) = &h.name {
             let _ = write!(out, ",{name}");
+        }
+        if let Some(lease) = h.lease {
+            let _ = write!(out, ",{}", lease.dnsmasq());
         }
         out.push('\n');
     }

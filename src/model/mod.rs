@@ -2,6 +2,7 @@
 //! passes through one of these constructors, so nothing that could end a dnsmasq line or start a
 //! new option (newline, comma, `#`, NUL, `=`) can get through by construction.
 
+mod dns;
 mod ip;
 mod lease;
 mod mac;
@@ -9,7 +10,10 @@ mod mode;
 mod names;
 mod network;
 mod path;
+pub mod pxe;
+mod settings;
 
+pub use dns::{DnsHost, DnsRecords, Forwarder, SrvRecord, TxtRecord, TxtValue};
 pub use ip::{Ipv4Net, Ipv4Range};
 pub use lease::LeaseTime;
 pub use mac::MacAddr;
@@ -18,6 +22,7 @@ pub(crate) use names::string_newtype;
 pub use names::{DnsName, IfName, NetworkName, RESERVED_PREFIX};
 pub use network::{DhcpIntent, DhcpRange, IntentSource, ManagedNetwork, StaticHost};
 pub use path::{check_line_path, deserialize_line_path};
+pub use settings::{Mtu, NetworkSettings, RawOption, CONTROLLED_OPTIONS};
 
 use thiserror::Error;
 

@@ -28,6 +28,9 @@ pub struct StaticHost {
     /// Its host name, if any (also served in DNS).
     #[serde(default)]
     pub name: Option<DnsName>,
+    /// Its own lease time (libvirt's per-host `<lease>`); the range's otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseTime>,
 }
 
 /// What a network should be served: the DHCP intent of a network that libvirt does not serve
@@ -44,7 +47,7 @@ pub struct DhcpIntent {
     /// Whether to answer DNS on the bridge address (libvirt's dnsmasq does).
     pub dns: bool,
     /// The network's PXE boot profile, if any.
-    pub pxe: Option<crate::pxe::PxeProfile>,
+    pub pxe: Option<crate::model::pxe::profile::PxeProfile>,
 }
 
 /// Where a network's intent came from, so `status` can say so.
@@ -76,7 +79,9 @@ pub struct ManagedNetwork {
     /// Whether DNS is served on the bridge.
     pub dns: bool,
     /// The PXE boot profile (checked against the network in `agent::desired`).
-    pub pxe: Option<crate::pxe::PxeProfile>,
+    pub pxe: Option<crate::model::pxe::profile::PxeProfile>,
+    /// What the network's libvirt definition asks beyond addresses (isolation, MTU, domain).
+    pub settings: super::NetworkSettings,
 }
 
 impl ManagedNetwork {
@@ -97,7 +102,7 @@ impl ManagedNetwork {
         let proxy = intent
             .pxe
             .as_ref()
-            .is_some_and(|p| p.mode == crate::pxe::PxeMode::Proxy);
+            .is_some_and(|p| p.mode == crate::model::pxe::profile::PxeMode::Proxy);
         if proxy && !intent.ranges.is_empty() {
             return Err(InvalidValue::new(
                 "network",
@@ -127,6 +132,7 @@ impl ManagedNetwork {
             domain: intent.domain,
             dns: intent.dns,
             pxe: intent.pxe,
+            settings: super::NetworkSettings::default(),
         })
     }
 
@@ -134,7 +140,7 @@ impl ManagedNetwork {
     pub fn is_proxy(&self) -> bool {
         self.pxe
             .as_ref()
-            .is_some_and(|p| p.mode == crate::pxe::PxeMode::Proxy)
+            .is_some_and(|p| p.mode == crate::model::pxe::profile::PxeMode::Proxy)
     }
 
     /// The subnet that holds `ip`, if any.
@@ -224,6 +230,7 @@ mod tests {
                     mac: m.parse().unwrap(),
                     ip: ip.map(|i| i.parse().unwrap()),
                     name: None,
+                    lease: None,
                 })
                 .collect(),
             domain: None,

@@ -177,15 +177,7 @@ fn adopt_refuses_what_virtmasq_would_not_serve() {
     let cases: [(String, &[&str]); 7] = [
         (
             fixture("libvirtd-nat.xml"),
-            &[
-                "vq-nat",
-                "<tftp>",
-                "<bootp>",
-                "per-host <lease>",
-                "<dns> <forwarder>, <srv>, <host>",
-                "localPtr='yes'",
-                "<dnsmasq:options>",
-            ],
+            &["vq-nat", "<tftp>", "<bootp>"],
         ),
         (
             fixture("libvirtd-ipv6.xml"),
@@ -289,7 +281,10 @@ fn adopt_refuses_line_breaks_that_are_content() {
     let Err(AdoptError::Unsupported { reasons, .. }) = adopt(&xml) else {
         panic!("adopted a <dhcp> that its saved copy cannot keep");
     };
-    assert!(reasons[0].contains("line break"), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("line break")),
+        "{reasons:?}"
+    );
 }
 
 /// Found by fuzzing: two `<ip>` of one address were adopted, and release then refused to give

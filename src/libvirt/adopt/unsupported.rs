@@ -9,16 +9,6 @@ use crate::libvirt::xml::{IpFamily, NetworkXml};
 /// Everything in the network that virtmasq would not serve, one line each.
 pub(super) fn unsupported(root: Node, net: &NetworkXml) -> Vec<String> {
     let mut out = unsupported_ips(net);
-    let local_ptr = root
-        .children()
-        .filter(|n| is_libvirt(n, "ip"))
-        .filter_map(|n| n.attribute("localPtr").map(|v| (n, v)));
-    for (ip, v) in local_ptr {
-        let address = ip.attribute("address").unwrap_or_default();
-        out.push(format!(
-            "<ip address='{address}' localPtr='{v}'> is not carried over"
-        ));
-    }
     out.extend(unsupported_dns(root));
     // The saved copies are re-indented, which only line breaks between tags survive (libvirt
     // writes a line break in a value as `&#10;`, never as it is).
@@ -64,9 +54,23 @@ pub(super) fn unsupported(root: Node, net: &NetworkXml) -> Vec<String> {
             twice.1
         ));
     }
+    // Raw options are served in the network's own dnsmasq, except those that would take it
+    // away from virtmasq.
     let raw = |n: &Node| n.is_element() && n.tag_name().namespace() == Some(DNSMASQ_NAMESPACE);
-    if root.children().any(|n| raw(&n)) {
-        out.push("<dnsmasq:options> (raw dnsmasq options) are not carried over".into());
+    for options in root.children().filter(|n| raw(n)) {
+        for option in options.children().filter(|n| raw(n)) {
+            match option.attribute("value") {
+                Some(v) => {
+                    if let Err(e) = v.parse::<crate::model::RawOption>() {
+                        out.push(format!(
+                            "<dnsmasq:option value='{}'>: {}",
+                            e.input, e.reason
+                        ));
+                    }
+                }
+                None => out.push("<dnsmasq:option> without a value".into()),
+            }
+        }
     }
     out
 }
@@ -98,45 +102,29 @@ fn unsupported_ips(net: &NetworkXml) -> Vec<String> {
                     "{at}: <host> {who}: a client id (DUID) is not carried over"
                 ));
             }
-            if h.lease.is_some() {
-                out.push(format!(
-                    "{at}: <host> {who}: a per-host <lease> is not carried over"
-                ));
-            }
         }
     }
     out
 }
 
-/// What `<dns>` and `<domain>` hold beyond what virtmasq serves (DNS on or off, a domain).
+/// What `<dns>` and `<domain>` hold beyond what virtmasq serves (DNS on or off, its records
+/// and forwarders, a domain).
 fn unsupported_dns(root: Node) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(dns) = child(root, "dns") {
-        if let Some(a) = dns.attributes().find(|a| a.name() != "enable") {
+        let served = ["enable", "forwardPlainNames"];
+        if let Some(a) = dns.attributes().find(|a| !served.contains(&a.name())) {
             out.push(format!(
                 "<dns {}='{}'> is not carried over",
                 a.name(),
                 a.value()
             ));
         }
-        let mut kinds: Vec<&str> = dns
-            .children()
-            .filter(Node::is_element)
-            .map(|c| c.tag_name().name())
-            .collect();
-        kinds.dedup();
-        if !kinds.is_empty() {
-            let kinds = kinds.iter().map(|k| format!("<{k}>")).collect::<Vec<_>>();
-            out.push(format!(
-                "<dns> {} (DNS records and forwarders) are not carried over",
-                kinds.join(", ")
-            ));
-        }
     }
     if let Some(d) = child(root, "domain") {
         if let Some(a) = d
             .attributes()
-            .find(|a| !["name", "localOnly"].contains(&a.name()))
+            .find(|a| !["name", "localOnly", "register"].contains(&a.name()))
         {
             out.push(format!(
                 "<domain {}='{}'> is not carried over",
