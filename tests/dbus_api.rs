@@ -147,12 +147,17 @@ fn the_running_service_matches_its_description_and_its_policy_holds() {
         "{}",
         out(&status)
     );
-    let mode = bus
-        .busctl_as_nobody()
-        .args(["get-property", NAME, PATH, NAME, "ManagedNetworks"])
-        .output()
-        .unwrap();
-    assert_eq!(out(&mode).trim(), "as 1 \"lab\"", "{}", out(&mode));
+    // The bus name is taken before the first reconcile ends: the network is listed once it has.
+    let managed = || {
+        let got = bus
+            .busctl_as_nobody()
+            .args(["get-property", NAME, PATH, NAME, "ManagedNetworks"])
+            .output()
+            .unwrap();
+        out(&got).trim().to_owned()
+    };
+    let listed = wait_until(Duration::from_secs(10), || managed() == "as 1 \"lab\"");
+    assert!(listed, "ManagedNetworks: {}", managed());
 
     // Only root may change anything.
     for args in [
