@@ -1,5 +1,6 @@
-//! The daemon's memory: its resident set (VmRSS) and threads while it serves 1 and then 20
-//! private networks, each with its own dnsmasq (whose memory is dnsmasq's, not counted).
+//! The daemon's memory: its resident set (VmRSS, split into anonymous memory and mapped files)
+//! and threads while it serves 1 and then 20 private networks, each with its own dnsmasq
+//! (whose memory is dnsmasq's, not counted).
 
 use std::fs;
 use std::time::Duration;
@@ -64,7 +65,11 @@ fn settle(lab: &Lab, pid: u32, n: usize) -> (u64, u64) {
     assert!(up, "the daemon did not serve {n} network(s)");
     std::thread::sleep(Duration::from_secs(2));
     let (rss, threads) = (status_kb(pid, "VmRSS:"), status_kb(pid, "Threads:"));
-    println!("daemon serving {n} private network(s): VmRSS {rss} kB, {threads} threads");
+    let (anon, file) = (status_kb(pid, "RssAnon:"), status_kb(pid, "RssFile:"));
+    println!(
+        "daemon serving {n} private network(s): VmRSS {rss} kB ({anon} kB anonymous, {file} kB \
+         mapped files: its binary and libvirt's libraries), {threads} threads"
+    );
     (rss, threads)
 }
 
