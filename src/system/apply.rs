@@ -249,7 +249,7 @@ impl<'a> Apply<'a> {
             applied.restarted = true;
             applied.restart_time = Some(report.elapsed);
         }
-        r.finish(&journal)?;
+        applied.changed.extend(r.finish(&journal)?);
         if !restart && active && plan.hangup {
             r.systemd
                 .hangup(r.unit)
@@ -259,11 +259,6 @@ impl<'a> Apply<'a> {
                     source,
                 })?;
             applied.hung_up = true;
-        }
-        for p in &plan.stale_hosts {
-            if fs::remove_file(p).is_ok() {
-                applied.changed.push(p.clone());
-            }
         }
         Ok(applied)
     }
@@ -289,12 +284,18 @@ impl<'a> Restarter<'a> {
             .unwrap_or(true)
     }
 
-    /// The commit point: the journal goes, then the kept old files.
-    pub fn finish(&self, journal: &Journal) -> Result<(), ApplyError> {
+    /// The commit point: the journal goes, then the kept old files and the hosts files
+    /// dnsmasq no longer reads (those removed are returned).
+    pub fn finish(&self, journal: &Journal) -> Result<Vec<PathBuf>, ApplyError> {
         let path = Journal::path(self.state_dir);
         Journal::remove(self.state_dir).map_err(io("remove", &path))?;
         journal.clean();
-        Ok(())
+        Ok(journal
+            .stale
+            .iter()
+            .filter(|p| fs::remove_file(p).is_ok())
+            .cloned()
+            .collect())
     }
 
     /// Puts the files back after `err` (the unit was not restarted); the journal goes.
@@ -351,6 +352,15 @@ impl<'a> Restarter<'a> {
     /// Restarts the unit on the restored files, resetting a start limit that refuses it;
     /// what went wrong, if anything.
     pub(crate) async fn bring_back(&self) -> Option<String> {
+        // A failed unit is reset first: after a failed start systemd keeps Result=exit-code
+        // even when it then refuses a start for its rate limit, so a refusal cannot be told
+        // apart afterwards, and bringing the old set back must not be refused.
+        let failed = self.systemd.unit_status(self.unit).await;
+        if failed.is_ok_and(|s| s.active_state == "failed") {
+            if let Err(e) = self.systemd.reset_failed(self.unit).await {
+                tracing::warn!(unit = self.unit, error = %e, "ResetFailedUnit failed");
+            }
+        }
         let limit = self.systemd.start_limit(self.unit).await;
         let log = RestartLog::new(self.state_dir);
         log.wait_for_room(limit, 0).await;

@@ -81,6 +81,9 @@ pub struct Journal {
     pub hangup: bool,
     /// Every file touched.
     pub files: Vec<Entry>,
+    /// Hosts files dnsmasq stops reading with the new set: removed once it runs on it.
+    #[serde(default)]
+    pub stale: Vec<PathBuf>,
 }
 
 /// Bytes, written as lower-case hex so the journal stays text.
@@ -166,6 +169,7 @@ impl Journal {
             restart: plan.restart,
             hangup: plan.hangup,
             files,
+            stale: plan.stale_hosts.clone(),
         })
     }
 
