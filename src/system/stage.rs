@@ -42,8 +42,9 @@ pub enum StageFailure {
 impl Checker<'_> {
     /// Makes the copy of the conf-dir as `plan` leaves it and runs the check against it.
     pub fn check_plan(&self, plan: &Plan) -> Result<(), StageFailure> {
-        let extra = self.stage(plan)?;
-        let result = self.run(&extra).map_err(StageFailure::Refused);
+        let result = self
+            .stage(plan)
+            .and_then(|extra| self.run(&extra).map_err(StageFailure::Refused));
         // The copy is only for the check: it goes whatever the result.
         let _ = fs::remove_dir_all(&self.stage_dir);
         result
