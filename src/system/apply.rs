@@ -170,7 +170,7 @@ pub struct Apply<'a> {
     /// The restarts and the journal.
     pub restarter: Restarter<'a>,
     /// The distribution's check, pointed at a staged copy of the conf-dir.
-    pub checker: Checker<'a>,
+    pub checker: Checker,
     /// SIGHUP is safe for this dnsmasq (else a hosts change restarts it).
     pub hangup_safe: bool,
 }
@@ -187,9 +187,9 @@ impl<'a> Apply<'a> {
             restarter: Restarter::new(systemd, cfg),
             checker: Checker {
                 flavor: effective.flavor,
-                binary: &cfg.paths.dnsmasq,
-                conf_dir: &cfg.paths.conf_dir,
-                args: &effective.args,
+                binary: cfg.paths.dnsmasq.clone(),
+                conf_dir: cfg.paths.conf_dir.clone(),
+                args: effective.args.clone(),
                 stage_dir: cfg.paths.state_dir.join("system.stage"),
             },
             hangup_safe,
@@ -209,7 +209,12 @@ impl<'a> Apply<'a> {
         let active = r.active().await;
         let restart = active && (plan.restart || (plan.hangup && !self.hangup_safe));
         if plan.restart || plan.hangup {
-            match self.checker.check_plan(plan) {
+            // dnsmasq --test runs on the blocking pool: the daemon's loop has one thread.
+            let (checker, staged) = (self.checker.clone(), plan.clone());
+            let checked = tokio::task::spawn_blocking(move || checker.check_plan(&staged))
+                .await
+                .unwrap_or_else(|e| Err(StageFailure::Refused(format!("the check panicked: {e}"))));
+            match checked {
                 Ok(()) => {}
                 Err(StageFailure::Refused(message)) => return Err(ApplyError::Invalid { message }),
                 Err(StageFailure::Io(action, path, source)) => {

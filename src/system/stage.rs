@@ -17,15 +17,15 @@ const MAIN_CONF: &str = "/etc/dnsmasq.conf";
 
 /// How the system dnsmasq's configuration is checked, and where the copy goes.
 #[derive(Debug, Clone)]
-pub struct Checker<'a> {
+pub struct Checker {
     /// How the unit starts dnsmasq.
     pub flavor: Flavor,
     /// The dnsmasq binary (the plain check runs it).
-    pub binary: &'a Path,
+    pub binary: PathBuf,
     /// The live conf-dir the plan writes into.
-    pub conf_dir: &'a Path,
+    pub conf_dir: PathBuf,
     /// The options the unit adds (to find a `--conf-file` given there).
-    pub args: &'a [String],
+    pub args: Vec<String>,
     /// Where the copy is made (emptied first); in the state directory, never read by dnsmasq.
     pub stage_dir: PathBuf,
 }
@@ -39,7 +39,7 @@ pub enum StageFailure {
     Refused(String),
 }
 
-impl Checker<'_> {
+impl Checker {
     /// Makes the copy of the conf-dir as `plan` leaves it and runs the check against it.
     pub fn check_plan(&self, plan: &Plan) -> Result<(), StageFailure> {
         let result = self
@@ -74,7 +74,7 @@ impl Checker<'_> {
         }
         let dir = self.staged_conf_dir();
         fsutil::ensure_dir(&dir, 0o700).map_err(io("create", &dir))?;
-        if let Ok(entries) = fs::read_dir(self.conf_dir) {
+        if let Ok(entries) = fs::read_dir(&self.conf_dir) {
             for entry in entries.flatten() {
                 let path = entry.path();
                 // dnsmasq reads regular files (through symlinks) and skips the rest.
@@ -111,7 +111,7 @@ impl Checker<'_> {
     /// A copy of the main file with its `conf-dir=` lines for the live conf-dir pointed at
     /// the copy, when it has any (Fedora and others name the conf-dir there).
     fn stage_main(&self) -> Result<Vec<String>, StageFailure> {
-        let main = parse_args(self.args)
+        let main = parse_args(&self.args)
             .into_iter()
             .rev()
             .find(|o| o.name == "conf-file")
@@ -127,7 +127,7 @@ impl Checker<'_> {
             .map(|line| match parse_line(line) {
                 Some((name, Some(value))) if name == "conf-dir" => {
                     let d = ConfDir::parse(&value);
-                    if same_dir(&d.path, self.conf_dir) {
+                    if same_dir(&d.path, &self.conf_dir) {
                         changed = true;
                         let rest = value.split_once(',').map(|(_, r)| r);
                         let dir = staged.display();
@@ -168,16 +168,16 @@ impl Checker<'_> {
                 ))
                 .arg("sh")
                 .args(extra)
-                .env("VIRTMASQ_LIVE", trim_slash(self.conf_dir))
+                .env("VIRTMASQ_LIVE", trim_slash(&self.conf_dir))
                 .env("VIRTMASQ_STAGE", staged.unwrap_or_default())
                 .output(),
             // The unit adds nothing on these systems; options given here (tests) go along,
             // except a main file that the copy replaces.
-            Flavor::Plain => Command::new(self.binary)
+            Flavor::Plain => Command::new(&self.binary)
                 .arg("--test")
                 .args(match extra.is_empty() {
-                    true => self.args.to_vec(),
-                    false => without_conf_file(self.args),
+                    true => self.args.clone(),
+                    false => without_conf_file(&self.args),
                 })
                 .args(extra)
                 .output(),

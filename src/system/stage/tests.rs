@@ -35,12 +35,12 @@ fn site(main_extra: &str) -> Site {
     }
 }
 
-fn checker(s: &Site) -> Checker<'_> {
+fn checker(s: &Site) -> Checker {
     Checker {
         flavor: Flavor::Plain,
-        binary: Path::new("/usr/sbin/dnsmasq"),
-        conf_dir: &s.conf_dir,
-        args: &s.args,
+        binary: PathBuf::from("/usr/sbin/dnsmasq"),
+        conf_dir: s.conf_dir.clone(),
+        args: s.args.clone(),
         stage_dir: s.root.join("state/system.stage"),
     }
 }
