@@ -173,19 +173,28 @@ fn a_full_disk_fails_the_change_and_leaves_the_conf_dir_as_it_was() {
     onto_tmpfs(&ct, "/etc/dnsmasq.d", "256k");
     onto_tmpfs(&ct, "/var/lib/virtmasq", "256k");
     set_nets(&ct, NEW);
-    // (what is full, the file that fills it: a dotfile, which dnsmasq does not read)
+    // (what is full, the file that fills it: a dotfile, which dnsmasq does not read, and the
+    // directory the error must name)
     let cases = [
-        ("the state directory", "/var/lib/virtmasq/.fill"),
-        ("the conf-dir", "/etc/dnsmasq.d/.fill"),
+        (
+            "the state directory",
+            "/var/lib/virtmasq/.fill",
+            "/var/lib/virtmasq/",
+        ),
+        ("the conf-dir", "/etc/dnsmasq.d/.fill", "/etc/dnsmasq.d/"),
     ];
-    for (what, filler) in cases {
+    for (what, filler, named) in cases {
         fill(&ct, filler);
         let before = inside(&ct);
         let pid = main_pid(&ct);
         let out = agent(&ct, None, &["sync"]);
         assert_eq!(out.status.code(), Some(74), "{what}: {}", text(&out));
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("No space left on device"), "{what}: {err}");
+        assert!(
+            err.contains("No space left on device") && err.contains(named),
+            "{what}: {err}"
+        );
+        eprintln!("{what} full: {}", err.trim());
         assert_eq!(inside(&ct), before, "{what}: the files changed");
         assert_eq!(main_pid(&ct), pid, "{what}: dnsmasq was restarted");
         unit_check(&ct).unwrap();

@@ -208,7 +208,8 @@ impl<'a> Apply<'a> {
         // starts. The check still runs, so a broken result is never left behind.
         let active = r.active().await;
         let restart = active && (plan.restart || (plan.hangup && !self.hangup_safe));
-        if plan.restart || plan.hangup {
+        // Hosts files alone do not change what the check reads: a SIGHUP needs none.
+        if plan.restart || (plan.hangup && !(active && self.hangup_safe)) {
             // dnsmasq --test runs on the blocking pool: the daemon's loop has one thread.
             let (checker, staged) = (self.checker.clone(), plan.clone());
             let checked = tokio::task::spawn_blocking(move || checker.check_plan(&staged))
@@ -352,6 +353,17 @@ impl<'a> Restarter<'a> {
             rollback,
         };
         Err(not_restored(err, failures))
+    }
+
+    /// Restarts the unit (no change of files), within its start limit.
+    pub async fn restart(&self) -> Result<crate::systemd::RestartReport, SystemdError> {
+        let limit = self.systemd.start_limit(self.unit).await;
+        let log = RestartLog::new(self.state_dir);
+        log.wait_for_room(limit, 0).await;
+        log.record(limit);
+        self.systemd
+            .restart_and_wait(self.unit, self.restart_timeout)
+            .await
     }
 
     /// Restarts the unit on the restored files, resetting a start limit that refuses it;

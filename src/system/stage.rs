@@ -77,8 +77,11 @@ impl Checker {
         if let Ok(entries) = fs::read_dir(&self.conf_dir) {
             for entry in entries.flatten() {
                 let path = entry.path();
-                // dnsmasq reads regular files (through symlinks) and skips the rest.
-                if !fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+                // dnsmasq reads regular files (through symlinks) and never dotfiles, `~` or
+                // `#...#` names, whatever the conf-dir's filter: those are not copied.
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let never_read = !ConfDir::parse("").accepts(&name);
+                if never_read || !fs::metadata(&path).is_ok_and(|m| m.is_file()) {
                     continue;
                 }
                 let bytes = fs::read(&path).map_err(io("read", &path))?;

@@ -260,8 +260,8 @@ impl Backend for SystemBackend {
             self.systemd.hangup(&cfg.system.unit).await?;
         } else {
             let _lock = lock_system(cfg).await?;
-            self.systemd
-                .restart_and_wait(&cfg.system.unit, cfg.system.restart_timeout())
+            crate::system::apply::Restarter::new(&self.systemd, cfg)
+                .restart()
                 .await?;
         }
         Ok(())
