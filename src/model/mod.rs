@@ -9,6 +9,8 @@ mod mode;
 mod names;
 mod network;
 mod path;
+pub mod pxe;
+mod settings;
 
 pub use ip::{Ipv4Net, Ipv4Range};
 pub use lease::LeaseTime;
@@ -18,6 +20,7 @@ pub(crate) use names::string_newtype;
 pub use names::{DnsName, IfName, NetworkName, RESERVED_PREFIX};
 pub use network::{DhcpIntent, DhcpRange, IntentSource, ManagedNetwork, StaticHost};
 pub use path::{check_line_path, deserialize_line_path};
+pub use settings::{Mtu, NetworkSettings};
 
 use thiserror::Error;
 

@@ -44,7 +44,7 @@ pub struct DhcpIntent {
     /// Whether to answer DNS on the bridge address (libvirt's dnsmasq does).
     pub dns: bool,
     /// The network's PXE boot profile, if any.
-    pub pxe: Option<crate::pxe::PxeProfile>,
+    pub pxe: Option<crate::model::pxe::profile::PxeProfile>,
 }
 
 /// Where a network's intent came from, so `status` can say so.
@@ -76,7 +76,9 @@ pub struct ManagedNetwork {
     /// Whether DNS is served on the bridge.
     pub dns: bool,
     /// The PXE boot profile (checked against the network in `agent::desired`).
-    pub pxe: Option<crate::pxe::PxeProfile>,
+    pub pxe: Option<crate::model::pxe::profile::PxeProfile>,
+    /// What the network's libvirt definition asks beyond addresses (isolation, MTU, domain).
+    pub settings: super::NetworkSettings,
 }
 
 impl ManagedNetwork {
@@ -97,7 +99,7 @@ impl ManagedNetwork {
         let proxy = intent
             .pxe
             .as_ref()
-            .is_some_and(|p| p.mode == crate::pxe::PxeMode::Proxy);
+            .is_some_and(|p| p.mode == crate::model::pxe::profile::PxeMode::Proxy);
         if proxy && !intent.ranges.is_empty() {
             return Err(InvalidValue::new(
                 "network",
@@ -127,6 +129,7 @@ impl ManagedNetwork {
             domain: intent.domain,
             dns: intent.dns,
             pxe: intent.pxe,
+            settings: super::NetworkSettings::default(),
         })
     }
 
@@ -134,7 +137,7 @@ impl ManagedNetwork {
     pub fn is_proxy(&self) -> bool {
         self.pxe
             .as_ref()
-            .is_some_and(|p| p.mode == crate::pxe::PxeMode::Proxy)
+            .is_some_and(|p| p.mode == crate::model::pxe::profile::PxeMode::Proxy)
     }
 
     /// The subnet that holds `ip`, if any.
