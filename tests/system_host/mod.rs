@@ -31,7 +31,8 @@ pub fn node_xml(nets: &[Net]) -> String {
     let mut out = String::from("<node>");
     for (name, bridge, o3, lo, hi) in nets {
         out.push_str(&format!(
-            "<network><name>{name}</name><bridge name='{bridge}'/><dns enable='no'/>\
+            "<network><name>{name}</name><forward mode='nat'/><bridge name='{bridge}'/>\
+             <dns enable='no'/>\
              <ip address='10.{o3}.0.1' prefix='24'/><metadata>\
              <virtmasq:dhcp xmlns:virtmasq=\"http://virtmasq.org/xmlns/network/1.0\">\
              <virtmasq:range start=\"10.{o3}.0.{lo}\" end=\"10.{o3}.0.{hi}\" lease=\"1h\"/>\
