@@ -5,6 +5,7 @@
 //! change), with the restart it was waiting for, and rolled back otherwise; either way the
 //! conf-dir ends as the old set or the new validated one.
 
+use std::path::Path;
 use std::time::Duration;
 
 use super::apply::{ApplyError, Restarter};
@@ -120,4 +121,40 @@ pub async fn recover(
     }
     tracing::info!("the interrupted change was rolled back");
     Ok(Some(Recovered::RolledBack))
+}
+
+/// Forgets an interrupted transaction without finishing it: for teardown, which removes
+/// every file of virtmasq's anyway (a journal kept would bring old fragments back at the
+/// next start). The dotfiles of a transaction go too. Call it with the system lock held.
+pub fn discard(state_dir: &Path, conf_dir: &Path, hosts_dir: &Path) -> std::io::Result<()> {
+    sweep(conf_dir);
+    sweep(hosts_dir);
+    match std::fs::remove_file(Journal::path(state_dir)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discard_forgets_the_journal_and_its_dotfiles() {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, conf) = (dir.path().join("state"), dir.path().join("conf"));
+        let hosts = state.join("system");
+        std::fs::create_dir_all(&hosts).unwrap();
+        std::fs::create_dir_all(&conf).unwrap();
+        std::fs::write(Journal::path(&state), "{}").unwrap();
+        std::fs::write(conf.join(".virtmasq-a.conf.virtmasq-old"), "x").unwrap();
+        std::fs::write(hosts.join(".a.hosts.virtmasq-new"), "x").unwrap();
+        std::fs::write(conf.join("site.conf"), "x").unwrap();
+        discard(&state, &conf, &hosts).unwrap();
+        assert!(!Journal::path(&state).exists());
+        let left: Vec<_> = std::fs::read_dir(&conf).unwrap().flatten().collect();
+        assert_eq!(left.len(), 1);
+        assert_eq!(std::fs::read_dir(&hosts).unwrap().count(), 0);
+        discard(&state, &conf, &hosts).unwrap();
+    }
 }
