@@ -10,6 +10,7 @@ mod container;
 mod lab;
 mod system_host;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use system_host::*;
@@ -61,6 +62,15 @@ fn recover_with(ct: &container::Container, next: Next) {
     );
 }
 
+/// Sets the flag when dropped, so that a watcher thread stops even when the test panics.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 #[test]
 fn a_kill_at_every_step_leaves_the_old_or_the_new_validated_set() {
     let lab = lab("crash_every_step", BRIDGES);
@@ -85,6 +95,37 @@ fn a_kill_at_every_step_leaves_the_old_or_the_new_validated_set() {
         diff(&snapshot(&ct, DIRS), &old)
     );
 
+    // A second client of the site asks for a lease again and again while all this happens.
+    let watcher = lab.add_client(SITE, "52:54:00:98:00:0f");
+    let stop = AtomicBool::new(false);
+    let leases = std::thread::scope(|s| {
+        let watching = s.spawn(|| {
+            let mut got = Vec::new();
+            while !stop.load(Ordering::Relaxed) && got.len() < 500 {
+                got.push(within(watcher.lease().map(|l| l.ip), 98, 100, 150));
+            }
+            got
+        });
+        let _stop = StopOnDrop(&stop);
+        every_step(&ct, &guest, &site_served, (&old, &new));
+        drop(_stop);
+        watching.join().unwrap()
+    });
+    let failed = leases.iter().filter(|ok| !**ok).count();
+    eprintln!("site leases during the kills: {} asked, {failed} failed", leases.len());
+    assert!(leases.len() >= 10, "only {} leases asked for", leases.len());
+    assert_eq!(failed, 0, "{failed} of {} site leases failed", leases.len());
+}
+
+type Snapshot = std::collections::BTreeMap<std::path::PathBuf, FileState>;
+
+/// Kills a change from `old` to `new` at each step, recovers, checks, finishes it, goes back.
+fn every_step(
+    ct: &container::Container,
+    guest: &lab::Client,
+    site_served: &dyn Fn() -> bool,
+    (old, new): (&Snapshot, &Snapshot),
+) {
     // (failpoint, the start that recovers, what it must leave: true = the new set)
     let steps = [
         ("staged", Next::Sync, false),
@@ -96,14 +137,14 @@ fn a_kill_at_every_step_leaves_the_old_or_the_new_validated_set() {
     ];
     let journal = ct.host_path("/var/lib/virtmasq/system.journal");
     for (point, next, forward) in steps {
-        set_nets(&ct, NEW);
-        let out = agent(&ct, Some(point), &["sync"]);
+        set_nets(ct, NEW);
+        let out = agent(ct, Some(point), &["sync"]);
         assert!(killed(&out), "{point}: not killed: {}", text(&out));
         assert!(site_served(), "{point}: the site lost DHCP after the kill");
 
-        recover_with(&ct, next);
-        let now = snapshot(&ct, DIRS);
-        let want = if forward { &new } else { &old };
+        recover_with(ct, next);
+        let now = snapshot(ct, DIRS);
+        let want = if forward { new } else { old };
         assert!(
             &now == want,
             "{point}, recovered by {next:?}: want the {} set\n{}",
@@ -111,8 +152,8 @@ fn a_kill_at_every_step_leaves_the_old_or_the_new_validated_set() {
             diff(&now, want)
         );
         assert!(!journal.exists(), "{point}: the journal is still there");
-        unit_check(&ct).unwrap_or_else(|e| panic!("{point}: the unit's check fails: {e}"));
-        assert_eq!(active(&ct), "active", "{point}");
+        unit_check(ct).unwrap_or_else(|e| panic!("{point}: the unit's check fails: {e}"));
+        assert_eq!(active(ct), "active", "{point}");
         assert!(
             site_served(),
             "{point}: the site lost DHCP after the recovery"
@@ -127,12 +168,12 @@ fn a_kill_at_every_step_leaves_the_old_or_the_new_validated_set() {
         }
 
         // The next plain sync finishes the change, and going back works too.
-        sync_ok(&ct);
-        assert_eq!(snapshot(&ct, DIRS), new, "{point}");
+        sync_ok(ct);
+        assert_eq!(&snapshot(ct, DIRS), new, "{point}");
         assert!(within(guest.lease().map(|l| l.ip), 97, 160, 190), "{point}");
-        set_nets(&ct, OLD);
-        sync_ok(&ct);
-        assert_eq!(snapshot(&ct, DIRS), old, "{point}");
+        set_nets(ct, OLD);
+        sync_ok(ct);
+        assert_eq!(&snapshot(ct, DIRS), old, "{point}");
     }
 }
 
