@@ -2,6 +2,12 @@
 //! `VIRTMASQ_FAILPOINT` names a point kills itself with SIGKILL there, the way an OOM kill or
 //! a power loss would end it. Release builds compile [`hit`] to nothing and never read the
 //! variable.
+//!
+//! The points, in the order a change passes them: `staged` (the check passed on the copy),
+//! `journaled` (the journal is durable), `prepared` (new files beside the old ones),
+//! `renamed-first` (one file renamed in), `written` (the new set complete), `restarted`
+//! (the unit runs on it, the journal not yet gone); `rolling-back` (a failed restart, no file
+//! put back yet); and `recovered`, at the end of every start's recovery.
 
 /// The environment variable naming the point to die at.
 pub const ENV: &str = "VIRTMASQ_FAILPOINT";

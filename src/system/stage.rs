@@ -2,6 +2,11 @@
 //! plan (the other files as they are, virtmasq's replaced, added or removed) is made in the
 //! state directory, and the distribution's own check runs with that copy in the conf-dir's
 //! place. The live conf-dir is read, never written, here.
+//!
+//! The copy takes the conf-dir's place where the unit names it: Debian's `CONFIG_DIR`, or a
+//! `conf-dir=` line of the main file (given to the check as a rewritten copy). A conf-dir
+//! named only in a file the main file includes is not replaced: the check then reads the live
+//! set, and the unit's own check at the restart is what refuses a bad new one (rolled back).
 
 use std::fs;
 use std::path::{Path, PathBuf};
