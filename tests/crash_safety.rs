@@ -112,7 +112,10 @@ fn a_kill_at_every_step_leaves_the_old_or_the_new_validated_set() {
         watching.join().unwrap()
     });
     let failed = leases.iter().filter(|ok| !**ok).count();
-    eprintln!("site leases during the kills: {} asked, {failed} failed", leases.len());
+    eprintln!(
+        "site leases during the kills: {} asked, {failed} failed",
+        leases.len()
+    );
     assert!(leases.len() >= 10, "only {} leases asked for", leases.len());
     assert_eq!(failed, 0, "{failed} of {} site leases failed", leases.len());
 }

@@ -336,13 +336,14 @@ impl<'a> Restarter<'a> {
             Err(e) => e,
         };
         tracing::error!(unit = self.unit, error = %crate::error::chain(&source), "restart failed; rolling back");
-        let path = Journal::path(self.state_dir);
-        let mut failures = Vec::new();
+        // Only for a start that finds this rollback cut short: it then brings the unit back
+        // too. Without it (a full disk) that start still puts the files back; the renames
+        // below need no space.
         if let Err(e) = journal.save(self.state_dir, Phase::RollingBack) {
-            failures.push(format!("{}: {e}", path.display()));
+            tracing::warn!(error = %e, "cannot record the rollback in the journal");
         }
         failpoint::hit("rolling-back");
-        failures.extend(journal.roll_back());
+        let failures = journal.roll_back();
         let rollback = self.bring_back().await;
         if failures.is_empty() {
             let _ = Journal::remove(self.state_dir);

@@ -85,9 +85,15 @@ pub async fn recover(
         },
         None => None,
     };
+    // The unit the interrupted change restarts (the configuration may name another since).
+    let unit = journal.unit.clone();
+    let restarter = |systemd| Restarter {
+        unit: &unit,
+        ..Restarter::new(systemd, cfg)
+    };
     let forward = journal.phase == Phase::Written && systemd.is_some() && journal.fully_written();
     if let (true, Some(systemd)) = (forward, systemd) {
-        let r = Restarter::new(systemd, cfg);
+        let r = restarter(systemd);
         if r.active().await && (journal.restart || journal.hangup) {
             r.restart_or_roll_back(&mut journal).await?;
         }
@@ -108,11 +114,15 @@ pub async fn recover(
         path,
         source,
     })?;
-    // A restart may have run on the new files (or failed on them): run the old ones again.
-    if let Some(systemd) = systemd {
-        let r = Restarter::new(systemd, cfg);
-        let restarted =
-            journal.phase == Phase::RollingBack || (journal.restart && r.active().await);
+    // Past `Prepared` a restart may have run on the new files (or failed on them): run the
+    // old ones again, unless an administrator stopped the unit.
+    if let (Some(systemd), false) = (systemd, journal.phase == Phase::Prepared) {
+        let r = restarter(systemd);
+        let stopped = systemd
+            .unit_status(&unit)
+            .await
+            .is_ok_and(|s| s.active_state == "inactive");
+        let restarted = journal.phase == Phase::RollingBack || (journal.restart && !stopped);
         if restarted {
             if let Some(e) = r.bring_back().await {
                 tracing::error!(error = %e, "restarting on the restored files failed");
