@@ -210,45 +210,15 @@ impl<'a> Apply<'a> {
         let restart = active && (plan.restart || (plan.hangup && !self.hangup_safe));
         // Hosts files alone do not change what the check reads: a SIGHUP needs none.
         if plan.restart || (plan.hangup && !(active && self.hangup_safe)) {
-            // dnsmasq --test runs on the blocking pool: the daemon's loop has one thread.
-            let (checker, staged) = (self.checker.clone(), plan.clone());
-            let checked = tokio::task::spawn_blocking(move || checker.check_plan(&staged))
-                .await
-                .unwrap_or_else(|e| Err(StageFailure::Refused(format!("the check panicked: {e}"))));
-            match checked {
-                Ok(()) => {}
-                Err(StageFailure::Refused(message)) => return Err(ApplyError::Invalid { message }),
-                Err(StageFailure::Io(action, path, source)) => {
-                    return Err(ApplyError::Io {
-                        action,
-                        path,
-                        source,
-                    })
-                }
-            }
+            self.check(plan).await?;
         }
         failpoint::hit("staged");
-        let journal_path = Journal::path(r.state_dir);
-        let mut journal = Journal::new(r.unit, plan).map_err(io("read", &journal_path))?;
-        if let Some(dir) = journal_path.parent().filter(|d| !d.exists()) {
-            crate::fsutil::ensure_dir(dir, 0o755).map_err(io("create", dir))?;
-        }
-        journal
-            .save(r.state_dir, Phase::Prepared)
-            .map_err(io("write", &journal_path))?;
-        failpoint::hit("journaled");
-        if let Err(e) = journal.prepare() {
-            let _ = Journal::remove(r.state_dir);
-            return Err(e.into());
-        }
-        failpoint::hit("prepared");
-        if let Err(e) = journal.commit() {
-            return Err(r.undo(&journal, e.into()));
-        }
-        if let Err(e) = journal.save(r.state_dir, Phase::Written) {
-            return Err(r.undo(&journal, io("write", &journal_path)(e)));
-        }
-        failpoint::hit("written");
+        let journal = Journal::new(r.unit, plan)?;
+        // fsyncs and renames on the blocking pool, like the check.
+        let state_dir = r.state_dir.to_owned();
+        let mut journal = tokio::task::spawn_blocking(move || write_new_set(journal, &state_dir))
+            .await
+            .map_err(|e| io("write", r.state_dir)(std::io::Error::other(e.to_string())))??;
         applied.changed = journal.files.iter().map(|e| e.path.clone()).collect();
         if restart {
             let report = r.restart_or_roll_back(&mut journal).await?;
@@ -267,6 +237,26 @@ impl<'a> Apply<'a> {
             applied.hung_up = true;
         }
         Ok(applied)
+    }
+}
+
+impl Apply<'_> {
+    /// The distribution's check on a staged copy of the conf-dir as `plan` leaves it, on the
+    /// blocking pool (the daemon's loop has one thread).
+    async fn check(&self, plan: &Plan) -> Result<(), ApplyError> {
+        let (checker, staged) = (self.checker.clone(), plan.clone());
+        let checked = tokio::task::spawn_blocking(move || checker.check_plan(&staged))
+            .await
+            .unwrap_or_else(|e| Err(StageFailure::Refused(format!("the check panicked: {e}"))));
+        match checked {
+            Ok(()) => Ok(()),
+            Err(StageFailure::Refused(message)) => Err(ApplyError::Invalid { message }),
+            Err(StageFailure::Io(action, path, source)) => Err(ApplyError::Io {
+                action,
+                path,
+                source,
+            }),
+        }
     }
 }
 
@@ -302,15 +292,6 @@ impl<'a> Restarter<'a> {
             .filter(|p| fs::remove_file(p).is_ok())
             .cloned()
             .collect())
-    }
-
-    /// Puts the files back after `err` (the unit was not restarted); the journal goes.
-    pub fn undo(&self, journal: &Journal, err: ApplyError) -> ApplyError {
-        let failures = journal.roll_back();
-        if failures.is_empty() {
-            let _ = Journal::remove(self.state_dir);
-        }
-        not_restored(err, failures)
     }
 
     /// Restarts the unit on the new files (within its start limit, keeping room for a
@@ -389,6 +370,41 @@ impl<'a> Restarter<'a> {
             .err()
             .map(|e| crate::error::chain(&e))
     }
+}
+
+/// Records `journal` durably, writes the new files beside the old ones and renames them in;
+/// on a failure the files are as they were and the journal is gone.
+fn write_new_set(mut journal: Journal, state_dir: &Path) -> Result<Journal, ApplyError> {
+    let journal_path = Journal::path(state_dir);
+    if let Some(dir) = journal_path.parent().filter(|d| !d.exists()) {
+        crate::fsutil::ensure_dir(dir, 0o755).map_err(io("create", dir))?;
+    }
+    journal
+        .save(state_dir, Phase::Prepared)
+        .map_err(io("write", &journal_path))?;
+    failpoint::hit("journaled");
+    if let Err(e) = journal.prepare() {
+        let _ = Journal::remove(state_dir);
+        return Err(e.into());
+    }
+    failpoint::hit("prepared");
+    if let Err(e) = journal.commit() {
+        return Err(undo(&journal, state_dir, e.into()));
+    }
+    if let Err(e) = journal.save(state_dir, Phase::Written) {
+        return Err(undo(&journal, state_dir, io("write", &journal_path)(e)));
+    }
+    failpoint::hit("written");
+    Ok(journal)
+}
+
+/// Puts the files back after `err` (the unit was not restarted); the journal goes.
+fn undo(journal: &Journal, state_dir: &Path, err: ApplyError) -> ApplyError {
+    let failures = journal.roll_back();
+    if failures.is_empty() {
+        let _ = Journal::remove(state_dir);
+    }
+    not_restored(err, failures)
 }
 
 fn not_restored(err: ApplyError, failures: Vec<String>) -> ApplyError {

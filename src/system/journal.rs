@@ -152,13 +152,13 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
 
 impl Journal {
     /// Records the files `plan` touches as they are now.
-    pub fn new(unit: &str, plan: &Plan) -> io::Result<Self> {
+    pub fn new(unit: &str, plan: &Plan) -> Result<Self, FileError> {
         let mut files = Vec::new();
         let writes = plan.writes.iter().map(|(p, t)| (p, Some(t.as_bytes())));
         for (path, after) in writes.chain(plan.removals.iter().map(|p| (p, None))) {
             files.push(Entry {
                 path: path.clone(),
-                before: read_before(path)?,
+                before: read_before(path).map_err(at("read", path))?,
                 after: after.map(|b| Hex(b.to_vec())),
             });
         }
