@@ -25,14 +25,7 @@ use crate::model::{
     DhcpIntent, DhcpRange, InvalidValue, Ipv4Range, ManagedNetwork, NetworkName, StaticHost,
 };
 
-/// The namespace of the element that keeps what `adopt` took out of libvirt's XML.
-pub const SAVED_NAMESPACE: &str = "http://virtmasq.org/xmlns/libvirt-saved/1.0";
-
-/// The prefix virtmasq writes for [`SAVED_NAMESPACE`].
-pub const SAVED_PREFIX: &str = "virtmasq-saved";
-
-/// The local name of the saved element: `<virtmasq-saved:libvirt>`.
-const SAVED_ELEMENT: &str = "libvirt";
+pub use super::read::{SAVED_ELEMENT, SAVED_NAMESPACE, SAVED_PREFIX};
 
 /// libvirt's namespace for raw dnsmasq options (`<dnsmasq:options>`).
 const DNSMASQ_NAMESPACE: &str = "http://libvirt.org/schemas/network/dnsmasq/1.0";
@@ -110,7 +103,8 @@ pub fn adopt(xml: &str) -> Result<Adoption, AdoptError> {
     if !net.served_by_libvirt() {
         return Err(AdoptError::NotServedByLibvirt(name));
     }
-    let reasons = unsupported(root, &net);
+    let mut reasons = known::unknown(root);
+    reasons.extend(unsupported(root, &net));
     if !reasons.is_empty() {
         return Err(AdoptError::Unsupported { name, reasons });
     }
@@ -367,6 +361,7 @@ fn is_saved(node: &Node) -> bool {
         && node.tag_name().name() == SAVED_ELEMENT
 }
 
+pub mod known;
 mod text;
 mod unsupported;
 

@@ -2,6 +2,7 @@
 //! passes through one of these constructors, so nothing that could end a dnsmasq line or start a
 //! new option (newline, comma, `#`, NUL, `=`) can get through by construction.
 
+mod dns;
 mod ip;
 mod lease;
 mod mac;
@@ -12,6 +13,7 @@ mod path;
 pub mod pxe;
 mod settings;
 
+pub use dns::{DnsHost, DnsRecords, Forwarder, SrvRecord, TxtRecord, TxtValue};
 pub use ip::{Ipv4Net, Ipv4Range};
 pub use lease::LeaseTime;
 pub use mac::MacAddr;
