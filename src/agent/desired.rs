@@ -145,7 +145,9 @@ pub fn checked(xml: &NetworkXml, cfg: &Config) -> Result<Served, Skip> {
     if intent.domain.is_none() {
         intent.domain = xml.domain.clone();
     }
-    let settings = xml.settings(intent.domain.as_ref());
+    let settings = xml
+        .settings(intent.domain.as_ref())
+        .map_err(|e| Skip::Invalid(format!("network '{}': {e}", xml.name)))?;
     let mut network = ManagedNetwork::new(xml.name.clone(), bridge, xml.ipv4_subnets(), intent)
         .map_err(|e| Skip::Invalid(format!("network '{}': {e}", xml.name)))?;
     network.settings = settings;

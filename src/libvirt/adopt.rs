@@ -192,6 +192,7 @@ pub fn intent_of(net: &NetworkXml) -> DhcpIntent {
                 mac,
                 ip: h.ip.and_then(v4),
                 name: h.name.clone(),
+                lease: h.lease,
             });
         }
     }

@@ -87,11 +87,17 @@ fn range(cx: &Cx, el: Node) -> Result<DhcpRange, XmlError> {
 }
 
 fn host(cx: &Cx, el: Node) -> Result<StaticHost, XmlError> {
-    only_attributes(cx, el, &["mac", "ip", "name"])?;
+    only_attributes(cx, el, &["mac", "ip", "name", "lease"])?;
     let mac = cx.parsed_req(el, "mac")?;
     let ip = cx.attr_as(el, "ip", NOT_IPV4)?;
     let name = cx.parsed(el, "name")?;
-    Ok(StaticHost { mac, ip, name })
+    let lease = cx.parsed(el, "lease")?;
+    Ok(StaticHost {
+        mac,
+        ip,
+        name,
+        lease,
+    })
 }
 
 fn is_ours(node: &Node) -> bool {
@@ -134,6 +140,9 @@ pub fn render_intent(intent: &DhcpIntent) -> String {
         }
         if let Some(name) = &h.name {
             out += &format!(" name=\"{name}\"");
+        }
+        if let Some(lease) = h.lease {
+            out += &format!(" lease=\"{}\"", lease_text(lease));
         }
         out += "/>\n";
     }
@@ -192,11 +201,13 @@ mod tests {
                     mac: "52:54:00:aa:bb:cc".parse().unwrap(),
                     ip: Some([10, 77, 0, 10].into()),
                     name: Some("node1".parse().unwrap()),
+                    lease: None,
                 },
                 StaticHost {
                     mac: "52:54:00:aa:bb:cd".parse().unwrap(),
                     ip: None,
                     name: None,
+                    lease: None,
                 },
             ],
             domain: Some("lab.example".parse().unwrap()),

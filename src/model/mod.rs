@@ -22,7 +22,7 @@ pub(crate) use names::string_newtype;
 pub use names::{DnsName, IfName, NetworkName, RESERVED_PREFIX};
 pub use network::{DhcpIntent, DhcpRange, IntentSource, ManagedNetwork, StaticHost};
 pub use path::{check_line_path, deserialize_line_path};
-pub use settings::{Mtu, NetworkSettings};
+pub use settings::{Mtu, NetworkSettings, RawOption, CONTROLLED_OPTIONS};
 
 use thiserror::Error;
 

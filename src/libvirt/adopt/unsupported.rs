@@ -9,16 +9,6 @@ use crate::libvirt::xml::{IpFamily, NetworkXml};
 /// Everything in the network that virtmasq would not serve, one line each.
 pub(super) fn unsupported(root: Node, net: &NetworkXml) -> Vec<String> {
     let mut out = unsupported_ips(net);
-    let local_ptr = root
-        .children()
-        .filter(|n| is_libvirt(n, "ip"))
-        .filter_map(|n| n.attribute("localPtr").map(|v| (n, v)));
-    for (ip, v) in local_ptr {
-        let address = ip.attribute("address").unwrap_or_default();
-        out.push(format!(
-            "<ip address='{address}' localPtr='{v}'> is not carried over"
-        ));
-    }
     out.extend(unsupported_dns(root));
     // The saved copies are re-indented, which only line breaks between tags survive (libvirt
     // writes a line break in a value as `&#10;`, never as it is).
@@ -64,9 +54,23 @@ pub(super) fn unsupported(root: Node, net: &NetworkXml) -> Vec<String> {
             twice.1
         ));
     }
+    // Raw options are served in the network's own dnsmasq, except those that would take it
+    // away from virtmasq.
     let raw = |n: &Node| n.is_element() && n.tag_name().namespace() == Some(DNSMASQ_NAMESPACE);
-    if root.children().any(|n| raw(&n)) {
-        out.push("<dnsmasq:options> (raw dnsmasq options) are not carried over".into());
+    for options in root.children().filter(|n| raw(n)) {
+        for option in options.children().filter(|n| raw(n)) {
+            match option.attribute("value") {
+                Some(v) => {
+                    if let Err(e) = v.parse::<crate::model::RawOption>() {
+                        out.push(format!(
+                            "<dnsmasq:option value='{}'>: {}",
+                            e.input, e.reason
+                        ));
+                    }
+                }
+                None => out.push("<dnsmasq:option> without a value".into()),
+            }
+        }
     }
     out
 }
@@ -96,11 +100,6 @@ fn unsupported_ips(net: &NetworkXml) -> Vec<String> {
             if h.mac.is_none() || h.id.is_some() {
                 out.push(format!(
                     "{at}: <host> {who}: a client id (DUID) is not carried over"
-                ));
-            }
-            if h.lease.is_some() {
-                out.push(format!(
-                    "{at}: <host> {who}: a per-host <lease> is not carried over"
                 ));
             }
         }
