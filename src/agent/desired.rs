@@ -131,7 +131,8 @@ pub fn managed_parsed(xml: &NetworkXml, cfg: &Config) -> Result<Served, Skip> {
     if intent.domain.is_none() {
         intent.domain = xml.domain.clone();
     }
-    let network = ManagedNetwork::new(xml.name.clone(), bridge, xml.ipv4_subnets(), intent)
+    let (v4, v6) = (xml.ipv4_subnets(), xml.ipv6_subnets());
+    let network = ManagedNetwork::dual(xml.name.clone(), bridge, v4, v6, intent)
         .map_err(|e| Skip::Invalid(format!("network '{}': {e}", xml.name)))?;
     // A PXE profile is checked here, with its boot files on disk, so a broken one keeps the
     // network from being written at all.

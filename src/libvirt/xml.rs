@@ -11,7 +11,9 @@ use roxmltree::{Document, Node};
 use super::metadata;
 use super::read::{at, child, is_libvirt, shown, tag, yes_no, Cx};
 pub use super::read::{IpFamily, XmlError};
-use crate::model::{DhcpIntent, DnsName, IfName, Ipv4Net, LeaseTime, MacAddr, NetworkName};
+use crate::model::{
+    DhcpIntent, DnsName, IfName, Ipv4Net, Ipv6Net, LeaseTime, MacAddr, NetworkName,
+};
 
 /// A libvirt network as `virsh net-dumpxml` shows it, reduced to what virtmasq uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +135,15 @@ impl NetworkXml {
             IpAddr::V6(_) => None,
         };
         self.ips.iter().filter_map(v4).collect()
+    }
+
+    /// The bridge's IPv6 addresses with their prefixes.
+    pub fn ipv6_subnets(&self) -> Vec<Ipv6Net> {
+        let v6 = |ip: &IpXml| match ip.address {
+            IpAddr::V6(addr) => Ipv6Net::new(addr, ip.prefix).ok(),
+            IpAddr::V4(_) => None,
+        };
+        self.ips.iter().filter_map(v6).collect()
     }
 }
 

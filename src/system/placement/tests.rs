@@ -11,6 +11,8 @@ fn effective(conf: &str) -> EffectiveConfig {
 fn network(bridge: &str) -> ManagedNetwork {
     let range = Ipv4Range::new("10.50.0.10".parse().unwrap(), "10.50.0.20".parse().unwrap());
     let intent = DhcpIntent {
+        ranges6: Vec::new(),
+        hosts6: Vec::new(),
         ranges: vec![DhcpRange {
             range: range.unwrap(),
             lease: None,
