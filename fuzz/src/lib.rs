@@ -112,7 +112,19 @@ pub fn check_rendered(net: &ManagedNetwork) {
                     .any(|h| h.ip.is_some_and(|ip| s.contains(ip)))
         })
         .count();
-    let expected_ranges = net.ranges.len() + static_only;
+    let v6_ranges: usize = net
+        .subnets6
+        .iter()
+        .map(|s| {
+            let ranges = net.ranges6.iter().filter(|r| s.contains(r.range.start())).count();
+            match (net.dhcp6_on(s), s.prefix() <= 64) {
+                (true, _) => ranges.max(1),
+                (false, true) => 1,
+                (false, false) => 0,
+            }
+        })
+        .sum();
+    let expected_ranges = net.ranges.len() + static_only + v6_ranges;
     let private = render_private(net, &paths, &RenderOptions::default());
     let dirs = directives(&private.conf);
     assert_eq!(
