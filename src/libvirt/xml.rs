@@ -74,7 +74,7 @@ pub struct RangeXml {
     pub lease: Option<LeaseTime>,
 }
 
-/// `<host mac= id= ip= name=>`; libvirt needs `mac` (IPv4) or `id`/`mac` (IPv6).
+/// `<host mac= id= ip= name=>`; libvirt needs `mac` or `name` (IPv4), `id` or `name` (IPv6).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostXml {
     /// The client's MAC.
@@ -349,8 +349,10 @@ fn host(cx: &Cx, el: Node, family: IpFamily) -> Result<HostXml, XmlError> {
         id => id.map(str::to_owned),
     };
     let mac = cx.parsed(el, "mac")?;
-    if mac.is_none() && id.is_none() {
-        return Err(cx.value(tag(el), "it has neither a mac nor an id"));
+    let name = cx.parsed(el, "name")?;
+    // libvirt's rule: a host is found by its mac (IPv4), its id (IPv6) or its name.
+    if mac.is_none() && id.is_none() && name.is_none() {
+        return Err(cx.value(tag(el), "it has neither a mac, an id nor a name"));
     }
     Ok(HostXml {
         mac,
@@ -359,7 +361,7 @@ fn host(cx: &Cx, el: Node, family: IpFamily) -> Result<HostXml, XmlError> {
             .attribute("ip")
             .map(|_| cx.ip_in(el, "ip", family))
             .transpose()?,
-        name: cx.parsed(el, "name")?,
+        name,
         lease: lease(cx, el)?,
     })
 }
