@@ -283,7 +283,10 @@ fn ipv6_goes_over_and_comes_back() {
     let adopted = lv.definition("vqr-v6");
     let net = NetworkXml::parse(&adopted).unwrap();
     assert!(!net.served_by_libvirt(), "{adopted}");
-    let intent = net.metadata.clone().expect("virtmasq's intent in <metadata>");
+    let intent = net
+        .metadata
+        .clone()
+        .expect("virtmasq's intent in <metadata>");
     assert_eq!(
         (intent.ranges.len(), intent.ranges6.len()),
         (1, 1),

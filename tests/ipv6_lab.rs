@@ -23,7 +23,7 @@ fn node_xml(dir: &std::path::Path, dhcp: &str) -> String {
          <ip address='10.96.0.1' prefix='24'/>\
          <ip family='ipv6' address='fd00:96::1' prefix='64'/>\
          <ip family='ipv6' address='fd00:97::1' prefix='64'/>\
-         <metadata><virtmasq:dhcp xmlns:virtmasq='{ns}' dns='no'>{dhcp}</virtmasq:dhcp>\
+         <metadata><virtmasq:dhcp xmlns:virtmasq='{ns}' dns='yes'>{dhcp}</virtmasq:dhcp>\
          </metadata></network></node>"
     );
     let path = dir.join("node.xml");
@@ -41,7 +41,8 @@ fn lab_with_agent(name: &str) -> Lab {
     let dhcp = format!(
         r#"<virtmasq:range start="10.96.0.100" end="10.96.0.150"/>
            <virtmasq:range start="fd00:96::100" end="fd00:96::1ff" lease="2h"/>
-           <virtmasq:host id="{duid}" ip="fd00:96::10" name="fixed6" lease="1h"/>"#
+           <virtmasq:host id="{duid}" ip="fd00:96::10" name="fixed6" lease="1h"/>
+           <virtmasq:domain name="lab6.example"/>"#
     );
     let uri = node_xml(lab.dir(), &dhcp);
     let cfg = write_config(lab.dir(), &uri, "");
@@ -98,6 +99,23 @@ fn guests_get_router_advertisements_dhcpv6_leases_and_their_fixed_address() {
     // dhclient asks for 7500 s and dnsmasq gives the shorter: the host's own hour, not the
     // range's two.
     assert_eq!(lease.valid_secs, 3600, "the host's own lease time");
+    // The DHCPv6 client's name resolves in the network's domain, both ways, on the bridge.
+    let ask = |kind: &str, what: &str| {
+        let mut cmd = fixed.command("busybox");
+        cmd.args(["nslookup", &format!("-type={kind}"), what, "fd00:96::1"]);
+        let out = lab::exec::run_bounded(&mut cmd, Duration::from_secs(10)).unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let aaaa = ask("aaaa", "fixed6.lab6.example");
+    assert!(aaaa.contains("fd00:96::10"), "{aaaa}");
+    let ip: std::net::Ipv6Addr = "fd00:96::10".parse().unwrap();
+    let nibbles: Vec<String> = format!("{:032x}", u128::from(ip))
+        .chars()
+        .rev()
+        .map(String::from)
+        .collect();
+    let ptr = ask("ptr", &format!("{}.ip6.arpa", nibbles.join(".")));
+    assert!(ptr.contains("fixed6.lab6.example"), "{ptr}");
     // IPv4 on the same bridge is still served.
     let v4 = lab.add_client(BRIDGE, "52:54:00:96:00:02");
     assert!(v4.lease().is_some(), "no IPv4 lease beside IPv6");

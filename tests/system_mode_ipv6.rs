@@ -28,7 +28,8 @@ fn node_xml() -> String {
          <virtmasq:dhcp xmlns:virtmasq=\"http://virtmasq.org/xmlns/network/1.0\">\
          <virtmasq:range start=\"10.97.0.100\" end=\"10.97.0.150\" lease=\"1h\"/>\
          <virtmasq:range start=\"fd00:98::100\" end=\"fd00:98::1ff\" lease=\"1h\"/>\
-         <virtmasq:host id=\"{duid}\" ip=\"fd00:98::10\"/>\
+         <virtmasq:host id=\"{duid}\" ip=\"fd00:98::10\" name=\"fixed6\"/>\
+         <virtmasq:domain name=\"sys6.example\"/>\
          </virtmasq:dhcp></metadata></network></node>"
     )
 }
