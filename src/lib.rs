@@ -12,6 +12,7 @@ pub mod error;
 pub mod exit;
 pub mod filter;
 pub mod fsutil;
+pub mod host;
 pub mod http;
 pub mod journal;
 pub mod libvirt;

@@ -21,7 +21,7 @@ fn agent_config(dir: &Path, uri: &str) -> PathBuf {
     let path = dir.join("virtmasq.toml");
     let text = format!(
         "mode = \"private\"\n[paths]\nstate_dir = \"{d}/state\"\nrun_dir = \"{d}/run\"\n\
-         conf_dir = \"{d}/dnsmasq.d\"\n[libvirt]\nuri = \"{uri}\"\npoll_interval_secs = 3600\n\
+         conf_dir = \"{d}/dnsmasq.d\"\n[libvirt]\nuri = \"{uri}\"\npoll_interval_secs = 3600\nlease_status_dir = \"{d}/libvirt-dnsmasq\"\n\
          [dnsmasq]\nno_ping = true\n[system]\ndebounce_ms = 200\n",
         d = dir.display()
     );

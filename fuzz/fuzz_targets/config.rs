@@ -46,7 +46,7 @@ fuzz_target!(|data: &[u8]| {
             network: name,
             bridge: &bridge,
             subnet: &subnet,
-            http: &cfg.http,
+            endpoint: cfg.http.endpoint(),
         };
         for mode in [
             LinesFor::Private,
@@ -67,6 +67,6 @@ fuzz_target!(|data: &[u8]| {
         let script = client_script(&mac, matched, action);
         assert_eq!(script.lines().count(), 3, "{script}");
         assert!(!script.contains(['\r', '\0']), "{script:?}");
-        let _ = cfg.http.script_url(Ipv4Addr::new(10, 0, 0, 1));
+        let _ = cfg.http.endpoint().script_url(Ipv4Addr::new(10, 0, 0, 1));
     }
 });

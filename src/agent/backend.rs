@@ -2,12 +2,13 @@
 //! system dnsmasq. The daemon and `sync` drive either the same way.
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::agent::desired::pxe_lines;
 use crate::config::Config;
 use crate::dnsmasq::render::RenderOptions;
 use crate::filter::PxeFilter;
+use crate::host::Host;
 use crate::model::{ManagedNetwork, NetworkName};
 use crate::pxe::LinesFor;
 use crate::system::effective::EffectiveConfig;
@@ -34,6 +35,8 @@ pub trait Backend {
     ) -> impl std::future::Future<Output = Outcome>;
     /// What serves `net` now, for people (a pid, a fragment).
     fn served_by(&self, net: &ManagedNetwork, cfg: &Config) -> String;
+    /// The lease file of the dnsmasq that serves `net` now, if one does.
+    fn lease_file(&self, net: &ManagedNetwork, cfg: &Config) -> Option<PathBuf>;
     /// Makes every dnsmasq re-read its hosts files and hostsdirs: SIGHUP, or a restart where
     /// SIGHUP is not safe ([`sighup_safe`]).
     fn reread(&mut self, cfg: &Config) -> impl std::future::Future<Output = anyhow::Result<()>>;
@@ -90,14 +93,24 @@ pub fn private_options(cfg: &Config, net: &ManagedNetwork) -> RenderOptions {
 
 /// Whether a process other than our own instances holds udp/53 on every address (a
 /// default-mode dnsmasq, say): then a private instance's DNS socket cannot bind.
-pub fn dns_taken_by_others(run_dir: &Path) -> bool {
+pub fn dns_taken_by_others(run_dir: &Path, host: &Host) -> bool {
     let ours = |pid: u32| {
-        std::fs::read(format!("/proc/{pid}/cmdline"))
-            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&*run_dir.to_string_lossy()))
+        host.cmdline(pid)
+            .is_some_and(|c| String::from_utf8_lossy(&c).contains(&*run_dir.to_string_lossy()))
     };
-    crate::system::ports::udp_holders(Path::new("/proc"), 53)
+    host.udp_holders(53)
         .iter()
         .any(|h| !ours(h.pid) && h.addresses.iter().any(|a| a == "0.0.0.0" || a == "::"))
+}
+
+/// The system dnsmasq's lease file: as configured, else as its configuration says, else
+/// dnsmasq's default.
+pub fn system_lease_file(cfg: &Config, host: &Host) -> PathBuf {
+    cfg.paths.system_lease_file.clone().unwrap_or_else(|| {
+        EffectiveConfig::read(&host.root)
+            .lease_file
+            .unwrap_or_else(|| crate::dnsmasq::leases::SYSTEM_DEFAULT.into())
+    })
 }
 
 fn pxe_or_log(net: &ManagedNetwork, cfg: &Config, mode: LinesFor) -> Vec<String> {
@@ -125,10 +138,19 @@ pub fn system_extra_lines(
     lines
 }
 
-/// Why a network cannot be a system-mode fragment, if it cannot: proxy DHCP's `pxe-service`
-/// switches on dnsmasq's PXE handling for every interface, changing what the system dnsmasq
-/// answers PXE clients elsewhere.
+/// Why a network cannot be a system-mode fragment, if it cannot: an isolated network with DNS
+/// needs `no-resolv`, which applies to every interface of a dnsmasq; proxy DHCP's
+/// `pxe-service` switches on dnsmasq's PXE handling for every interface, changing what the
+/// system dnsmasq answers PXE clients elsewhere.
 pub fn system_refusal(net: &ManagedNetwork) -> Option<String> {
+    if net.settings.isolated && net.dns {
+        return Some(format!(
+            "network '{}' is isolated (no <forward>): its guests' DNS queries must never be \
+             forwarded upstream (libvirt's no-resolv), which the system dnsmasq does for every \
+             interface",
+            net.name
+        ));
+    }
     net.is_proxy().then(|| {
         format!(
             "network '{}': a proxy-DHCP PXE profile in the system dnsmasq would change its answers to PXE clients on every other interface; serve it in private mode (mode = \"private\") or use mode = \"dhcp\" in its profile",
@@ -154,4 +176,4 @@ mod private;
 mod system;
 
 pub use private::PrivateBackend;
-pub use system::{bridge_exists, system_files, SystemBackend, SystemView};
+pub use system::{system_files, SystemBackend, SystemView};

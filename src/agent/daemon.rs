@@ -6,6 +6,8 @@
 
 use std::future::Future;
 use std::path::PathBuf;
+
+use crate::host::Host;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
@@ -40,9 +42,9 @@ pub struct DaemonOptions {
     pub config_explicit: bool,
     /// A libvirt URI that overrides the configuration's.
     pub libvirt_uri: Option<String>,
-    /// The tree the system dnsmasq's configuration is read from: `/` on a host; tests give
-    /// one of their own.
-    pub root: PathBuf,
+    /// The root, sysfs and procfs the daemon reads: [`Host::real`] on a host; tests give trees
+    /// of their own.
+    pub host: Host,
     /// The bus the D-Bus API is served on: None for the system bus.
     pub bus_address: Option<String>,
 }
@@ -72,12 +74,14 @@ struct Services {
     http_rules: Option<Arc<SharedRules>>,
     /// Dropped to stop the HTTP endpoint.
     _http_stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// libvirt's lease status files of the networks served.
+    lease_view: std::sync::Mutex<super::lease_view::LeaseView>,
 }
 
 /// Runs until `shutdown` completes.
 pub async fn run(opts: DaemonOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let cfg = opts.load()?;
-    let (detection, systemd) = detect(&cfg, &opts.root, Vec::new()).await;
+    let (detection, systemd) = detect(&cfg, &opts.host, Vec::new()).await;
     let mode = detection.decision.mode;
     tracing::info!(?mode, reasons = ?detection.decision.reasons, "mode decided");
     for c in &detection.conflicts {
@@ -92,26 +96,7 @@ pub async fn run(opts: DaemonOptions, shutdown: impl Future<Output = ()>) -> any
         cfg.paths.state_dir.clone(),
     ));
     if cfg.filter.enabled {
-        let version = DnsmasqVersion::of(&cfg.paths.dnsmasq);
-        if !version.as_ref().is_some_and(|v| v.at_least(2, 81)) {
-            anyhow::bail!(
-                "the PXE filter needs dnsmasq 2.81 or later (tags on dhcp-host entries); {} is {}",
-                cfg.paths.dnsmasq.display(),
-                version.map_or("not usable".into(), |v| v.version)
-            );
-        }
-        // Deny lines carry a tag only where proxy DHCP is served: read libvirt once to know.
-        let proxy = match read_libvirt(&cfg.libvirt.uri).await {
-            Ok(nets) => filter_proxy(&cfg, &desired(&nets, &cfg).networks()),
-            Err(_) => false,
-        };
-        // Stale entries go before any dnsmasq reads the directory: dnsmasq never forgets an
-        // entry whose file is deleted while it runs.
-        let f = filter.clone();
-        let report = tokio::task::spawn_blocking(move || f.purge_and_rebuild(proxy))
-            .await?
-            .context("the PXE filter's first sync failed; nothing was started")?;
-        tracing::info!(?report, "PXE filter synced");
+        first_filter_sync(&cfg, &filter).await?;
     }
     let status = Arc::new(Mutex::new(Status::new(mode, "daemon")));
     let (tx, requests) = mpsc::unbounded_channel();
@@ -120,19 +105,7 @@ pub async fn run(opts: DaemonOptions, shutdown: impl Future<Output = ()>) -> any
         status: status.clone(),
         filter: filter.clone(),
     };
-    let bus = match dbus::serve(agent, opts.bus_address.as_deref()).await {
-        Ok(conn) => Some(conn),
-        Err(zbus::Error::NameTaken) => {
-            anyhow::bail!(
-                "another virtmasq daemon already owns {} on the system bus",
-                dbus::NAME
-            )
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "no D-Bus API: the system bus is not reachable");
-            None
-        }
-    };
+    let bus = serve_bus(agent, opts.bus_address.as_deref()).await?;
     let (http_rules, http_stop) = start_http(&cfg).await?;
     // SIGUSR1 would kill the process until a handler exists: have one before anyone can read
     // the pid file and signal us.
@@ -147,12 +120,16 @@ pub async fn run(opts: DaemonOptions, shutdown: impl Future<Output = ()>) -> any
         filter,
         http_rules,
         _http_stop: http_stop,
+        lease_view: std::sync::Mutex::new(super::lease_view::LeaseView::new(
+            cfg.libvirt.lease_status_dir.clone(),
+        )),
     };
     // No early return from here on: the pid file goes whatever happens.
     let result = match mode {
         Mode::System => match systemd {
             Some(systemd) => {
-                let backend = PerNetworkBackend::new(SystemBackend::new(systemd), &cfg);
+                let backend =
+                    PerNetworkBackend::new(SystemBackend::new(systemd, opts.host.clone()), &cfg);
                 run_with(backend, cfg, &opts, services, shutdown).await
             }
             None => Err(anyhow::anyhow!(
@@ -160,8 +137,8 @@ pub async fn run(opts: DaemonOptions, shutdown: impl Future<Output = ()>) -> any
             )),
         },
         Mode::Private => {
-            retire_system_fragments(&cfg, systemd).await;
-            match PrivateBackend::new(&cfg) {
+            retire_system_fragments(&cfg, systemd, &opts.host).await;
+            match PrivateBackend::new(&cfg, opts.host.clone()) {
                 Ok(backend) => run_with(backend, cfg, &opts, services, shutdown).await,
                 Err(e) => Err(e),
             }
@@ -172,10 +149,60 @@ pub async fn run(opts: DaemonOptions, shutdown: impl Future<Output = ()>) -> any
     result
 }
 
+/// The PXE filter's first sync, on a dnsmasq that can read its entries.
+async fn first_filter_sync(cfg: &Config, filter: &Arc<PxeFilter>) -> anyhow::Result<()> {
+    let version = DnsmasqVersion::of(&cfg.paths.dnsmasq);
+    if !version.as_ref().is_some_and(|v| v.at_least(2, 81)) {
+        anyhow::bail!(
+            "the PXE filter needs dnsmasq 2.81 or later (tags on dhcp-host entries); {} is {}",
+            cfg.paths.dnsmasq.display(),
+            version.map_or("not usable".into(), |v| v.version)
+        );
+    }
+    // Deny lines carry a tag only where proxy DHCP is served: read libvirt once to know.
+    let proxy = match read_libvirt(&cfg.libvirt.uri).await {
+        Ok(nets) => filter_proxy(cfg, &desired(&nets, cfg).networks()),
+        Err(_) => false,
+    };
+    // Stale entries go before any dnsmasq reads the directory: dnsmasq never forgets an
+    // entry whose file is deleted while it runs.
+    let f = filter.clone();
+    let report = tokio::task::spawn_blocking(move || f.purge_and_rebuild(proxy))
+        .await?
+        .context("the PXE filter's first sync failed; nothing was started")?;
+    tracing::info!(?report, "PXE filter synced");
+    Ok(())
+}
+
+/// The D-Bus API on `address` (None: the system bus); without a bus the daemon runs on, but a
+/// second daemon owning the name is an error.
+async fn serve_bus(
+    agent: Agent,
+    address: Option<&str>,
+) -> anyhow::Result<Option<zbus::Connection>> {
+    match dbus::serve(agent, address).await {
+        Ok(conn) => Ok(Some(conn)),
+        Err(zbus::Error::NameTaken) => {
+            anyhow::bail!(
+                "another virtmasq daemon already owns {} on the system bus",
+                dbus::NAME
+            )
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no D-Bus API: the system bus is not reachable");
+            Ok(None)
+        }
+    }
+}
+
 /// In private mode, fragments virtmasq wrote for the system dnsmasq (an earlier run in system
 /// mode) must go: with them the system dnsmasq keeps serving the networks, beside or instead
 /// of their private instances. Removed as a transaction (checked, restarted if it runs).
-async fn retire_system_fragments(cfg: &Config, systemd: Option<crate::systemd::Systemd>) {
+async fn retire_system_fragments(
+    cfg: &Config,
+    systemd: Option<crate::systemd::Systemd>,
+    host: &Host,
+) {
     let observed = match crate::system::apply::observe(
         &cfg.paths.conf_dir,
         &cfg.paths.state_dir.join("system"),
@@ -187,7 +214,7 @@ async fn retire_system_fragments(cfg: &Config, systemd: Option<crate::systemd::S
         return;
     }
     let result = match systemd {
-        Some(systemd) => SystemBackend::new(systemd)
+        Some(systemd) => SystemBackend::new(systemd, host.clone())
             .apply(&[], cfg)
             .await
             .map(|_| ()),

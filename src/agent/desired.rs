@@ -1,6 +1,8 @@
-//! The desired state: which libvirt networks virtmasq serves, and with what. Pure: libvirt's
-//! answers and the configuration go in, validated networks and the reasons for the others come
-//! out.
+//! The desired state: which libvirt networks virtmasq serves, and with what. libvirt's answers
+//! and the configuration go in, validated networks and the reasons for the others come out.
+//! Pure ([`checked`]) but for one look at the disk ([`managed_parsed`]): a PXE profile's boot
+//! files must be in its TFTP root, so that a broken profile keeps the network from being
+//! written at all.
 
 use std::fmt;
 
@@ -116,8 +118,20 @@ pub fn unclaimed(probe: &Probe, cfg: &Config) -> Option<Skip> {
     }
 }
 
-/// As [`managed`], for XML already parsed (the hook's `<hookData>`).
+/// As [`managed`], for XML already parsed (the hook's `<hookData>`): [`checked`], then the
+/// PXE profile's boot files on disk.
 pub fn managed_parsed(xml: &NetworkXml, cfg: &Config) -> Result<Served, Skip> {
+    let served = checked(xml, cfg)?;
+    if let Some(profile) = &served.network.pxe {
+        crate::pxe::check_files(profile, &served.network.name)
+            .map_err(|e| Skip::Invalid(crate::error::chain(&e)))?;
+    }
+    Ok(served)
+}
+
+/// Whether and how virtmasq serves the network in `xml`, from the XML and the configuration
+/// alone (no file is looked at).
+pub fn checked(xml: &NetworkXml, cfg: &Config) -> Result<Served, Skip> {
     if xml.served_by_libvirt() {
         return Err(Skip::ServedByLibvirt);
     }
@@ -131,13 +145,16 @@ pub fn managed_parsed(xml: &NetworkXml, cfg: &Config) -> Result<Served, Skip> {
     if intent.domain.is_none() {
         intent.domain = xml.domain.clone();
     }
+    let settings = xml.settings(intent.domain.as_ref());
     let (v4, v6) = (xml.ipv4_subnets(), xml.ipv6_subnets());
-    let network = ManagedNetwork::dual(xml.name.clone(), bridge, v4, v6, intent)
+    let mut network = ManagedNetwork::dual(xml.name.clone(), bridge, v4, v6, intent)
         .map_err(|e| Skip::Invalid(format!("network '{}': {e}", xml.name)))?;
-    // A PXE profile is checked here, with its boot files on disk, so a broken one keeps the
-    // network from being written at all.
-    pxe_lines(&network, cfg, LinesFor::Private)
-        .map_err(|e| Skip::Invalid(crate::error::chain(&e)))?;
+    network.settings = settings;
+    // The profile's settings against the network, touching no file.
+    if let Some(profile) = &network.pxe {
+        crate::pxe::render_lines(profile, &pxe_scope(&network, cfg), LinesFor::Private)
+            .map_err(|e| Skip::Invalid(crate::error::chain(&e)))?;
+    }
     Ok(Served { network, source })
 }
 
@@ -151,13 +168,16 @@ pub fn pxe_lines(
     let Some(profile) = &net.pxe else {
         return Ok(Vec::new());
     };
-    let scope = PxeScope {
+    crate::pxe::dnsmasq_lines(profile, &pxe_scope(net, cfg), mode)
+}
+
+fn pxe_scope<'a>(net: &'a ManagedNetwork, cfg: &Config) -> PxeScope<'a> {
+    PxeScope {
         network: &net.name,
         bridge: &net.bridge,
         subnet: &net.subnets[0],
-        http: &cfg.http,
-    };
-    crate::pxe::dnsmasq_lines(profile, &scope, mode)
+        endpoint: cfg.http.endpoint(),
+    }
 }
 
 /// Finds one network by name in libvirt's answer and returns its managed form.

@@ -6,6 +6,7 @@ pub mod client;
 pub mod daemon;
 pub mod dbus;
 pub mod desired;
+pub mod lease_view;
 pub mod lock;
 pub mod per_network;
 pub mod status;

@@ -24,9 +24,10 @@ pub struct PerNetworkBackend {
 impl PerNetworkBackend {
     /// A backend over `system`, able to start private instances as `cfg` says.
     pub fn new(system: SystemBackend, cfg: &Config) -> Self {
+        let private = PrivateBackend::new(cfg, system.host().clone());
         Self {
             system,
-            private: PrivateBackend::new(cfg).map_err(|e| format!("{e:#}")),
+            private: private.map_err(|e| format!("{e:#}")),
             placed: BTreeMap::new(),
         }
     }
@@ -79,7 +80,7 @@ impl Backend for PerNetworkBackend {
         cfg: &Config,
     ) -> Outcome {
         // What the host's dnsmasq is, read once for the placement and the system's files.
-        let view = SystemView::observe(cfg);
+        let view = SystemView::observe(cfg, self.system.host());
         let (system, private, errors) = self.split(nets, &view.effective);
         // Private instances first: one that leaves a bridge must have let go of its sockets
         // before the system dnsmasq restarts onto that bridge.
@@ -107,6 +108,14 @@ impl Backend for PerNetworkBackend {
             }
             (Some(Placement::Nowhere(why)), _) => format!("not served: {why}"),
             _ => self.system.served_by(net, cfg),
+        }
+    }
+
+    fn lease_file(&self, net: &ManagedNetwork, cfg: &Config) -> Option<std::path::PathBuf> {
+        match (self.placed.get(&net.name), &self.private) {
+            (Some(Placement::Private(_)), Ok(p)) => p.lease_file(net, cfg),
+            (Some(Placement::Private(_) | Placement::Nowhere(_)), _) => None,
+            _ => self.system.lease_file(net, cfg),
         }
     }
 

@@ -7,7 +7,6 @@
 //! original definition (and state) is put back before the error is reported.
 
 use std::fmt::Write as _;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -115,7 +114,8 @@ struct HandOver {
 
 impl HandOver {
     async fn observe(cfg: &Config) -> HandOver {
-        let (d, _) = crate::system::detect::detect(cfg, Path::new("/"), Vec::new()).await;
+        let (d, _) =
+            crate::system::detect::detect(cfg, &crate::host::Host::real(), Vec::new()).await;
         HandOver {
             mode: d.decision.mode,
             effective: d.config,

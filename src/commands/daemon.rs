@@ -18,7 +18,7 @@ pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<()> {
         config_path,
         config_explicit,
         libvirt_uri: args.libvirt_uri.clone(),
-        root: "/".into(),
+        host: crate::host::Host::real(),
         bus_address: None,
     };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -1,7 +1,5 @@
 //! `virtmasq detect [--json]`: the system dnsmasq, what follows from it, and the mode.
 
-use std::path::Path;
-
 use crate::agent::backend::system_refusal;
 use crate::agent::daemon::read_libvirt;
 use crate::agent::desired::desired;
@@ -47,7 +45,7 @@ pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<()> {
         }
     };
     let bridges = served.iter().map(|n| n.bridge.to_string()).collect();
-    let (d, _) = detect(&cfg, Path::new("/"), bridges).await;
+    let (d, _) = detect(&cfg, &crate::host::Host::real(), bridges).await;
     let networks: Vec<Placed> = served
         .iter()
         .map(|n| Placed::of(n, d.decision.mode, &d.config))

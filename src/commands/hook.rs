@@ -16,7 +16,6 @@
 //! it fails, so every line also goes to syslog (`/dev/log`, the journal under systemd).
 
 use std::io::{IsTerminal, Read};
-use std::path::Path;
 use std::time::Instant;
 
 use anyhow::bail;
@@ -387,7 +386,8 @@ async fn mode(cfg: &Config) -> (Option<Mode>, Option<Systemd>) {
         Some(Mode::Private) => (Some(Mode::Private), None),
         Some(Mode::System) => (Some(Mode::System), Systemd::system().await.ok()),
         None => {
-            let (d, systemd) = crate::system::detect::detect(cfg, Path::new("/"), Vec::new()).await;
+            let (d, systemd) =
+                crate::system::detect::detect(cfg, &crate::host::Host::real(), Vec::new()).await;
             (Some(d.decision.mode), systemd)
         }
     }
@@ -407,7 +407,7 @@ async fn apply(
         ));
         return Ok(format!("could not {what}"));
     };
-    let backend = SystemBackend::new(systemd);
+    let backend = SystemBackend::new(systemd, crate::host::Host::real());
     match backend.apply_scoped(&nets, cfg, Some(name)).await {
         Ok((applied, notes)) => {
             for n in notes {

@@ -1,7 +1,5 @@
 //! `virtmasq render <network>`: what would be written for a network, without writing.
 
-use std::path::Path;
-
 use crate::agent::backend::{private_options, system_files, system_refusal, SystemView};
 use crate::agent::daemon::read_libvirt;
 use crate::agent::desired::find;
@@ -49,7 +47,7 @@ pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<()> {
         Some(RenderMode::System) => Mode::System,
         Some(RenderMode::Private) => Mode::Private,
         None => {
-            detect(&cfg, Path::new("/"), Vec::new())
+            detect(&cfg, &crate::host::Host::real(), Vec::new())
                 .await
                 .0
                 .decision
@@ -59,7 +57,7 @@ pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     let text = match mode {
         Mode::Private => private_text(&cfg, net),
         Mode::System => {
-            let view = SystemView::observe(&cfg);
+            let view = SystemView::observe(&cfg, &crate::host::Host::real());
             match place(net, &view.effective, system_refusal(net)) {
                 Placement::System => system_text(&cfg, net, &view)?,
                 Placement::Private(r) => format!(

@@ -51,7 +51,15 @@ pub async fn exec_setup(cli: &Cli, args: &SetupArgs) -> anyhow::Result<()> {
         hook_shim: args.hook_shim.clone(),
     };
     let (mode, why) = if is_host(&args.root) {
-        let (d, _) = detect(&cfg, &args.root, Vec::new()).await;
+        let (d, _) = detect(
+            &cfg,
+            &crate::host::Host {
+                root: args.root.clone(),
+                ..crate::host::Host::real()
+            },
+            Vec::new(),
+        )
+        .await;
         (d.decision.mode, d.decision.reasons.join("; "))
     } else {
         // No systemd to ask about another tree: only a forced mode is known.

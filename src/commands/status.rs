@@ -50,7 +50,7 @@ async fn from_daemon() -> Option<Status> {
 
 /// What the files say: system fragments, private instances with a live pid, the filter.
 async fn from_disk(cfg: &Config) -> Status {
-    let (detection, _) = detect(cfg, Path::new("/"), Vec::new()).await;
+    let (detection, _) = detect(cfg, &crate::host::Host::real(), Vec::new()).await;
     let mut st = Status::new(
         detection.decision.mode,
         "files on disk (no daemon answered)",

@@ -2,8 +2,6 @@
 //! writes the fragments, validates and restarts the system dnsmasq; in private mode the
 //! instances belong to the daemon, which it asks to reconcile.
 
-use std::path::Path;
-
 use anyhow::{bail, Context};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -33,11 +31,11 @@ pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     let nets = read_libvirt(&cfg.libvirt.uri).await?;
     let want = desired(&nets, &cfg);
     report(&want);
-    let (detection, systemd) = detect(&cfg, Path::new("/"), Vec::new()).await;
+    let (detection, systemd) = detect(&cfg, &crate::host::Host::real(), Vec::new()).await;
     match detection.decision.mode {
         Mode::System => {
             let systemd = systemd.context("system mode needs systemd on the system bus")?;
-            let backend = SystemBackend::new(systemd);
+            let backend = SystemBackend::new(systemd, crate::host::Host::real());
             let (applied, notes) = backend.apply(&want.networks(), &cfg).await?;
             let mut out = String::new();
             for p in &applied.changed {

@@ -96,6 +96,11 @@ pub struct LibvirtConfig {
     /// Seconds between two reads of libvirt's networks by the daemon, as a safety net beside
     /// hook events.
     pub poll_interval_secs: u64,
+    /// Where libvirt's network driver reads each bridge's lease status file
+    /// (`<bridge>.status`, for `virsh net-dhcp-leases` and `virsh domifaddr --source lease`).
+    /// The daemon keeps the file of every network it serves current, when this directory
+    /// exists (that is, when libvirt's network driver is installed).
+    pub lease_status_dir: PathBuf,
 }
 
 impl Default for LibvirtConfig {
@@ -103,6 +108,7 @@ impl Default for LibvirtConfig {
         Self {
             uri: "qemu:///system".into(),
             poll_interval_secs: 30,
+            lease_status_dir: "/var/lib/libvirt/dnsmasq".into(),
         }
     }
 }

@@ -11,7 +11,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::render::{range6_lines, range_lines};
+use super::render::{range6_lines, range_lines, settings_lines};
 use crate::model::ManagedNetwork;
 
 /// The first line of every fragment: how virtmasq recognises its own files.
@@ -55,6 +55,7 @@ pub fn render_fragment(net: &ManagedNetwork, ctx: &FragmentContext) -> String {
     // IPv6 ranges are scoped the same way; `enable-ra` among them is global, and
     // `system::placement` sends a network here only where it changes nothing elsewhere.
     c.push_str(&range6_lines(net, Some(&net.bridge)));
+    c.push_str(&settings_lines(net, Some(&net.bridge)));
     let _ = writeln!(c, "dhcp-hostsfile={}", ctx.hosts_file.display());
     if !net.dns {
         // No DNS for this network: the names its clients send stay out of the host's DNS too
@@ -77,7 +78,9 @@ pub fn render_fragment(net: &ManagedNetwork, ctx: &FragmentContext) -> String {
                 subnet.prefix()
             );
         }
-        let _ = writeln!(c, "local=/{domain}/");
+        if net.settings.domain_local_only {
+            let _ = writeln!(c, "local=/{domain}/");
+        }
     }
     for line in &ctx.extra_lines {
         c.push_str(line);

@@ -176,33 +176,13 @@ impl Supervisor {
             .iter()
             .map(|(k, v)| (k.clone(), v.render.clone()))
             .collect();
-        // Computed before planning: a restart planned anyway covers a re-created bridge. A
-        // bridge that did not exist when its dnsmasq started needs none: dnsmasq binds no
-        // device it cannot find, and serves the bridge once it appears.
-        let mut recreated: Vec<NetworkName> = Vec::new();
-        for (name, inst) in self.instances.iter_mut() {
-            match (inst.ifindex, crate::netlink::ifindex(&inst.bridge)) {
-                (None, now @ Some(_)) => inst.ifindex = now,
-                (Some(was), Some(now)) if was != now => recreated.push(name.clone()),
-                _ => {}
-            }
-        }
         let renders = wanted
             .iter()
             .map(|(k, v)| (k.clone(), v.0.clone()))
             .collect();
         let mut errors = Vec::new();
         let mut actions = plan(&running, &renders);
-        for name in recreated {
-            let planned = actions
-                .iter()
-                .any(|a| matches!(a, Action::Stop(n) | Action::Restart(n) if *n == name));
-            if !planned {
-                tracing::info!(network = %name, "bridge was created again: restarting its dnsmasq");
-                actions.retain(|a| !matches!(a, Action::Reload(n) if *n == name));
-                actions.push(Action::Restart(name));
-            }
-        }
+        self.restart_recreated(&mut actions);
         if !self.swept {
             self.swept = true;
             let (run_dir, state_dir) = (self.run_dir.clone(), self.state_dir.clone());
@@ -235,6 +215,31 @@ impl Supervisor {
         }
         wait_for_pid_files(&fresh, STARTUP_WAIT).await;
         errors
+    }
+
+    /// Restarts, beside `actions`, the instances whose bridge was created again since they
+    /// started: dnsmasq's DHCP socket stays bound to the old interface index. A restart
+    /// planned anyway covers it. A bridge that did not exist when its dnsmasq started needs
+    /// none: dnsmasq binds no device it cannot find, and serves the bridge once it appears.
+    fn restart_recreated(&mut self, actions: &mut Vec<Action>) {
+        let mut recreated: Vec<NetworkName> = Vec::new();
+        for (name, inst) in self.instances.iter_mut() {
+            match (inst.ifindex, crate::netlink::ifindex(&inst.bridge)) {
+                (None, now @ Some(_)) => inst.ifindex = now,
+                (Some(was), Some(now)) if was != now => recreated.push(name.clone()),
+                _ => {}
+            }
+        }
+        for name in recreated {
+            let planned = actions
+                .iter()
+                .any(|a| matches!(a, Action::Stop(n) | Action::Restart(n) if *n == name));
+            if !planned {
+                tracing::info!(network = %name, "bridge was created again: restarting its dnsmasq");
+                actions.retain(|a| !matches!(a, Action::Reload(n) if *n == name));
+                actions.push(Action::Restart(name));
+            }
+        }
     }
 
     /// A network starting here for the first time keeps the addresses the system dnsmasq gave

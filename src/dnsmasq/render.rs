@@ -87,6 +87,7 @@ pub fn render_private(
     }
     c.push_str(&range_lines(net, None));
     c.push_str(&range6_lines(net, None));
+    c.push_str(&settings_lines(net, None));
     c.push_str(&dns_lines(net, opts.dns_taken));
     if opts.no_ping {
         c.push_str("no-ping\n");
@@ -156,8 +157,32 @@ fn dns_lines(net: &ManagedNetwork, dns_taken: bool) -> String {
         out.push_str("port=0\n");
         return out;
     }
+    if net.settings.isolated {
+        // Nothing a guest of an isolated network asks is sent upstream.
+        out.push_str("no-resolv\n");
+    }
     if let Some(domain) = &net.domain {
-        let _ = writeln!(out, "domain={domain}\nlocal=/{domain}/\nexpand-hosts");
+        let _ = writeln!(out, "domain={domain}");
+        if net.settings.domain_local_only {
+            let _ = writeln!(out, "local=/{domain}/");
+        }
+        out.push_str("expand-hosts\n");
+    }
+    out
+}
+
+/// The DHCP options that the network's own libvirt elements ask for, as libvirt's dnsmasq
+/// gets them: an isolated network's empty router option (no default route that cannot work)
+/// and `<mtu>`'s option 26. `scope`, when given, restricts each to requests that arrived on
+/// that interface.
+pub fn settings_lines(net: &ManagedNetwork, scope: Option<&IfName>) -> String {
+    let tag = scope.map(|i| format!("tag:{i},")).unwrap_or_default();
+    let mut out = String::new();
+    if net.settings.isolated {
+        let _ = writeln!(out, "dhcp-option={tag}3");
+    }
+    if let Some(mtu) = net.settings.mtu {
+        let _ = writeln!(out, "dhcp-option={tag}option:mtu,{mtu}");
     }
     out
 }

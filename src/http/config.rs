@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
-use crate::pxe::script::{ScriptAction, ScriptRule, ScriptRules, SCRIPT_PATH};
+use crate::pxe::script::{ScriptAction, ScriptEndpoint, ScriptRule, ScriptRules};
 use crate::pxe::PxeError;
 
 /// The endpoint's port unless configured: unassigned by IANA, and not a port iPXE, dnsmasq or
@@ -56,26 +56,13 @@ impl HttpConfig {
         ScriptRules::new(&self.rules, self.default.clone())
     }
 
-    /// The URL clients on a bridge whose address is `bridge_addr` reach the endpoint at, or why
-    /// there is none (the message names the setting to change).
-    pub fn script_url(&self, bridge_addr: Ipv4Addr) -> Result<String, String> {
-        if !self.enabled {
-            return Err(
-                "the HTTP endpoint is off; set [http] enabled = true, or give the \
-                        profile's ipxe a URL"
-                    .into(),
-            );
+    /// What rendering a PXE profile needs to know of the endpoint.
+    pub fn endpoint(&self) -> ScriptEndpoint {
+        ScriptEndpoint {
+            enabled: self.enabled,
+            address: self.address,
+            port: self.port,
         }
-        let reachable =
-            self.address.is_unspecified() || self.address.to_canonical() == IpAddr::V4(bridge_addr);
-        if !reachable {
-            return Err(format!(
-                "the HTTP endpoint listens on {}, which clients on this bridge ({bridge_addr}) \
-                 cannot reach; set [http] address to 0.0.0.0 or {bridge_addr}",
-                self.address
-            ));
-        }
-        Ok(format!("http://{bridge_addr}:{}{SCRIPT_PATH}", self.port))
     }
 }
 
@@ -116,20 +103,24 @@ mod tests {
             ..HttpConfig::default()
         };
         assert_eq!(
-            c.script_url(bridge).unwrap(),
+            c.endpoint().script_url(bridge).unwrap(),
             "http://10.0.0.1:8067/boot.ipxe"
         );
         c.address = "10.0.0.1".parse().unwrap();
-        assert!(c.script_url(bridge).is_ok());
+        assert!(c.endpoint().script_url(bridge).is_ok());
         c.address = "::".parse().unwrap();
-        assert!(c.script_url(bridge).is_ok());
+        assert!(c.endpoint().script_url(bridge).is_ok());
         c.address = "127.0.0.1".parse().unwrap();
-        let err = c.script_url(bridge).unwrap_err();
+        let err = c.endpoint().script_url(bridge).unwrap_err();
         assert!(
             err.contains("127.0.0.1") && err.contains("[http] address"),
             "{err}"
         );
         c.enabled = false;
-        assert!(c.script_url(bridge).unwrap_err().contains("enabled = true"));
+        assert!(c
+            .endpoint()
+            .script_url(bridge)
+            .unwrap_err()
+            .contains("enabled = true"));
     }
 }

@@ -113,7 +113,8 @@ pub fn adopt(xml: &str) -> Result<Adoption, AdoptError> {
     if !net.served_by_libvirt() {
         return Err(AdoptError::NotServedByLibvirt(name));
     }
-    let reasons = unsupported(root, &net);
+    let mut reasons = known::unknown(root);
+    reasons.extend(unsupported(root, &net));
     if !reasons.is_empty() {
         return Err(AdoptError::Unsupported { name, reasons });
     }
@@ -390,6 +391,7 @@ fn is_saved(node: &Node) -> bool {
         && node.tag_name().name() == SAVED_ELEMENT
 }
 
+pub mod known;
 mod text;
 mod unsupported;
 

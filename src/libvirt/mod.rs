@@ -4,6 +4,7 @@
 pub mod adopt;
 pub mod define;
 pub mod depth;
+pub mod lease_status;
 pub mod metadata;
 pub mod probe;
 pub mod read;

@@ -12,7 +12,8 @@ use super::metadata;
 use super::read::{at, child, is_libvirt, shown, tag, yes_no, Cx};
 pub use super::read::{IpFamily, XmlError};
 use crate::model::{
-    DhcpIntent, DnsName, IfName, Ipv4Net, Ipv6Net, LeaseTime, MacAddr, NetworkName,
+    DhcpIntent, DnsName, IfName, Ipv4Net, Ipv6Net, LeaseTime, MacAddr, Mtu, NetworkName,
+    NetworkSettings,
 };
 
 /// A libvirt network as `virsh net-dumpxml` shows it, reduced to what virtmasq uses.
@@ -34,6 +35,10 @@ pub struct NetworkXml {
     pub domain: Option<DnsName>,
     /// virtmasq's DHCP intent from `<metadata>` (see [`metadata`]); None if there is none.
     pub metadata: Option<DhcpIntent>,
+    /// `<mtu size=...>`.
+    pub mtu: Option<Mtu>,
+    /// `<domain localOnly=...>`: Some(true) only for `yes`.
+    pub domain_local_only: Option<bool>,
 }
 
 /// One `<ip>` of a network: the bridge's address and what libvirt serves on it.
@@ -128,6 +133,18 @@ impl NetworkXml {
         super::probe::libvirt_serves(mode, !self.ips.is_empty(), self.dns_enabled, dhcp_or_tftp)
     }
 
+    /// What the network's own elements ask of the dnsmasq serving it, for a network whose DNS
+    /// domain is `domain` (libvirt's `<domain>` follows its `localOnly`; a domain virtmasq's
+    /// intent sets is answered only locally).
+    pub fn settings(&self, domain: Option<&DnsName>) -> NetworkSettings {
+        let from_libvirt = domain.is_some() && domain == self.domain.as_ref();
+        NetworkSettings {
+            isolated: self.forward_mode.is_none(),
+            mtu: self.mtu,
+            domain_local_only: !from_libvirt || self.domain_local_only == Some(true),
+        }
+    }
+
     /// The bridge's IPv4 addresses with their prefixes.
     pub fn ipv4_subnets(&self) -> Vec<Ipv4Net> {
         let v4 = |ip: &IpXml| match ip.address {
@@ -205,6 +222,13 @@ fn parse_network(net: Node) -> Result<NetworkXml, XmlError> {
             .map(|d| cx.parsed_req(d, "name"))
             .transpose()?,
         metadata: metadata.map_err(|e| e.within(&cx.0))?.flatten(),
+        mtu: child(net, "mtu")
+            .map(|m| cx.parsed_req(m, "size"))
+            .transpose()?,
+        domain_local_only: child(net, "domain")
+            .map(|d| yes_no(&cx, d, "localOnly"))
+            .transpose()?
+            .flatten(),
         name,
     })
 }

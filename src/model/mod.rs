@@ -11,6 +11,8 @@ mod names;
 mod network;
 mod network6;
 mod path;
+pub mod pxe;
+mod settings;
 
 pub use ip::{Ipv4Net, Ipv4Range};
 pub use ip6::{Duid, Ipv6Net, Ipv6Range, DHCP6_MIN_PREFIX};
@@ -22,6 +24,7 @@ pub use names::{DnsName, IfName, NetworkName, RESERVED_PREFIX};
 pub use network::{DhcpIntent, DhcpRange, IntentSource, ManagedNetwork, StaticHost};
 pub use network6::{Dhcp6Range, StaticHost6};
 pub use path::{check_line_path, deserialize_line_path};
+pub use settings::{Mtu, NetworkSettings};
 
 use thiserror::Error;
 

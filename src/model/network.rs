@@ -51,7 +51,7 @@ pub struct DhcpIntent {
     /// Whether to answer DNS on the bridge address (libvirt's dnsmasq does).
     pub dns: bool,
     /// The network's PXE boot profile, if any.
-    pub pxe: Option<crate::pxe::PxeProfile>,
+    pub pxe: Option<crate::model::pxe::profile::PxeProfile>,
 }
 
 /// Where a network's intent came from, so `status` can say so.
@@ -89,7 +89,9 @@ pub struct ManagedNetwork {
     /// Whether DNS is served on the bridge.
     pub dns: bool,
     /// The PXE boot profile (checked against the network in `agent::desired`).
-    pub pxe: Option<crate::pxe::PxeProfile>,
+    pub pxe: Option<crate::model::pxe::profile::PxeProfile>,
+    /// What the network's libvirt definition asks beyond addresses (isolation, MTU, domain).
+    pub settings: super::NetworkSettings,
 }
 
 impl ManagedNetwork {
@@ -120,7 +122,7 @@ impl ManagedNetwork {
         let proxy = intent
             .pxe
             .as_ref()
-            .is_some_and(|p| p.mode == crate::pxe::PxeMode::Proxy);
+            .is_some_and(|p| p.mode == crate::model::pxe::profile::PxeMode::Proxy);
         if proxy && !intent.ranges.is_empty() {
             return refuse("its PXE profile is proxy DHCP (another server hands out addresses) but it also has address ranges; drop one of them");
         }
@@ -152,6 +154,7 @@ impl ManagedNetwork {
             domain: intent.domain,
             dns: intent.dns,
             pxe: intent.pxe,
+            settings: super::NetworkSettings::default(),
         })
     }
 
@@ -174,7 +177,7 @@ impl ManagedNetwork {
     pub fn is_proxy(&self) -> bool {
         self.pxe
             .as_ref()
-            .is_some_and(|p| p.mode == crate::pxe::PxeMode::Proxy)
+            .is_some_and(|p| p.mode == crate::model::pxe::profile::PxeMode::Proxy)
     }
 
     /// The subnet that holds `ip`, if any.

@@ -87,7 +87,10 @@ fn handoff_url(profile: &PxeProfile, scope: &PxeScope) -> Result<Option<BootUrl>
         IpxeHandoff::BootFiles => Ok(None),
         IpxeHandoff::Url(u) => Ok(Some(u.clone())),
         IpxeHandoff::Endpoint => {
-            let url = scope.http.script_url(scope.subnet.addr()).map_err(err)?;
+            let url = scope
+                .endpoint
+                .script_url(scope.subnet.addr())
+                .map_err(err)?;
             url.parse().map(Some).map_err(|e| err(format!("{e}")))
         }
     }

@@ -7,23 +7,21 @@
 //! private instance's configuration or a system fragment. Nothing is written when a check
 //! fails. [`script`] holds the rules the HTTP endpoint ([`crate::http`]) serves scripts by.
 
-pub mod arch;
 pub mod check;
 pub mod error;
 pub mod lines;
-pub mod profile;
 pub mod script;
-pub mod values;
+
+pub use crate::model::pxe::{arch, profile, values};
 
 pub use arch::ClientArch;
 pub use check::check_files;
 pub use error::PxeError;
 pub use lines::{system_side_effect, LinesFor, IPXE_TAG};
 
-use crate::http::HttpConfig;
 use crate::model::{IfName, Ipv4Net, NetworkName};
 pub use profile::{BootFiles, BootTarget, HostKey, IpxeHandoff, PxeHost, PxeMode, PxeProfile};
-pub use script::{ScriptAction, ScriptRule, ScriptRules};
+pub use script::{ScriptAction, ScriptEndpoint, ScriptRule, ScriptRules};
 pub use values::{BootFile, BootUrl, MachineUuid, PromptText, PxelinuxValue, ScriptUri};
 
 /// The network a profile is rendered for.
@@ -35,8 +33,8 @@ pub struct PxeScope<'a> {
     pub bridge: &'a IfName,
     /// The bridge's IPv4 address and prefix that PXE is served on.
     pub subnet: &'a Ipv4Net,
-    /// The HTTP endpoint, for profiles that send iPXE clients to it.
-    pub http: &'a HttpConfig,
+    /// The iPXE script endpoint, for profiles that send iPXE clients to it.
+    pub endpoint: ScriptEndpoint,
 }
 
 /// Checks `profile` against the network and renders its lines, touching no file.

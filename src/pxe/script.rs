@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +14,43 @@ use crate::model::MacAddr;
 
 /// The path iPXE clients are sent to, on virtmasq's endpoint.
 pub const SCRIPT_PATH: &str = "/boot.ipxe";
+
+/// Where the iPXE script endpoint listens, as far as rendering a profile needs to know it: the
+/// HTTP server's settings ([`crate::http::HttpConfig::endpoint`]) handed down, so that this
+/// module never reaches up into the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScriptEndpoint {
+    /// Whether the daemon serves scripts at all.
+    pub enabled: bool,
+    /// The address it listens on.
+    pub address: IpAddr,
+    /// Its TCP port.
+    pub port: u16,
+}
+
+impl ScriptEndpoint {
+    /// The URL clients on a bridge whose address is `bridge_addr` reach the endpoint at, or why
+    /// there is none (the message names the setting to change).
+    pub fn script_url(&self, bridge_addr: Ipv4Addr) -> Result<String, String> {
+        if !self.enabled {
+            return Err(
+                "the HTTP endpoint is off; set [http] enabled = true, or give the \
+                        profile's ipxe a URL"
+                    .into(),
+            );
+        }
+        let reachable =
+            self.address.is_unspecified() || self.address.to_canonical() == IpAddr::V4(bridge_addr);
+        if !reachable {
+            return Err(format!(
+                "the HTTP endpoint listens on {}, which clients on this bridge ({bridge_addr}) \
+                 cannot reach; set [http] address to 0.0.0.0 or {bridge_addr}",
+                self.address
+            ));
+        }
+        Ok(format!("http://{bridge_addr}:{}{SCRIPT_PATH}", self.port))
+    }
+}
 
 /// What a client's script tells iPXE to do. Written as a table with exactly one key:
 /// `{ chain = "http://…" }`, `{ sanboot = "iscsi:…" }` or `{ exit = true }`.

@@ -97,33 +97,7 @@ pub fn decide(f: &Facts) -> Decision {
         )),
         Some((path, v)) => reasons.push(format!("{} {} is installed", path.display(), v.version)),
     }
-    let u = &f.unit;
-    if !u.systemd_running {
-        blockers.push(
-            "systemd is not running, so the system dnsmasq cannot be restarted over D-Bus".into(),
-        );
-    } else if !u.exists {
-        blockers.push(format!(
-            "there is no {} (only the dnsmasq binary is installed)",
-            u.unit
-        ));
-    } else if !u.enabled() {
-        blockers.push(format!(
-            "{} is {} (enable it with `systemctl enable --now {}` to use system mode)",
-            u.unit,
-            if u.unit_file_state.is_empty() {
-                "not enabled"
-            } else {
-                &u.unit_file_state
-            },
-            u.unit
-        ));
-    } else {
-        reasons.push(format!(
-            "{} is {} and {}",
-            u.unit, u.unit_file_state, u.active_state
-        ));
-    }
+    unit_facts(&f.unit, &mut blockers, &mut reasons);
     match f.config.conf_dir(&f.conf_dir) {
         None => blockers.push(format!(
             "the system dnsmasq does not read {} (add `conf-dir={}` to its configuration)",
@@ -167,6 +141,36 @@ pub fn decide(f: &Facts) -> Decision {
         mode,
         reasons,
         conflicts,
+    }
+}
+
+/// What the unit's state says for or against system mode.
+fn unit_facts(u: &UnitFacts, blockers: &mut Vec<String>, reasons: &mut Vec<String>) {
+    if !u.systemd_running {
+        blockers.push(
+            "systemd is not running, so the system dnsmasq cannot be restarted over D-Bus".into(),
+        );
+    } else if !u.exists {
+        blockers.push(format!(
+            "there is no {} (only the dnsmasq binary is installed)",
+            u.unit
+        ));
+    } else if !u.enabled() {
+        blockers.push(format!(
+            "{} is {} (enable it with `systemctl enable --now {}` to use system mode)",
+            u.unit,
+            if u.unit_file_state.is_empty() {
+                "not enabled"
+            } else {
+                &u.unit_file_state
+            },
+            u.unit
+        ));
+    } else {
+        reasons.push(format!(
+            "{} is {} and {}",
+            u.unit, u.unit_file_state, u.active_state
+        ));
     }
 }
 

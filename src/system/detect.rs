@@ -3,15 +3,16 @@
 //! (`schema: 1`, documented in README.md).
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Serialize;
 
 use super::decide::{decide, Conflict, Facts, Mode, UnitFacts};
 use super::effective::EffectiveConfig;
-use super::ports::{udp_holders, PortHolder};
+use super::ports::PortHolder;
 use super::version::DnsmasqVersion;
 use crate::config::Config;
+use crate::host::Host;
 use crate::systemd::Systemd;
 
 /// The JSON schema version of [`Detection`].
@@ -69,18 +70,17 @@ pub struct DecisionReport {
     pub reasons: Vec<String>,
 }
 
-/// Gathers the facts on this machine (`root` is `/` except in tests) and decides. Returns the
+/// Gathers the facts on this machine (`host` is [`Host::real`] except in tests) and decides. Returns the
 /// systemd client too when systemd answered, for callers that go on to use it.
 pub async fn detect(
     cfg: &Config,
-    root: &Path,
+    host: &Host,
     managed_bridges: Vec<String>,
 ) -> (Detection, Option<Systemd>) {
     let version = DnsmasqVersion::of(&cfg.paths.dnsmasq);
     let (unit, systemd) = unit_facts(&cfg.system.unit).await;
-    let config = EffectiveConfig::read(root);
-    let proc = Path::new("/proc");
-    let udp67 = udp_holders(proc, 67);
+    let config = EffectiveConfig::read(&host.root);
+    let udp67 = host.udp_holders(67);
     let facts = Facts {
         binary: version.clone().map(|v| (cfg.paths.dnsmasq.clone(), v)),
         unit: unit.clone(),
@@ -103,7 +103,7 @@ pub async fn detect(
         config,
         ports: Ports {
             udp67,
-            udp53: udp_holders(proc, 53),
+            udp53: host.udp_holders(53),
         },
         managed_bridges,
         conflicts: decision.conflicts,
@@ -143,6 +143,24 @@ async fn unit_facts(unit: &str) -> (UnitFacts, Option<Systemd>) {
 impl Detection {
     /// The report for people.
     pub fn to_text(&self) -> String {
+        let mut o = self.binary_and_unit_text();
+        o.push_str(&self.config_text());
+        o.push_str(&self.ports_text());
+        for c in &self.conflicts {
+            let _ = writeln!(o, "conflict:  [{}] {}", c.code, c.message);
+        }
+        let mode = match self.decision.mode {
+            Mode::System => "system",
+            Mode::Private => "private",
+        };
+        let _ = writeln!(o, "decision:  {mode} mode");
+        for r in &self.decision.reasons {
+            let _ = writeln!(o, "           - {r}");
+        }
+        o
+    }
+
+    fn binary_and_unit_text(&self) -> String {
         let mut o = String::new();
         let d = &self.dnsmasq;
         match &d.version {
@@ -175,6 +193,11 @@ impl Detection {
                 u.unit, u.unit_file_state, u.active_state
             );
         }
+        o
+    }
+
+    fn config_text(&self) -> String {
+        let mut o = String::new();
         let c = &self.config;
         let list = |v: &[String]| {
             if v.is_empty() {
@@ -216,6 +239,11 @@ impl Detection {
             c.dhcp_ranges,
             c.virtmasq_dhcp_ranges
         );
+        o
+    }
+
+    fn ports_text(&self) -> String {
+        let mut o = String::new();
         for (name, holders) in [("udp/67", &self.ports.udp67), ("udp/53", &self.ports.udp53)] {
             let held: Vec<String> = holders
                 .iter()
@@ -230,17 +258,6 @@ impl Detection {
                     held.join("; ")
                 }
             );
-        }
-        for c in &self.conflicts {
-            let _ = writeln!(o, "conflict:  [{}] {}", c.code, c.message);
-        }
-        let mode = match self.decision.mode {
-            Mode::System => "system",
-            Mode::Private => "private",
-        };
-        let _ = writeln!(o, "decision:  {mode} mode");
-        for r in &self.decision.reasons {
-            let _ = writeln!(o, "           - {r}");
         }
         o
     }

@@ -179,13 +179,6 @@ impl EffectiveConfig {
         } else {
             BindMode::Default
         };
-        let port = r
-            .opts
-            .iter()
-            .rev()
-            .find(|o| o.name == "port")
-            .and_then(|o| o.value.as_deref()?.parse().ok())
-            .unwrap_or(53);
         let count = |mine: bool| {
             r.opts
                 .iter()
@@ -193,14 +186,6 @@ impl EffectiveConfig {
                 .filter(|o| o.source.as_ref().is_some_and(|s| ours.contains(s)) == mine)
                 .count()
         };
-        let libvirt_fragment = r
-            .files
-            .iter()
-            .find(|f| {
-                f.file_name()
-                    .is_some_and(|n| n == "libvirt-daemon" || n == "libvirt.conf")
-            })
-            .cloned();
         let their_opts: Vec<&Opt> = r.opts.iter().filter(theirs).collect();
         let (dns_domains, global_domain) = super::domains::served(&their_opts);
         Self {
@@ -216,14 +201,10 @@ impl EffectiveConfig {
             no_dhcp_interfaces: values("no-dhcp-interface"),
             bind_mode,
             local_service: has("local-service"),
-            port,
-            lease_file: r
-                .opts
-                .iter()
-                .rev()
-                .find(|o| o.name == "dhcp-leasefile")
-                .and_then(|o| o.value.clone())
-                .map(PathBuf::from),
+            port: last_value(&r, "port")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(53),
+            lease_file: last_value(&r, "dhcp-leasefile").map(PathBuf::from),
             dhcp_ranges: count(false),
             virtmasq_dhcp_ranges: count(true),
             enable_ra: their_opts.iter().any(|o| o.name == "enable-ra"),
@@ -239,7 +220,7 @@ impl EffectiveConfig {
                 .filter(theirs)
                 .any(|o| o.name == "enable-tftp" && o.value.is_none()),
             virtmasq_fragments: ours,
-            libvirt_fragment,
+            libvirt_fragment: libvirt_fragment(&r),
             problems: r.problems.clone(),
         }
     }
@@ -261,6 +242,26 @@ fn is_dhcp6_without_ra(value: &str) -> bool {
         .iter()
         .find_map(|f| f.parse::<std::net::IpAddr>().ok());
     first.is_some_and(|a| a.is_ipv6()) && !fields.iter().any(|f| RA_MODES.contains(f))
+}
+
+/// The value of the last `name` option read (dnsmasq keeps the last one).
+fn last_value(r: &Reader, name: &str) -> Option<String> {
+    r.opts
+        .iter()
+        .rev()
+        .find(|o| o.name == name)
+        .and_then(|o| o.value.clone())
+}
+
+/// The file libvirt's package drops into the conf-dir, if one was read.
+fn libvirt_fragment(r: &Reader) -> Option<PathBuf> {
+    r.files
+        .iter()
+        .find(|f| {
+            f.file_name()
+                .is_some_and(|n| n == "libvirt-daemon" || n == "libvirt.conf")
+        })
+        .cloned()
 }
 
 fn info(d: &ConfDir) -> ConfDirInfo {

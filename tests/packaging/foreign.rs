@@ -266,6 +266,7 @@ fn adopt_never_takes_service_away(lab: &Lab, ct: &Container) {
         "the guest's address changed\n{}",
         ct.journal("virtmasq")
     );
+    listed_by_libvirt(ct, "vqf-adopt", "52:54:00:12:0b:01", after.unwrap());
     let status = run(ct, &["virtmasq", "status"]);
     assert!(status.contains("per network"), "{status}");
     let render = run(ct, &["virtmasq", "render", "vqf-adopt"]);
@@ -324,7 +325,27 @@ fn readme_network_is_served_by_the_system_dnsmasq(lab: &Lab, ct: &Container) {
         "{ip:?}\n{}",
         ct.journal("virtmasq")
     );
+    listed_by_libvirt(ct, "vqm-readme", "52:54:00:12:0c:01", ip.unwrap());
     let detect = run(ct, &["virtmasq", "detect", "--json"]);
     assert!(detect.contains("\"vqm-readme\""), "{detect}");
     run(ct, &["virsh", "-q", "net-destroy", "vqm-readme"]);
+}
+
+/// `virsh net-dhcp-leases` lists the guest's lease on `network`, served by virtmasq (the status
+/// file the daemon keeps is read within a second or two of the lease).
+fn listed_by_libvirt(ct: &Container, network: &str, mac: &str, ip: std::net::Ipv4Addr) {
+    let started = std::time::Instant::now();
+    loop {
+        let out = run(ct, &["virsh", "-q", "net-dhcp-leases", network]);
+        let want = format!("{ip}/24");
+        if out.lines().any(|l| l.contains(mac) && l.contains(&want)) {
+            return;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "virsh net-dhcp-leases {network} does not list {mac} {ip}:\n{out}\n{}",
+            ct.journal("virtmasq")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
 }

@@ -67,7 +67,7 @@ pub fn write_config(dir: &Path, uri: &str, extra: &str) -> PathBuf {
     let path = dir.join("virtmasq.toml");
     let text = format!(
         "mode = \"private\"\n[paths]\nstate_dir = \"{d}/state\"\nrun_dir = \"{d}/run\"\nconf_dir = \"{d}/dnsmasq.d\"\n\
-         [libvirt]\nuri = \"{uri}\"\npoll_interval_secs = 1\n[dnsmasq]\nno_ping = true\n{extra}",
+         [libvirt]\nuri = \"{uri}\"\npoll_interval_secs = 1\nlease_status_dir = \"{d}/libvirt-dnsmasq\"\n[dnsmasq]\nno_ping = true\n{extra}",
         d = dir.display()
     );
     fs::write(&path, text).expect("write config");

@@ -1,15 +1,14 @@
 //! Private instances behind the [`Backend`] trait.
 
 use std::collections::HashSet;
-use std::path::Path;
 
 use super::{dns_taken_by_others, private_options, sighup_safe, Backend, Outcome};
 use crate::config::Config;
 use crate::dnsmasq::private::Supervisor;
 use crate::dnsmasq::process::RunAs;
 use crate::dnsmasq::render::RenderOptions;
+use crate::host::Host;
 use crate::model::{ManagedNetwork, NetworkName};
-use crate::system::effective::EffectiveConfig;
 
 /// Private instances.
 pub struct PrivateBackend {
@@ -18,17 +17,15 @@ pub struct PrivateBackend {
     /// Networks whose bridge's DNS port another dnsmasq may hold (the system dnsmasq, in
     /// per-network mode): their instances serve DHCP only.
     pub dns_elsewhere: HashSet<NetworkName>,
+    /// Where it looks for other holders of udp/53.
+    host: Host,
 }
 
 impl PrivateBackend {
     /// A backend with no instance yet.
-    pub fn new(cfg: &Config) -> anyhow::Result<Self> {
+    pub fn new(cfg: &Config, host: Host) -> anyhow::Result<Self> {
         let run_as = RunAs::lookup(&cfg.dnsmasq.user)?;
-        let system_leases = cfg.paths.system_lease_file.clone().unwrap_or_else(|| {
-            EffectiveConfig::read(Path::new("/"))
-                .lease_file
-                .unwrap_or_else(|| crate::dnsmasq::leases::SYSTEM_DEFAULT.into())
-        });
+        let system_leases = super::system_lease_file(cfg, &host);
         Ok(Self {
             supervisor: Supervisor::new(
                 cfg.paths.dnsmasq.clone(),
@@ -38,6 +35,7 @@ impl PrivateBackend {
             )
             .with_lease_seed(system_leases),
             dns_elsewhere: HashSet::new(),
+            host,
         })
     }
 }
@@ -50,7 +48,7 @@ impl Backend for PrivateBackend {
         cfg: &Config,
     ) -> Outcome {
         self.supervisor.set_hangup_safe(sighup_safe(cfg));
-        let dns_taken = dns_taken_by_others(&cfg.paths.run_dir);
+        let dns_taken = dns_taken_by_others(&cfg.paths.run_dir, &self.host);
         if dns_taken && nets.iter().any(|n| n.dns) {
             tracing::warn!(
                 "another server answers DNS on every address (udp/53): private instances serve \
@@ -85,6 +83,16 @@ impl Backend for PrivateBackend {
             },
             None => "not started (see errors)".into(),
         }
+    }
+
+    fn lease_file(&self, net: &ManagedNetwork, cfg: &Config) -> Option<std::path::PathBuf> {
+        self.supervisor.status().get(&net.name)?;
+        let paths = crate::dnsmasq::render::InstancePaths::new(
+            &cfg.paths.run_dir,
+            &cfg.paths.state_dir,
+            net.name.as_str(),
+        );
+        Some(paths.leases)
     }
 
     async fn reread(&mut self, cfg: &Config) -> anyhow::Result<()> {

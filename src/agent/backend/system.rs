@@ -2,7 +2,6 @@
 //! place, [`system_files`]), the transaction that writes them, restarts and SIGHUP.
 
 use std::collections::HashSet;
-use std::path::Path;
 
 use super::{
     sighup_safe, sighup_safe_with, system_extra_lines, system_refusal, system_shared_lines,
@@ -11,6 +10,7 @@ use super::{
 use crate::config::Config;
 use crate::dnsmasq::fragment;
 use crate::fsutil::FileLock;
+use crate::host::Host;
 use crate::model::{ManagedNetwork, NetworkName};
 use crate::system::apply::{observe, Applied, Apply};
 use crate::system::effective::EffectiveConfig;
@@ -28,16 +28,19 @@ pub struct SystemView {
     pub version: Option<DnsmasqVersion>,
     /// Whether hosts changes may be a SIGHUP ([`super::sighup_safe`]).
     pub hangup_safe: bool,
+    /// The trees it was read from; which bridges exist is asked of its sysfs.
+    pub host: Host,
 }
 
 impl SystemView {
-    /// Reads it all from this host.
-    pub fn observe(cfg: &Config) -> Self {
+    /// Reads it all from `host`.
+    pub fn observe(cfg: &Config, host: &Host) -> Self {
         let version = DnsmasqVersion::of(&cfg.paths.dnsmasq);
         Self {
-            effective: EffectiveConfig::read(Path::new("/")),
+            effective: EffectiveConfig::read(&host.root),
             hangup_safe: sighup_safe_with(cfg, version.as_ref()),
             version,
+            host: host.clone(),
         }
     }
 }
@@ -57,13 +60,21 @@ pub struct SystemBackend {
     pub systemd: Systemd,
     /// Networks the last full reconcile left out, and why (for `served_by`).
     deferred: std::sync::Mutex<Vec<(NetworkName, LeftOut)>>,
+    /// The trees the system is observed in.
+    host: Host,
 }
 
 impl SystemBackend {
-    /// A backend talking to `systemd`.
-    pub fn new(systemd: Systemd) -> Self {
+    /// The trees the system is observed in.
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
+    /// A backend talking to `systemd`, observing the system in `host`.
+    pub fn new(systemd: Systemd, host: Host) -> Self {
         Self {
             systemd,
+            host,
             deferred: std::sync::Mutex::new(Vec::new()),
         }
     }
@@ -121,7 +132,7 @@ impl SystemBackend {
             .collect();
         let nets = nets.as_slice();
         let _lock = lock_system(cfg).await?;
-        let view = view.unwrap_or_else(|| SystemView::observe(cfg));
+        let view = view.unwrap_or_else(|| SystemView::observe(cfg, &self.host));
         // With a scope, the hook changes one network: shared lines stay as they are.
         let shared = match scope {
             Some(_) => Vec::new(),
@@ -216,7 +227,7 @@ pub fn system_files(
         nets,
         &target,
         |n| system_extra_lines(cfg, n, &view.effective),
-        bridge_exists,
+        |b| view.host.interface_exists(b),
     )
 }
 
@@ -229,11 +240,6 @@ async fn lock_system(cfg: &Config) -> anyhow::Result<FileLock> {
     })
     .await??;
     Ok(lock)
-}
-
-/// Whether a network interface exists now.
-pub fn bridge_exists(name: &str) -> bool {
-    Path::new("/sys/class/net").join(name).exists()
 }
 
 impl Backend for SystemBackend {
@@ -259,6 +265,14 @@ impl Backend for SystemBackend {
                     .display()
             ),
         }
+    }
+
+    fn lease_file(&self, net: &ManagedNetwork, cfg: &Config) -> Option<std::path::PathBuf> {
+        let deferred = self.deferred.lock().unwrap_or_else(|p| p.into_inner());
+        if deferred.iter().any(|(n, _)| *n == net.name) {
+            return None;
+        }
+        Some(super::system_lease_file(cfg, &self.host))
     }
 
     async fn reread(&mut self, cfg: &Config) -> anyhow::Result<()> {

@@ -41,6 +41,7 @@ pub(super) async fn run_with<B: Backend>(
     tick.reset();
     let mut due: Option<Instant> = None;
     let mut burst = Burst::default();
+    let mut leases = tokio::time::interval(LEASE_VIEW_INTERVAL);
     loop {
         let debounce = cfg.system.debounce();
         let mut trigger = |due: &mut Option<Instant>| {
@@ -93,6 +94,9 @@ pub(super) async fn run_with<B: Backend>(
             }
             _ = tick.tick() => trigger(&mut due),
             _ = watchdog.tick() => { let _ = notify::watchdog(); }
+            _ = leases.tick() => {
+                svc.lease_view.lock().unwrap_or_else(|p| p.into_inner()).refresh();
+            }
             _ = sleep_until(due), if due.is_some() => {
                 due = None;
                 burst.applied();
@@ -106,6 +110,9 @@ pub(super) async fn run_with<B: Backend>(
     svc.bus.take();
     Ok(())
 }
+
+/// How often libvirt's lease status files are brought up to date with the lease files.
+const LEASE_VIEW_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// When a reconcile is due after a trigger. A trigger after a quiet time is applied at once (a
 /// single network start costs one reconcile, with no wait); triggers that follow within the

@@ -8,6 +8,7 @@ use super::Services;
 use crate::agent::backend::{filter_proxy, Backend};
 use crate::agent::dbus;
 use crate::agent::desired::{desired, Desired};
+use crate::agent::lease_view::Source;
 use crate::agent::status::{snapshot, FilterStatus, NetworkStatus, SkippedStatus};
 use crate::config::Config;
 use crate::filter::PxeFilter;
@@ -83,6 +84,18 @@ pub(super) async fn reconcile<B: Backend>(
             errors.push(format!("{e:#}"));
         }
     }
+    let sources = want
+        .served
+        .iter()
+        .filter_map(|s| {
+            let file = backend.lease_file(&s.network, cfg)?;
+            Some(Source::of(&s.network, file))
+        })
+        .collect();
+    svc.lease_view
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .follow(sources);
     let networks: Vec<NetworkStatus> = want
         .served
         .iter()

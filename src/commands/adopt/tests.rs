@@ -29,7 +29,7 @@ fn hand_over(mode: Mode, conf: &str, system_active: bool, daemon: bool) -> HandO
 
 fn net(bridge: &str) -> ManagedNetwork {
     let xml = format!(
-        "<network><name>lab</name><bridge name='{bridge}'/>\
+        "<network><name>lab</name><forward mode='nat'/><bridge name='{bridge}'/>\
          <ip address='10.82.0.1' prefix='24'><dhcp>\
          <range start='10.82.0.100' end='10.82.0.150'/></dhcp></ip></network>"
     );
@@ -125,4 +125,35 @@ fn a_dry_run_shows_both_and_says_nothing_changed() {
     let out = dry_run(before, after, None);
     assert!(out.contains(before) && out.contains(after), "{out}");
     assert!(out.ends_with("nothing was changed\n"), "{out}");
+}
+
+/// An isolated network with DNS needs no-resolv, which a shared dnsmasq would apply to every
+/// interface: in system mode it gets a private instance beside the system dnsmasq; without DNS
+/// its lines (an empty router option) are scoped to the bridge and the system dnsmasq serves it.
+#[test]
+fn an_isolated_network_with_dns_is_served_privately_in_system_mode() {
+    let isolated = |dns: &str| {
+        let xml = format!(
+            "<network><name>iso</name><bridge name='vqiso0'/>{dns}\
+             <ip address='10.83.0.1' prefix='24'><dhcp>\
+             <range start='10.83.0.100' end='10.83.0.150'/></dhcp></ip></network>"
+        );
+        crate::agent::desired::managed(&adopt(&xml).unwrap().xml, &Config::default())
+            .unwrap()
+            .network
+    };
+    let coexist = "bind-interfaces\n";
+    let effective = hand_over(Mode::System, coexist, true, true).effective;
+    let with_dns = isolated("");
+    match place(&with_dns, &effective, system_refusal(&with_dns)) {
+        crate::system::placement::Placement::Private(r) => {
+            assert!(r.why.contains("isolated"), "{}", r.why)
+        }
+        other => panic!("{other:?}"),
+    }
+    let without = isolated("<dns enable='no'/>");
+    assert_eq!(
+        place(&without, &effective, system_refusal(&without)),
+        crate::system::placement::Placement::System
+    );
 }

@@ -140,3 +140,45 @@ fn dns_held_by_another_server_means_no_dns_socket() {
     let r = render_private(&net(true, false), &paths(), &opts);
     assert!(r.conf.contains("\nport=0\n"), "{}", r.conf);
 }
+
+/// The lines libvirt's own dnsmasq gets from an isolated network, `<mtu>` and
+/// `<domain localOnly>`, in a private instance and, scoped to the bridge, in a system fragment.
+#[test]
+fn isolation_mtu_and_domain_as_libvirt_writes_them() {
+    let mut n = net(true, false);
+    let plain = render_private(&n, &paths(), &RenderOptions::default()).conf;
+    for absent in ["dhcp-option=", "no-resolv"] {
+        assert!(!plain.contains(absent), "{plain}");
+    }
+    assert!(plain.contains("\nlocal=/lab.example/\n"), "{plain}");
+    n.settings = crate::model::NetworkSettings {
+        isolated: true,
+        mtu: Some("7000".parse().unwrap()),
+        domain_local_only: false,
+    };
+    let conf = render_private(&n, &paths(), &RenderOptions::default()).conf;
+    for line in [
+        "dhcp-option=3",
+        "no-resolv",
+        "dhcp-option=option:mtu,7000",
+        "domain=lab.example",
+        "expand-hosts",
+    ] {
+        assert!(conf.lines().any(|l| l == line), "{line}:\n{conf}");
+    }
+    assert!(
+        !conf.contains("local=/"),
+        "localOnly='no' forwards the domain:\n{conf}"
+    );
+    assert_eq!(
+        settings_lines(&n, Some(&n.bridge)),
+        "dhcp-option=tag:vqbr0,3\ndhcp-option=tag:vqbr0,option:mtu,7000\n"
+    );
+    // Without DNS there is nothing to forward: no no-resolv, the router option stays.
+    n.dns = false;
+    let conf = render_private(&n, &paths(), &RenderOptions::default()).conf;
+    assert!(
+        conf.contains("\ndhcp-option=3\n") && !conf.contains("no-resolv"),
+        "{conf}"
+    );
+}

@@ -339,7 +339,10 @@ fn adopt_refuses_line_breaks_that_are_content() {
     let Err(AdoptError::Unsupported { reasons, .. }) = adopt(&xml) else {
         panic!("adopted a <dhcp> that its saved copy cannot keep");
     };
-    assert!(reasons[0].contains("line break"), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("line break")),
+        "{reasons:?}"
+    );
 }
 
 /// Found by fuzzing: two `<ip>` of one address were adopted, and release then refused to give

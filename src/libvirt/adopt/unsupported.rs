@@ -151,7 +151,7 @@ fn unsupported_dns(root: Node) -> Vec<String> {
     if let Some(d) = child(root, "domain") {
         if let Some(a) = d
             .attributes()
-            .find(|a| !["name", "localOnly"].contains(&a.name()))
+            .find(|a| !["name", "localOnly", "register"].contains(&a.name()))
         {
             out.push(format!(
                 "<domain {}='{}'> is not carried over",

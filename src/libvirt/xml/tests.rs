@@ -235,3 +235,44 @@ fn deep_nesting_is_refused_before_parsing() {
     let err = HookData::parse(&hook).unwrap_err().to_string();
     assert!(err.contains("nested deeper than 256"), "{err}");
 }
+
+/// What the network's own elements ask of its dnsmasq: isolation from a missing `<forward>`,
+/// `<mtu>`, and whose domain `localOnly` governs.
+#[test]
+fn settings_from_the_networks_own_elements() {
+    let xml = |forward: &str, extra: &str| {
+        NetworkXml::parse(&format!(
+            "<network><name>n</name>{forward}<bridge name='b0'/>{extra}\
+             <ip address='10.1.0.1' prefix='24'/></network>"
+        ))
+        .unwrap()
+    };
+    let isolated = xml("", "<mtu size='9000'/><domain name='lab' localOnly='no'/>");
+    let lab: DnsName = "lab".parse().unwrap();
+    let s = isolated.settings(Some(&lab));
+    assert!(s.isolated);
+    assert_eq!(s.mtu.map(|m| m.get()), Some(9000));
+    assert!(!s.domain_local_only, "libvirt's domain, localOnly='no'");
+    let other: DnsName = "intent.example".parse().unwrap();
+    assert!(
+        isolated.settings(Some(&other)).domain_local_only,
+        "a domain of virtmasq's intent is local"
+    );
+    let nat = xml(
+        "<forward mode='nat'/>",
+        "<domain name='lab' localOnly='yes'/>",
+    );
+    let s = nat.settings(Some(&lab));
+    assert!(!s.isolated && s.mtu.is_none() && s.domain_local_only);
+    assert!(
+        !xml("<forward/>", "<domain name='lab'/>")
+            .settings(Some(&lab))
+            .domain_local_only
+    );
+    let err = NetworkXml::parse(
+        "<network><name>n</name><mtu size='20'/><ip address='10.1.0.1' prefix='24'/></network>",
+    )
+    .unwrap_err();
+    let msg = crate::error::chain(&err);
+    assert!(msg.contains("mtu") && msg.contains("20"), "{msg}");
+}

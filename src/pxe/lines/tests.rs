@@ -4,15 +4,14 @@
 use std::fs;
 
 use super::*;
-use crate::http::HttpConfig;
 use crate::model::{IfName, Ipv4Net, NetworkName};
-use crate::pxe::{check_files, dnsmasq_lines, render_lines, PxeScope};
+use crate::pxe::{check_files, dnsmasq_lines, render_lines, PxeScope, ScriptEndpoint};
 
 struct Net {
     name: NetworkName,
     bridge: IfName,
     subnet: Ipv4Net,
-    http: HttpConfig,
+    endpoint: ScriptEndpoint,
 }
 
 fn net() -> Net {
@@ -20,9 +19,10 @@ fn net() -> Net {
         name: "lab".parse().unwrap(),
         bridge: "virbr10".parse().unwrap(),
         subnet: "10.10.0.1/24".parse().unwrap(),
-        http: HttpConfig {
+        endpoint: ScriptEndpoint {
             enabled: true,
-            ..HttpConfig::default()
+            address: std::net::Ipv4Addr::UNSPECIFIED.into(),
+            port: 8067,
         },
     }
 }
@@ -33,7 +33,7 @@ impl Net {
             network: &self.name,
             bridge: &self.bridge,
             subnet: &self.subnet,
-            http: &self.http,
+            endpoint: self.endpoint,
         }
     }
 }
@@ -219,7 +219,7 @@ fn contradictions_are_refused_naming_the_value() {
         );
     }
     let mut off = net();
-    off.http.address = "127.0.0.1".parse().unwrap();
+    off.endpoint.address = "127.0.0.1".parse().unwrap();
     let err = render_lines(&profile(""), &off.scope(), LinesFor::Private)
         .unwrap_err()
         .to_string();

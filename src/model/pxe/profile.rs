@@ -1,7 +1,7 @@
 //! The PXE boot profile of one network, as written in virtmasq's configuration
 //! (`[networks.<name>.pxe]`) or, later, in a network's `<metadata>`. Values are checked when the
 //! profile is read (line and column in the error); how they fit together is checked when lines
-//! are rendered ([`super::dnsmasq_lines`]), where the network is known.
+//! are rendered ([`crate::pxe::dnsmasq_lines`]), where the network is known.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
