@@ -22,7 +22,8 @@ const STATIC_MAC: &str = "52:54:00:98:00:0a";
 fn node_xml() -> String {
     let duid = format!("00:03:00:01:{STATIC_MAC}");
     format!(
-        "<node><network><name>lab</name><bridge name='{BRIDGE}'/><dns enable='no'/>\
+        "<node><network><name>lab</name><forward mode='nat'/><bridge name='{BRIDGE}'/>\
+         <dns enable='no'/>\
          <ip address='10.97.0.1' prefix='24'/>\
          <ip family='ipv6' address='fd00:98::1' prefix='64'/><metadata>\
          <virtmasq:dhcp xmlns:virtmasq=\"http://virtmasq.org/xmlns/network/1.0\">\

@@ -10,6 +10,10 @@
 //!   the same /64. A subnet longer than /64 cannot be advertised for SLAAC and gets nothing,
 //!   as from libvirt.
 //!
+//! On an isolated network (no `<forward>`) the advertisements carry a router lifetime of 0,
+//! as libvirt's `ra-param`, so guests get no default route through a host that does not
+//! forward.
+//!
 //! dnsmasq ties an IPv6 range to an interface by subnet (only an interface holding an address
 //! in it sends its advertisements or answers DHCPv6 from it); `scope` adds the arrival
 //! interface's tag on top, as for IPv4, so a relayed request from elsewhere never matches.
@@ -22,14 +26,17 @@ use crate::model::{IfName, ManagedNetwork, StaticHost6, DHCP6_MIN_PREFIX};
 pub fn range6_lines(net: &ManagedNetwork, scope: Option<&IfName>) -> String {
     let tag = scope.map(|i| format!("tag:{i},")).unwrap_or_default();
     let mut out = String::new();
+    let mut advertised = false;
     for subnet in &net.subnets6 {
         let prefix = subnet.prefix();
         if !net.dhcp6_on(subnet) {
             if prefix <= DHCP6_MIN_PREFIX {
                 let _ = writeln!(out, "dhcp-range={tag}{},ra-only,64", subnet.slaac_prefix());
+                advertised = true;
             }
             continue;
         }
+        advertised = true;
         let ranges: Vec<_> = net
             .ranges6
             .iter()
@@ -53,6 +60,11 @@ pub fn range6_lines(net: &ManagedNetwork, scope: Option<&IfName>) -> String {
     }
     if net.has_dhcp6() {
         out.push_str("enable-ra\n");
+    }
+    // An isolated network has no router: advertisements must not offer a default route
+    // (libvirt writes `ra-param=*,0,0`; this one names the bridge, so it is scoped too).
+    if advertised && net.settings.isolated {
+        let _ = writeln!(out, "ra-param={},0,0", net.bridge);
     }
     out
 }

@@ -183,7 +183,10 @@ fn dnsmasq_accepts_the_ipv6_lines() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let paths = InstancePaths::new(dir.path(), dir.path(), "lab");
-    let r = render_private(&dual(), &paths, &RenderOptions::default());
+    let mut net = dual();
+    net.settings.isolated = true;
+    let r = render_private(&net, &paths, &RenderOptions::default());
+    assert!(r.conf.contains("\nra-param=vqbr0,0,0\n"), "{}", r.conf);
     std::fs::create_dir_all(paths.hosts.parent().unwrap()).unwrap();
     std::fs::write(&paths.hosts, &r.hosts).unwrap();
     let conf = r.conf.replace(
@@ -204,8 +207,8 @@ fn dnsmasq_accepts_the_ipv6_lines() {
         tag_hosts: true,
         extra_lines: vec![],
     };
-    let fragment = render_fragment(&dual(), &ctx);
-    let tagged: String = render_hosts(&dual(), true)
+    let fragment = render_fragment(&net, &ctx);
+    let tagged: String = render_hosts(&net, true)
         .lines()
         .map(|l| format!("dhcp-host={l}\n"))
         .collect();
