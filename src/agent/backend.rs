@@ -143,6 +143,13 @@ pub fn system_extra_lines(
 /// `pxe-service` switches on dnsmasq's PXE handling for every interface, changing what the
 /// system dnsmasq answers PXE clients elsewhere.
 pub fn system_refusal(net: &ManagedNetwork) -> Option<String> {
+    if net.dns && !net.settings.dns.is_empty() {
+        return Some(format!(
+            "network '{}' has its own DNS records or forwarders (<dns>), which a shared dnsmasq \
+             would answer to every client of the host",
+            net.name
+        ));
+    }
     if net.settings.isolated && net.dns {
         return Some(format!(
             "network '{}' is isolated (no <forward>): its guests' DNS queries must never be \

@@ -157,8 +157,15 @@ fn dns_lines(net: &ManagedNetwork, dns_taken: bool) -> String {
         out.push_str("port=0\n");
         return out;
     }
-    if net.settings.isolated {
-        // Nothing a guest of an isolated network asks is sent upstream.
+    let records = &net.settings.dns;
+    out.push_str(&forwarder_lines(records));
+    let upstream_only = records
+        .forwarders
+        .iter()
+        .any(|f| f.domain.is_none() && f.addr.is_some());
+    if net.settings.isolated || upstream_only {
+        // An isolated network's guests are never answered from upstream; forwarders for every
+        // name replace the host's resolv.conf, as libvirt does.
         out.push_str("no-resolv\n");
     }
     if let Some(domain) = &net.domain {
@@ -167,6 +174,74 @@ fn dns_lines(net: &ManagedNetwork, dns_taken: bool) -> String {
             let _ = writeln!(out, "local=/{domain}/");
         }
         out.push_str("expand-hosts\n");
+    }
+    if records.forward_plain_names == Some(false) {
+        out.push_str("domain-needed\nlocal=//\n");
+    }
+    out.push_str(&record_lines(records, net.domain.as_ref()));
+    out
+}
+
+/// `server=` lines for libvirt's `<forwarder>`s: a server for every name or for one domain,
+/// and `#` for a domain that is not forwarded at all.
+fn forwarder_lines(records: &crate::model::DnsRecords) -> String {
+    let mut out = String::new();
+    for f in &records.forwarders {
+        out.push_str("server=");
+        if let Some(d) = &f.domain {
+            let _ = write!(out, "/{d}/");
+        }
+        match f.addr {
+            Some(a) => {
+                let _ = writeln!(out, "{a}");
+            }
+            None => out.push_str("#\n"),
+        }
+    }
+    out
+}
+
+/// The network's own records: TXT and SRV as libvirt writes them, and each `<host>`'s names
+/// (a name without a dot also under the network's domain, as libvirt's hosts file with
+/// `expand-hosts` answers it; the first name answers the reverse query).
+fn record_lines(
+    records: &crate::model::DnsRecords,
+    domain: Option<&crate::model::DnsName>,
+) -> String {
+    let mut out = String::new();
+    for t in &records.txt {
+        let _ = writeln!(out, "txt-record={},{}", t.name, t.value.as_str());
+    }
+    for s in &records.srv {
+        let _ = write!(out, "srv-host=_{}._{}", s.service, s.protocol);
+        if let Some(d) = &s.domain {
+            let _ = write!(out, ".{d}");
+        }
+        if let Some(target) = &s.target {
+            let _ = write!(out, ",{target}");
+            if s.port != 0 || s.priority != 0 || s.weight != 0 {
+                let _ = write!(out, ",{}", if s.port == 0 { 1 } else { s.port });
+            }
+            if s.priority != 0 || s.weight != 0 {
+                let _ = write!(out, ",{}", s.priority);
+            }
+            if s.weight != 0 {
+                let _ = write!(out, ",{}", s.weight);
+            }
+        }
+        out.push('\n');
+    }
+    for h in &records.hosts {
+        let mut names: Vec<String> = Vec::new();
+        for n in &h.names {
+            if let (Some(d), false) = (domain, n.as_str().contains('.')) {
+                names.push(format!("{n}.{d}"));
+            }
+            names.push(n.to_string());
+        }
+        if !names.is_empty() {
+            let _ = writeln!(out, "host-record={},{}", names.join(","), h.ip);
+        }
     }
     out
 }

@@ -28,14 +28,7 @@ use crate::model::{
     NetworkName, StaticHost, StaticHost6,
 };
 
-/// The namespace of the element that keeps what `adopt` took out of libvirt's XML.
-pub const SAVED_NAMESPACE: &str = "http://virtmasq.org/xmlns/libvirt-saved/1.0";
-
-/// The prefix virtmasq writes for [`SAVED_NAMESPACE`].
-pub const SAVED_PREFIX: &str = "virtmasq-saved";
-
-/// The local name of the saved element: `<virtmasq-saved:libvirt>`.
-const SAVED_ELEMENT: &str = "libvirt";
+pub use super::read::{SAVED_ELEMENT, SAVED_NAMESPACE, SAVED_PREFIX};
 
 /// libvirt's namespace for raw dnsmasq options (`<dnsmasq:options>`).
 const DNSMASQ_NAMESPACE: &str = "http://libvirt.org/schemas/network/dnsmasq/1.0";

@@ -17,6 +17,15 @@ pub const NAMESPACE: &str = "http://virtmasq.org/xmlns/network/1.0";
 /// The prefix virtmasq writes for [`NAMESPACE`] (readers accept any prefix bound to it).
 pub const PREFIX: &str = "virtmasq";
 
+/// The namespace of the element that keeps what `adopt` took out of libvirt's XML.
+pub const SAVED_NAMESPACE: &str = "http://virtmasq.org/xmlns/libvirt-saved/1.0";
+
+/// The prefix virtmasq writes for [`SAVED_NAMESPACE`].
+pub const SAVED_PREFIX: &str = "virtmasq-saved";
+
+/// The local name of the saved element: `<virtmasq-saved:libvirt>`.
+pub const SAVED_ELEMENT: &str = "libvirt";
+
 /// The address family of an `<ip>` element.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IpFamily {

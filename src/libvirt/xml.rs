@@ -12,8 +12,8 @@ use super::metadata;
 use super::read::{at, child, is_libvirt, shown, tag, yes_no, Cx};
 pub use super::read::{IpFamily, XmlError};
 use crate::model::{
-    DhcpIntent, DnsName, IfName, Ipv4Net, Ipv6Net, LeaseTime, MacAddr, Mtu, NetworkName,
-    NetworkSettings,
+    DhcpIntent, DnsName, DnsRecords, IfName, Ipv4Net, Ipv6Net, LeaseTime, MacAddr, Mtu,
+    NetworkName, NetworkSettings,
 };
 
 /// A libvirt network as `virsh net-dumpxml` shows it, reduced to what virtmasq uses.
@@ -39,6 +39,9 @@ pub struct NetworkXml {
     pub mtu: Option<Mtu>,
     /// `<domain localOnly=...>`: Some(true) only for `yes`.
     pub domain_local_only: Option<bool>,
+    /// The records and forwarders of `<dns>` (of the copy saved in `<metadata>` for an adopted
+    /// network).
+    pub dns_records: DnsRecords,
 }
 
 /// One `<ip>` of a network: the bridge's address and what libvirt serves on it.
@@ -142,6 +145,7 @@ impl NetworkXml {
             isolated: self.forward_mode.is_none(),
             mtu: self.mtu,
             domain_local_only: !from_libvirt || self.domain_local_only == Some(true),
+            dns: self.dns_records.clone(),
         }
     }
 
@@ -225,6 +229,10 @@ fn parse_network(net: Node) -> Result<NetworkXml, XmlError> {
         mtu: child(net, "mtu")
             .map(|m| cx.parsed_req(m, "size"))
             .transpose()?,
+        dns_records: dns::served_dns(net)
+            .map(|d| dns::records(&cx, d))
+            .transpose()?
+            .unwrap_or_default(),
         domain_local_only: child(net, "domain")
             .map(|d| yes_no(&cx, d, "localOnly"))
             .transpose()?
@@ -415,6 +423,8 @@ fn check_boot_file(file: &str) -> Result<(), String> {
         None => Ok(()),
     }
 }
+
+mod dns;
 
 #[cfg(test)]
 mod tests;

@@ -2,6 +2,7 @@
 //! passes through one of these constructors, so nothing that could end a dnsmasq line or start a
 //! new option (newline, comma, `#`, NUL, `=`) can get through by construction.
 
+mod dns;
 mod ip;
 mod ip6;
 mod lease;
@@ -14,6 +15,7 @@ mod path;
 pub mod pxe;
 mod settings;
 
+pub use dns::{DnsHost, DnsRecords, Forwarder, SrvRecord, TxtRecord, TxtValue};
 pub use ip::{Ipv4Net, Ipv4Range};
 pub use ip6::{Duid, Ipv6Net, Ipv6Range, DHCP6_MIN_PREFIX};
 pub use lease::LeaseTime;

@@ -17,6 +17,8 @@ pub struct NetworkSettings {
     /// Whether the network's DNS domain is answered only locally (`local=/<domain>/`): libvirt
     /// does so only for `<domain localOnly='yes'>`; virtmasq's own `domain` intent always is.
     pub domain_local_only: bool,
+    /// The network's own DNS records and forwarders (`<dns>`).
+    pub dns: super::DnsRecords,
 }
 
 impl Default for NetworkSettings {
@@ -25,6 +27,7 @@ impl Default for NetworkSettings {
             isolated: false,
             mtu: None,
             domain_local_only: true,
+            dns: super::DnsRecords::default(),
         }
     }
 }

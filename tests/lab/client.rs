@@ -15,6 +15,7 @@ use super::exec;
 const PYTHON: &str = "/usr/bin/python3";
 /// The scapy DISCOVER/OFFER probe.
 const PROBE_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/lab/dhcp_probe.py");
+const DNS_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/lab/dns_probe.py");
 /// Probe timeout used when [`ProbeOptions::timeout`] is zero.
 const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Extra time allowed for the interpreter to start before the probe is killed.
@@ -231,6 +232,39 @@ impl Client {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.ns, program]);
         cmd
+    }
+
+    /// Gives eth0 a fixed address (`10.0.0.5/24`), as a guest that took its lease would have,
+    /// so that the client can talk to the server (DNS).
+    pub fn set_address(&self, cidr: &str) {
+        exec::ip(&["-n", &self.ns, "addr", "add", cidr, "dev", "eth0"]);
+    }
+
+    /// One DNS query from this client to `server` (tests/lab/dns_probe.py): the reply's rcode
+    /// and answers (`"A 10.0.0.7"`, `"SRV 10 5 389 ldap.lab."`, `"TXT a"`), None if no reply.
+    pub fn dns(&self, server: &str, name: &str, qtype: &str) -> Option<(u8, Vec<String>)> {
+        let mut cmd = self.command(PYTHON);
+        cmd.env_remove("PYTHONPATH").env_remove("PYTHONHOME").args([
+            DNS_SCRIPT,
+            server,
+            name,
+            qtype,
+            "--timeout",
+            "3",
+        ]);
+        let stdout = exec::run_checked(&mut cmd, Duration::from_secs(3) + STARTUP_SLACK);
+        let json: Value = serde_json::from_str(stdout.trim())
+            .unwrap_or_else(|e| panic!("lab: dns probe printed invalid JSON ({e}): {stdout}"));
+        let rcode = json.get("rcode")?.as_u64()?;
+        let answers = json["answers"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some((rcode as u8, answers))
     }
 
     /// Sends one DHCPDISCOVER from eth0 (scapy, tests/lab/dhcp_probe.py) and

@@ -155,6 +155,7 @@ fn isolation_mtu_and_domain_as_libvirt_writes_them() {
         isolated: true,
         mtu: Some("7000".parse().unwrap()),
         domain_local_only: false,
+        dns: Default::default(),
     };
     let conf = render_private(&n, &paths(), &RenderOptions::default()).conf;
     for line in [

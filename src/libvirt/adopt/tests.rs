@@ -229,7 +229,6 @@ fn adopt_refuses_what_virtmasq_would_not_serve() {
                 "<tftp>",
                 "<bootp>",
                 "per-host <lease>",
-                "<dns> <forwarder>, <srv>, <host>",
                 "localPtr='yes'",
                 "<dnsmasq:options>",
             ],

@@ -123,28 +123,17 @@ fn host6_refusal(h: &HostXml) -> Option<&'static str> {
     (!id_ok).then_some("its id is not a DUID of colon-separated bytes (00:01:...)")
 }
 
-/// What `<dns>` and `<domain>` hold beyond what virtmasq serves (DNS on or off, a domain).
+/// What `<dns>` and `<domain>` hold beyond what virtmasq serves (DNS on or off, its records
+/// and forwarders, a domain).
 fn unsupported_dns(root: Node) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(dns) = child(root, "dns") {
-        if let Some(a) = dns.attributes().find(|a| a.name() != "enable") {
+        let served = ["enable", "forwardPlainNames"];
+        if let Some(a) = dns.attributes().find(|a| !served.contains(&a.name())) {
             out.push(format!(
                 "<dns {}='{}'> is not carried over",
                 a.name(),
                 a.value()
-            ));
-        }
-        let mut kinds: Vec<&str> = dns
-            .children()
-            .filter(Node::is_element)
-            .map(|c| c.tag_name().name())
-            .collect();
-        kinds.dedup();
-        if !kinds.is_empty() {
-            let kinds = kinds.iter().map(|k| format!("<{k}>")).collect::<Vec<_>>();
-            out.push(format!(
-                "<dns> {} (DNS records and forwarders) are not carried over",
-                kinds.join(", ")
             ));
         }
     }

@@ -41,6 +41,8 @@ const DNS: &str = "<dns enable='yes'/>";
 const SRV: &str = "<dns><srv service='s' protocol='tcp' domain='d' target='t' port='1' \
                    priority='2' weight='3'/></dns>";
 const DNS_HOST: &str = "<dns><host ip='10.84.0.5'><hostname>a</hostname></host></dns>";
+const DNS_HOST_LINE: &str = "host-record=a.full.example,a,10.84.0.5";
+const SRV_LINE: &str = "srv-host=_s._tcp.d,t,1,2,3";
 const TXT: &str = "<dns><txt name='t' value='v'/></dns>";
 const HOST_LEASE: (&str, &str) = (
     "ip='10.84.0.10'/>",
@@ -64,31 +66,36 @@ const CASES: &[(&str, &str, (&str, &str), Expect)] = {
             "dns",
             "forwardPlainNames",
             (DNS, "<dns forwardPlainNames='no'/>"),
-            Refused("forwardPlainNames"),
+            Line("domain-needed"),
         ),
         (
             "dns/forwarder",
             "addr",
             (DNS, "<dns><forwarder addr='192.0.2.53'/></dns>"),
-            Refused("<forwarder>"),
+            Line("server=192.0.2.53"),
         ),
         (
             "dns/forwarder",
             "domain",
             (DNS, "<dns><forwarder domain='x.example'/></dns>"),
-            Refused("<forwarder>"),
+            Line("server=/x.example/#"),
         ),
-        ("dns/host", "ip", (DNS, DNS_HOST), Refused("<host>")),
-        ("dns/host/hostname", "", (DNS, DNS_HOST), Refused("<host>")),
-        ("dns/srv", "service", (DNS, SRV), Refused("<srv>")),
-        ("dns/srv", "protocol", (DNS, SRV), Refused("<srv>")),
-        ("dns/srv", "domain", (DNS, SRV), Refused("<srv>")),
-        ("dns/srv", "target", (DNS, SRV), Refused("<srv>")),
-        ("dns/srv", "port", (DNS, SRV), Refused("<srv>")),
-        ("dns/srv", "priority", (DNS, SRV), Refused("<srv>")),
-        ("dns/srv", "weight", (DNS, SRV), Refused("<srv>")),
-        ("dns/txt", "name", (DNS, TXT), Refused("<txt>")),
-        ("dns/txt", "value", (DNS, TXT), Refused("<txt>")),
+        ("dns/host", "ip", (DNS, DNS_HOST), Line(DNS_HOST_LINE)),
+        (
+            "dns/host/hostname",
+            "",
+            (DNS, DNS_HOST),
+            Line(DNS_HOST_LINE),
+        ),
+        ("dns/srv", "service", (DNS, SRV), Line(SRV_LINE)),
+        ("dns/srv", "protocol", (DNS, SRV), Line(SRV_LINE)),
+        ("dns/srv", "domain", (DNS, SRV), Line(SRV_LINE)),
+        ("dns/srv", "target", (DNS, SRV), Line(SRV_LINE)),
+        ("dns/srv", "port", (DNS, SRV), Line(SRV_LINE)),
+        ("dns/srv", "priority", (DNS, SRV), Line(SRV_LINE)),
+        ("dns/srv", "weight", (DNS, SRV), Line(SRV_LINE)),
+        ("dns/txt", "name", (DNS, TXT), Line("txt-record=t,v")),
+        ("dns/txt", "value", (DNS, TXT), Line("txt-record=t,v")),
         ("ip", "address", NONE, Line(RANGE)),
         ("ip", "prefix", NONE, Line(RANGE)),
         (
@@ -215,6 +222,9 @@ fn a_network_without_forward_is_served_isolated() {
     assert!(text.lines().any(|l| l == "dhcp-option=3"), "{text}");
     assert!(text.lines().any(|l| l == "no-resolv"), "{text}");
     assert!(!served_text(BASE).contains("no-resolv"));
+    // A forwarder for every name replaces the host's resolv.conf, as libvirt does.
+    let text = served_text(&BASE.replacen(DNS, "<dns><forwarder addr='192.0.2.53'/></dns>", 1));
+    assert!(text.lines().any(|l| l == "no-resolv"), "{text}");
 }
 
 /// What a later libvirt adds (an attribute on any element adopt serves, or an element) is

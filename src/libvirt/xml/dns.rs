@@ -1,0 +1,79 @@
+//! libvirt's `<dns>` records and forwarders, read for a network virtmasq serves. For an adopted
+//! network they are in the copy `adopt` saved in `<metadata>` (its `<dns>` is then
+//! `enable='no'`, so that libvirt starts no dnsmasq).
+
+use roxmltree::Node;
+
+use super::super::read::{child, is_libvirt, yes_no, Cx, XmlError, SAVED_ELEMENT, SAVED_NAMESPACE};
+use crate::model::{DnsHost, DnsName, DnsRecords, Forwarder, SrvRecord, TxtRecord};
+
+/// The `<dns>` whose records are served: the saved copy of an adopted network, else the
+/// network's own.
+pub(in crate::libvirt) fn served_dns<'a, 'i>(net: Node<'a, 'i>) -> Option<Node<'a, 'i>> {
+    let saved = child(net, "metadata")
+        .into_iter()
+        .flat_map(|m| m.children())
+        .find(|n| {
+            n.is_element()
+                && n.tag_name().namespace() == Some(SAVED_NAMESPACE)
+                && n.tag_name().name() == SAVED_ELEMENT
+        })
+        .and_then(|s| child(s, "dns"));
+    saved.or_else(|| child(net, "dns"))
+}
+
+/// The records and forwarders of `dns`.
+pub(in crate::libvirt) fn records(cx: &Cx, dns: Node) -> Result<DnsRecords, XmlError> {
+    let mut out = DnsRecords {
+        forward_plain_names: yes_no(cx, dns, "forwardPlainNames")?,
+        ..DnsRecords::default()
+    };
+    for el in dns.children().filter(Node::is_element) {
+        match el.tag_name().name() {
+            "host" if is_libvirt(&el, "host") => out.hosts.push(DnsHost {
+                ip: cx.required_as(el, "ip", "not an IP address")?,
+                names: el
+                    .children()
+                    .filter(|n| is_libvirt(n, "hostname"))
+                    .map(|n| {
+                        let text = n.text().unwrap_or_default();
+                        text.parse::<DnsName>()
+                            .map_err(|e| cx.invalid(format!("<hostname>{text}</hostname>"), e))
+                    })
+                    .collect::<Result<_, _>>()?,
+            }),
+            "srv" if is_libvirt(&el, "srv") => out.srv.push(srv(cx, el)?),
+            "txt" if is_libvirt(&el, "txt") => out.txt.push(TxtRecord {
+                name: cx.parsed_req(el, "name")?,
+                value: cx.parsed_req(el, "value")?,
+            }),
+            "forwarder" if is_libvirt(&el, "forwarder") => out.forwarders.push(Forwarder {
+                domain: cx.parsed(el, "domain")?,
+                addr: cx.attr_as(el, "addr", "not an IP address")?,
+            }),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+fn srv(cx: &Cx, el: Node) -> Result<SrvRecord, XmlError> {
+    let number = |attr: &str| -> Result<u16, XmlError> {
+        Ok(cx
+            .attr_as(el, attr, "not a number from 0 to 65535")?
+            .unwrap_or(0))
+    };
+    let target = match el.attribute("target") {
+        None | Some(".") => None,
+        Some(_) => Some(cx.parsed_req(el, "target")?),
+    };
+    Ok(SrvRecord {
+        service: cx.parsed_req(el, "service")?,
+        protocol: cx.parsed_req(el, "protocol")?,
+        domain: cx.parsed(el, "domain")?,
+        target,
+        port: number("port")?,
+        priority: number("priority")?,
+        weight: number("weight")?,
+    })
+}
