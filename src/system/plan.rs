@@ -159,11 +159,25 @@ pub fn dns_refusal(effective: &EffectiveConfig, net: &ManagedNetwork) -> Option<
 /// it adds nothing elsewhere; otherwise it would make the system advertise on interfaces
 /// virtmasq does not own, so the network goes to a private instance.
 pub fn ipv6_refusal(net: &ManagedNetwork, effective: &EffectiveConfig) -> Option<String> {
+    // A DHCPv6 host known by its name alone keeps it in the hosts file (nothing else finds
+    // it), and the system dnsmasq would answer that name to every client.
+    if let Some(h) = net
+        .hosts6
+        .iter()
+        .find(|h| !net.dns && h.id.is_none() && h.mac.is_none())
+    {
+        return Some(format!(
+            "its DHCPv6 host {} is known by its name alone, which the system dnsmasq would \
+             answer in DNS for every client although the network has dns = \"no\"",
+            h.key()
+        ));
+    }
     if !net.has_dhcp6() || effective.enable_ra || effective.dhcp6_ranges_without_ra.is_empty() {
         return None;
     }
     Some(format!(
-        "its DHCPv6 needs enable-ra, which would make the system dnsmasq send router          advertisements for its own IPv6 range ({}) too",
+        "its DHCPv6 needs enable-ra, which would make the system dnsmasq send router \
+         advertisements for its own IPv6 range ({}) too",
         effective.dhcp6_ranges_without_ra.join("; ")
     ))
 }

@@ -125,4 +125,31 @@ fn dhcpv6_goes_private_where_enable_ra_would_widen_the_system() {
             Placement::Nowhere(why) => panic!("{conf}: {why}"),
         }
     }
+    // With dns = "no", a host known by its name alone would put that name in the host's DNS.
+    let by_name = crate::model::StaticHost6::new(
+        None,
+        None,
+        Some("byname".parse().unwrap()),
+        "fd00:50::10".parse().unwrap(),
+        None,
+    )
+    .unwrap();
+    let mut quiet = v6(DhcpIntent {
+        hosts6: vec![by_name],
+        dns: false,
+        ..DhcpIntent::default()
+    });
+    let Placement::Private(r) = place(&quiet, &effective("bind-interfaces\n"), None) else {
+        panic!()
+    };
+    assert!(
+        r.why.contains("name byname") && r.why.contains("dns"),
+        "{}",
+        r.why
+    );
+    quiet.dns = true;
+    assert_eq!(
+        place(&quiet, &effective("bind-interfaces\n"), None),
+        Placement::System
+    );
 }
