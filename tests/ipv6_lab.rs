@@ -13,6 +13,8 @@ use support::*;
 
 const BRIDGE: &str = "vq6a0";
 const STATIC_MAC: &str = "52:54:00:96:00:0a";
+/// A DHCPv6 host given by MAC (dnsmasq learns a DHCPv6 client's MAC from the neighbour table).
+const BY_MAC: &str = "52:54:00:96:00:0b";
 
 /// The network: IPv4 10.96.0.1/24, DHCPv6 on fd00:96::/64 (a range and a host by DUID),
 /// SLAAC on fd00:97::/64.
@@ -42,6 +44,7 @@ fn lab_with_agent(name: &str) -> Lab {
         r#"<virtmasq:range start="10.96.0.100" end="10.96.0.150"/>
            <virtmasq:range start="fd00:96::100" end="fd00:96::1ff" lease="2h"/>
            <virtmasq:host id="{duid}" ip="fd00:96::10" name="fixed6" lease="1h"/>
+           <virtmasq:host mac="{BY_MAC}" ip="fd00:96::11"/>
            <virtmasq:domain name="lab6.example"/>"#
     );
     let uri = node_xml(lab.dir(), &dhcp);
@@ -117,6 +120,11 @@ fn guests_get_router_advertisements_dhcpv6_leases_and_their_fixed_address() {
         .collect();
     let ptr = ask("ptr", &format!("{}.ip6.arpa", nibbles.join(".")));
     assert!(ptr.contains("fixed6.lab6.example"), "{ptr}");
+    let by_mac = lab.add_client(BRIDGE, BY_MAC);
+    let lease = by_mac
+        .dhcp6_lease(Duration::from_secs(15))
+        .expect("no DHCPv6 lease for the host given by MAC");
+    assert_eq!(lease.ip.to_string(), "fd00:96::11");
     // IPv4 on the same bridge is still served.
     let v4 = lab.add_client(BRIDGE, "52:54:00:96:00:02");
     assert!(v4.lease().is_some(), "no IPv4 lease beside IPv6");
