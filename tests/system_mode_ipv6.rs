@@ -186,3 +186,57 @@ fn ipv6_that_would_widen_the_system_goes_to_a_private_instance() {
     assert!(!ct.host_path("/etc/dnsmasq.d/virtmasq-lab.conf").exists());
     ct.exec(&["systemctl", "stop", "virtmasq"]);
 }
+
+/// Leases survive a move from the system dnsmasq to a private instance: a guest that had a
+/// DHCPv6 lease from the system keeps its address when the site starts serving DHCPv6 of its
+/// own (so the network's `enable-ra` would now widen the system) and the daemon moves the
+/// network to a private instance.
+#[test]
+fn a_dhcpv6_lease_survives_the_move_to_a_private_instance() {
+    let lab = lab("system_ipv6_leases");
+    let site = "# the site's own LAN\nno-ping\nbind-interfaces\n\
+                dhcp-range=10.98.0.100,10.98.0.150,1h\n";
+    let ct = boot(&lab, site);
+    let sync = ct.exec(&["virtmasq", "sync"]);
+    assert!(sync.status.success(), "{}", text(&sync));
+    let fragment = ct.host_path("/etc/dnsmasq.d/virtmasq-lab.conf");
+    assert!(fragment.exists(), "{}", text(&sync));
+    let guest = lab.add_client(BRIDGE, "52:54:00:98:00:05");
+    let before = guest
+        .dhcp6_lease(Duration::from_secs(15))
+        .expect("no DHCPv6 lease from the system dnsmasq")
+        .ip;
+    let site6 = format!("{site}dhcp-range=fd00:99::100,fd00:99::1ff,64,1h\n");
+    ct.write_file("/etc/dnsmasq.d/site.conf", &site6, 0o644);
+    ct.exec_ok(&[
+        "systemd-run",
+        "--unit=virtmasq",
+        "/usr/local/bin/virtmasq",
+        "daemon",
+    ]);
+    let conf = ["test", "-e", "/run/virtmasq/lab/dnsmasq.conf"];
+    assert!(
+        Lab::wait_for(
+            || ct.exec(&conf).status.success() && !fragment.exists(),
+            Duration::from_secs(10)
+        ),
+        "the network did not move to a private instance:\n{}",
+        ct.journal("virtmasq")
+    );
+    let leases = ct.exec_ok(&["cat", "/var/lib/virtmasq/leases/lab.leases"]);
+    assert!(
+        leases.contains(&before.to_string()),
+        "not carried:\n{leases}"
+    );
+    let after = guest.dhcp6_lease(Duration::from_secs(15));
+    let after = after
+        .unwrap_or_else(|| {
+            panic!(
+                "no DHCPv6 lease from the private dnsmasq:\n{leases}\n{}",
+                ct.journal("virtmasq")
+            )
+        })
+        .ip;
+    assert_eq!(after, before, "the guest got another address");
+    ct.exec(&["systemctl", "stop", "virtmasq"]);
+}
