@@ -172,7 +172,8 @@ fn check_hosts(net: &ManagedNetwork, text: &str, tagged: bool, names: bool) {
         let fields = 1
             + usize::from(tagged)
             + usize::from(host.ip.is_some())
-            + usize::from(names && host.name.is_some());
+            + usize::from(names && host.name.is_some())
+            + usize::from(host.lease.is_some());
         assert_eq!(line.split(',').count(), fields, "hosts line {line:?}");
     }
     // DHCPv6 hosts: [id:<duid>,][<mac>,][<name>,][<address>][,<lease>]; a host known by its

@@ -143,10 +143,17 @@ pub fn system_extra_lines(
 /// `pxe-service` switches on dnsmasq's PXE handling for every interface, changing what the
 /// system dnsmasq answers PXE clients elsewhere.
 pub fn system_refusal(net: &ManagedNetwork) -> Option<String> {
-    if net.dns && !net.settings.dns.is_empty() {
+    if !net.settings.raw_options.is_empty() {
         return Some(format!(
-            "network '{}' has its own DNS records or forwarders (<dns>), which a shared dnsmasq \
-             would answer to every client of the host",
+            "network '{}' has raw options (<dnsmasq:options>), which would apply to every \
+             interface of a shared dnsmasq",
+            net.name
+        ));
+    }
+    if net.dns && !(net.settings.dns.is_empty() && net.settings.local_ptr.is_empty()) {
+        return Some(format!(
+            "network '{}' has its own DNS records, forwarders (<dns>) or local reverse zones \
+             (localPtr), which a shared dnsmasq would apply for every client of the host",
             net.name
         ));
     }

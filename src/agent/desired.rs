@@ -145,7 +145,9 @@ pub fn checked(xml: &NetworkXml, cfg: &Config) -> Result<Served, Skip> {
     if intent.domain.is_none() {
         intent.domain = xml.domain.clone();
     }
-    let settings = xml.settings(intent.domain.as_ref());
+    let settings = xml
+        .settings(intent.domain.as_ref())
+        .map_err(|e| Skip::Invalid(format!("network '{}': {e}", xml.name)))?;
     let (v4, v6) = (xml.ipv4_subnets(), xml.ipv6_subnets());
     let mut network = ManagedNetwork::dual(xml.name.clone(), bridge, v4, v6, intent)
         .map_err(|e| Skip::Invalid(format!("network '{}': {e}", xml.name)))?;

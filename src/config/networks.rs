@@ -155,14 +155,11 @@ impl HostConfig {
             let why = "an IPv4 host needs a mac (or give an IPv6 ip for a DHCPv6 host)";
             return Err(InvalidValue::new("host", &shown, why));
         };
-        if h.lease.is_some() {
-            let why = "a per-host lease is served for DHCPv6 hosts only";
-            return Err(InvalidValue::new("host", &shown, why));
-        }
         Ok(Self::V4(StaticHost {
             mac,
             ip,
             name: h.name,
+            lease: h.lease,
         }))
     }
 }
@@ -175,7 +172,7 @@ impl From<HostConfig> for RawHost {
                 id: None,
                 ip: h.ip.map(IpAddr::V4),
                 name: h.name,
-                lease: None,
+                lease: h.lease,
             },
             HostConfig::V6(h) => Self {
                 mac: h.mac,

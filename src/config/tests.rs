@@ -140,10 +140,6 @@ hosts = [
             "[networks.lab]\nhosts = [{ id = \"00-01\", ip = \"fd00::5\" }]\n",
             &["line 2", "DUID"],
         ),
-        (
-            "[networks.lab]\nhosts = [{ mac = \"52:54:00:00:00:01\", ip = \"10.0.0.5\", lease = \"1h\" }]\n",
-            &["line 2", "DHCPv6 hosts only"],
-        ),
     ] {
         let err = format!("{:#}", parse(text).unwrap_err());
         for n in needles {

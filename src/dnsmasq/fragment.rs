@@ -140,6 +140,7 @@ mod tests {
                     mac: "52:54:00:00:00:01".parse().unwrap(),
                     ip: Some("192.168.100.10".parse().unwrap()),
                     name: Some("node1".parse().unwrap()),
+                    lease: None,
                 }],
                 domain: Some("lab.example".parse().unwrap()),
                 dns: true,

@@ -96,6 +96,11 @@ pub fn render_private(
         c.push_str(line);
         c.push('\n');
     }
+    // The network's own <dnsmasq:options>, last, as libvirt writes them.
+    for option in &net.settings.raw_options {
+        c.push_str(option.as_str());
+        c.push('\n');
+    }
     PrivateRender {
         conf: c,
         hosts: hosts_file(net),
@@ -174,6 +179,9 @@ fn dns_lines(net: &ManagedNetwork, dns_taken: bool) -> String {
             let _ = writeln!(out, "local=/{domain}/");
         }
         out.push_str("expand-hosts\n");
+    }
+    for zone in &net.settings.local_ptr {
+        let _ = writeln!(out, "local=/{zone}/");
     }
     if records.forward_plain_names == Some(false) {
         out.push_str("domain-needed\nlocal=//\n");
@@ -290,6 +298,9 @@ pub fn hosts_file(net: &ManagedNetwork) -> String {
         }
         if let Some(name) = &h.name {
             let _ = write!(out, ",{name}");
+        }
+        if let Some(lease) = h.lease {
+            let _ = write!(out, ",{}", lease.dnsmasq());
         }
         out.push('\n');
     }

@@ -212,8 +212,13 @@ pub fn intent_of(net: &NetworkXml) -> DhcpIntent {
                         IpAddr::V4(a) => Some(a),
                         IpAddr::V6(_) => None,
                     });
-                    let name = h.name.clone();
-                    intent.hosts.push(StaticHost { mac, ip, name });
+                    let (name, lease) = (h.name.clone(), h.lease);
+                    intent.hosts.push(StaticHost {
+                        mac,
+                        ip,
+                        name,
+                        lease,
+                    });
                 }
             }
         }

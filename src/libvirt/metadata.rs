@@ -138,16 +138,17 @@ fn host(cx: &Cx, el: Node) -> Result<Family<StaticHost, StaticHost6>, XmlError> 
         )),
         (ip, None) => {
             cx.parsed_req::<crate::model::MacAddr>(el, "mac")?;
-            if lease.is_some() {
-                let why = "a per-host lease is served for DHCPv6 hosts only";
-                return Err(cx.value(tag(el), why));
-            }
             let ip = match ip {
                 Some(IpAddr::V4(a)) => Some(a),
                 _ => None,
             };
             let mac = mac.expect("checked above");
-            Ok(Family::V4(StaticHost { mac, ip, name }))
+            Ok(Family::V4(StaticHost {
+                mac,
+                ip,
+                name,
+                lease,
+            }))
         }
     }
 }
@@ -192,6 +193,9 @@ pub fn render_intent(intent: &DhcpIntent) -> String {
         }
         if let Some(name) = &h.name {
             out += &format!(" name=\"{name}\"");
+        }
+        if let Some(lease) = h.lease {
+            out += &format!(" lease=\"{}\"", lease_text(lease));
         }
         out += "/>\n";
     }
@@ -275,11 +279,13 @@ mod tests {
                     mac: "52:54:00:aa:bb:cc".parse().unwrap(),
                     ip: Some([10, 77, 0, 10].into()),
                     name: Some("node1".parse().unwrap()),
+                    lease: None,
                 },
                 StaticHost {
                     mac: "52:54:00:aa:bb:cd".parse().unwrap(),
                     ip: None,
                     name: None,
+                    lease: None,
                 },
             ],
             ranges6: vec![Dhcp6Range {

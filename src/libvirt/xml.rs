@@ -12,8 +12,8 @@ use super::metadata;
 use super::read::{at, child, is_libvirt, shown, tag, yes_no, Cx};
 pub use super::read::{IpFamily, XmlError};
 use crate::model::{
-    DhcpIntent, DnsName, DnsRecords, IfName, Ipv4Net, Ipv6Net, LeaseTime, MacAddr, Mtu,
-    NetworkName, NetworkSettings,
+    DhcpIntent, DnsName, DnsRecords, IfName, InvalidValue, Ipv4Net, Ipv6Net, LeaseTime, MacAddr,
+    Mtu, NetworkName, NetworkSettings,
 };
 
 /// A libvirt network as `virsh net-dumpxml` shows it, reduced to what virtmasq uses.
@@ -42,6 +42,10 @@ pub struct NetworkXml {
     /// The records and forwarders of `<dns>` (of the copy saved in `<metadata>` for an adopted
     /// network).
     pub dns_records: DnsRecords,
+    /// `<dnsmasq:options>` values, as written (checked when the network is served).
+    pub dnsmasq_options: Vec<String>,
+    /// The reverse zones of `<ip localPtr='yes'>`.
+    pub local_ptr: Vec<DnsName>,
 }
 
 /// One `<ip>` of a network: the bridge's address and what libvirt serves on it.
@@ -139,14 +143,20 @@ impl NetworkXml {
     /// What the network's own elements ask of the dnsmasq serving it, for a network whose DNS
     /// domain is `domain` (libvirt's `<domain>` follows its `localOnly`; a domain virtmasq's
     /// intent sets is answered only locally).
-    pub fn settings(&self, domain: Option<&DnsName>) -> NetworkSettings {
+    pub fn settings(&self, domain: Option<&DnsName>) -> Result<NetworkSettings, InvalidValue> {
         let from_libvirt = domain.is_some() && domain == self.domain.as_ref();
-        NetworkSettings {
+        Ok(NetworkSettings {
             isolated: self.forward_mode.is_none(),
             mtu: self.mtu,
             domain_local_only: !from_libvirt || self.domain_local_only == Some(true),
             dns: self.dns_records.clone(),
-        }
+            local_ptr: self.local_ptr.clone(),
+            raw_options: self
+                .dnsmasq_options
+                .iter()
+                .map(|o| o.parse())
+                .collect::<Result<_, _>>()?,
+        })
     }
 
     /// The bridge's IPv4 addresses with their prefixes.
@@ -207,7 +217,12 @@ fn parse_network(net: Node) -> Result<NetworkXml, XmlError> {
     let dns = child(net, "dns")
         .map(|d| yes_no(&cx, d, "enable"))
         .transpose()?;
-    let ips = net.children().filter(|n| is_libvirt(n, "ip"));
+    let ips: Vec<IpXml> = net
+        .children()
+        .filter(|n| is_libvirt(n, "ip"))
+        .map(|ip| parse_ip(&cx, ip))
+        .collect::<Result<_, _>>()?;
+    let local_ptr = dns::local_ptr_zones(&cx, net, &ips)?;
     let metadata = child(net, "metadata")
         .map(metadata::find_intent)
         .transpose();
@@ -220,7 +235,8 @@ fn parse_network(net: Node) -> Result<NetworkXml, XmlError> {
         forward_mode: child(net, "forward")
             .map(|f| forward_mode(&cx, f))
             .transpose()?,
-        ips: ips.map(|ip| parse_ip(&cx, ip)).collect::<Result<_, _>>()?,
+        ips,
+        local_ptr,
         dns_enabled: dns.flatten().unwrap_or(true),
         domain: child(net, "domain")
             .map(|d| cx.parsed_req(d, "name"))
@@ -229,6 +245,7 @@ fn parse_network(net: Node) -> Result<NetworkXml, XmlError> {
         mtu: child(net, "mtu")
             .map(|m| cx.parsed_req(m, "size"))
             .transpose()?,
+        dnsmasq_options: dns::raw_options(net),
         dns_records: dns::served_dns(net)
             .map(|d| dns::records(&cx, d))
             .transpose()?

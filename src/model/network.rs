@@ -31,6 +31,9 @@ pub struct StaticHost {
     /// Its host name, if any (also served in DNS).
     #[serde(default)]
     pub name: Option<DnsName>,
+    /// Its own lease time (libvirt's per-host `<lease>`); the range's otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseTime>,
 }
 
 /// What a network should be served: the DHCP intent of a network that libvirt does not serve
@@ -267,6 +270,7 @@ mod tests {
                     mac: m.parse().unwrap(),
                     ip: ip.map(|i| i.parse().unwrap()),
                     name: None,
+                    lease: None,
                 })
                 .collect(),
             domain: None,

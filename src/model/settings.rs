@@ -19,6 +19,10 @@ pub struct NetworkSettings {
     pub domain_local_only: bool,
     /// The network's own DNS records and forwarders (`<dns>`).
     pub dns: super::DnsRecords,
+    /// `<dnsmasq:options>`: raw lines for the network's own dnsmasq, after virtmasq's.
+    pub raw_options: Vec<RawOption>,
+    /// Reverse zones answered locally only (`<ip localPtr='yes'>`).
+    pub local_ptr: Vec<super::DnsName>,
 }
 
 impl Default for NetworkSettings {
@@ -28,6 +32,8 @@ impl Default for NetworkSettings {
             mtu: None,
             domain_local_only: true,
             dns: super::DnsRecords::default(),
+            raw_options: Vec::new(),
+            local_ptr: Vec::new(),
         }
     }
 }
@@ -64,9 +70,84 @@ impl std::fmt::Display for Mtu {
     }
 }
 
+/// One line of `<dnsmasq:options>`: a dnsmasq option as its configuration file takes it
+/// (`name` or `name=value`). One printable line, and none of the options through which
+/// virtmasq binds, supervises and keeps the state of the instance: those would take the
+/// network's dnsmasq away from virtmasq (`dnsmasq --test` checks the rest before it runs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawOption(String);
+
+/// Options virtmasq sets for every private instance and that a network may not change.
+pub const CONTROLLED_OPTIONS: &[&str] = &[
+    "interface",
+    "except-interface",
+    "listen-address",
+    "bind-interfaces",
+    "bind-dynamic",
+    "pid-file",
+    "dhcp-leasefile",
+    "dhcp-hostsfile",
+    "conf-file",
+    "conf-dir",
+    "conf-script",
+    "user",
+    "group",
+    "keep-in-foreground",
+    "no-daemon",
+];
+
+impl RawOption {
+    /// The line.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for RawOption {
+    type Err = InvalidValue;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = |why: &str| Err(InvalidValue::new("dnsmasq option", s, why));
+        let line = s.trim();
+        if line.is_empty() || line.starts_with('#') {
+            return bad("it is empty");
+        }
+        if !line.chars().all(|c| !c.is_control() || c == '\t') {
+            return bad("it spans lines or holds control characters");
+        }
+        let name = line.split('=').next().unwrap_or_default().trim();
+        let name = name.strip_prefix("--").unwrap_or(name);
+        if CONTROLLED_OPTIONS.contains(&name) {
+            return bad("virtmasq sets this option for the network's dnsmasq itself");
+        }
+        Ok(Self(line.to_owned()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_options_are_one_line_and_leave_virtmasqs_own_alone() {
+        for ok in [
+            "log-queries",
+            "dhcp-option=option:ntp-server,10.0.0.1",
+            " cache-size=0 ",
+        ] {
+            assert!(ok.parse::<RawOption>().is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "# note",
+            "a\nb",
+            "interface=eth0",
+            "--pid-file=/x",
+            "conf-dir=/etc",
+        ] {
+            assert!(bad.parse::<RawOption>().is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn mtus_dhcp_can_carry() {

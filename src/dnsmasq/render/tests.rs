@@ -19,11 +19,13 @@ fn net(dns: bool, hosts: bool) -> ManagedNetwork {
                     mac: "52:54:00:00:00:01".parse().unwrap(),
                     ip: Some("10.77.0.10".parse().unwrap()),
                     name: Some("node1".parse().unwrap()),
+                    lease: None,
                 },
                 StaticHost {
                     mac: "52:54:00:00:00:02".parse().unwrap(),
                     ip: None,
                     name: Some("node2".parse().unwrap()),
+                    lease: None,
                 },
             ]
         } else {
@@ -113,6 +115,7 @@ fn static_only_subnet_gets_a_static_range() {
             mac: "52:54:00:00:00:01".parse().unwrap(),
             ip: Some("10.9.0.5".parse().unwrap()),
             name: None,
+            lease: None,
         }],
         domain: None,
         dns: false,
@@ -156,6 +159,8 @@ fn isolation_mtu_and_domain_as_libvirt_writes_them() {
         mtu: Some("7000".parse().unwrap()),
         domain_local_only: false,
         dns: Default::default(),
+        raw_options: vec!["dhcp-option=option:ntp-server,10.77.0.1".parse().unwrap()],
+        local_ptr: Vec::new(),
     };
     let conf = render_private(&n, &paths(), &RenderOptions::default()).conf;
     for line in [

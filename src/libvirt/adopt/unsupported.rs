@@ -10,16 +10,6 @@ use crate::model::Duid;
 /// Everything in the network that virtmasq would not serve, one line each.
 pub(super) fn unsupported(root: Node, net: &NetworkXml) -> Vec<String> {
     let mut out = unsupported_ips(net);
-    let local_ptr = root
-        .children()
-        .filter(|n| is_libvirt(n, "ip"))
-        .filter_map(|n| n.attribute("localPtr").map(|v| (n, v)));
-    for (ip, v) in local_ptr {
-        let address = ip.attribute("address").unwrap_or_default();
-        out.push(format!(
-            "<ip address='{address}' localPtr='{v}'> is not carried over"
-        ));
-    }
     out.extend(unsupported_dns(root));
     // The saved copies are re-indented, which only line breaks between tags survive (libvirt
     // writes a line break in a value as `&#10;`, never as it is).
@@ -65,9 +55,23 @@ pub(super) fn unsupported(root: Node, net: &NetworkXml) -> Vec<String> {
             twice.1
         ));
     }
+    // Raw options are served in the network's own dnsmasq, except those that would take it
+    // away from virtmasq.
     let raw = |n: &Node| n.is_element() && n.tag_name().namespace() == Some(DNSMASQ_NAMESPACE);
-    if root.children().any(|n| raw(&n)) {
-        out.push("<dnsmasq:options> (raw dnsmasq options) are not carried over".into());
+    for options in root.children().filter(|n| raw(n)) {
+        for option in options.children().filter(|n| raw(n)) {
+            match option.attribute("value") {
+                Some(v) => {
+                    if let Err(e) = v.parse::<crate::model::RawOption>() {
+                        out.push(format!(
+                            "<dnsmasq:option value='{}'>: {}",
+                            e.input, e.reason
+                        ));
+                    }
+                }
+                None => out.push("<dnsmasq:option> without a value".into()),
+            }
+        }
     }
     out
 }
@@ -100,17 +104,14 @@ fn unsupported_ips(net: &NetworkXml) -> Vec<String> {
     out
 }
 
-/// An IPv4 host is carried over by its MAC, without a lease of its own.
+/// An IPv4 host is carried over by its MAC, with its own lease.
 fn host4_refusal(h: &HostXml) -> Option<&'static str> {
     if h.id.is_some() {
         return Some("a client id (DUID) is not carried over");
     }
-    if h.mac.is_none() {
-        return Some("an IPv4 host without a mac is not carried over");
-    }
-    h.lease
-        .is_some()
-        .then_some("a per-host <lease> is not carried over for IPv4")
+    h.mac
+        .is_none()
+        .then_some("an IPv4 host without a mac is not carried over")
 }
 
 /// A DHCPv6 host is carried over with its DUID, name, address and lease; libvirt writes its

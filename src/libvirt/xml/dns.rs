@@ -22,6 +22,80 @@ pub(in crate::libvirt) fn served_dns<'a, 'i>(net: Node<'a, 'i>) -> Option<Node<'
     saved.or_else(|| child(net, "dns"))
 }
 
+/// libvirt's namespace for raw dnsmasq options (`<dnsmasq:options>`).
+pub(in crate::libvirt) const DNSMASQ_NAMESPACE: &str =
+    "http://libvirt.org/schemas/network/dnsmasq/1.0";
+
+/// The values of `<dnsmasq:options><dnsmasq:option value=...>`, in order.
+pub(in crate::libvirt) fn raw_options(net: Node) -> Vec<String> {
+    let ours = |n: &Node, name: &str| {
+        n.is_element()
+            && n.tag_name().namespace() == Some(DNSMASQ_NAMESPACE)
+            && n.tag_name().name() == name
+    };
+    net.children()
+        .filter(|n| ours(n, "options"))
+        .flat_map(|o| o.children())
+        .filter(|n| ours(n, "option"))
+        .filter_map(|n| n.attribute("value").map(str::to_owned))
+        .collect()
+}
+
+/// The reverse zones of the `<ip localPtr='yes'>` elements of `net` (`ips` are their parsed
+/// forms, in order): answered locally only, as libvirt does. libvirt can make a zone only for
+/// a prefix on an octet (IPv4) or nibble (IPv6) boundary, and so can virtmasq.
+pub(in crate::libvirt) fn local_ptr_zones(
+    cx: &Cx,
+    net: Node,
+    ips: &[super::IpXml],
+) -> Result<Vec<DnsName>, XmlError> {
+    let mut out = Vec::new();
+    let nodes = net.children().filter(|n| is_libvirt(n, "ip"));
+    for (node, ip) in nodes.zip(ips) {
+        if yes_no(cx, node, "localPtr")? != Some(true) {
+            continue;
+        }
+        let zone = ptr_zone(ip.address, ip.prefix).ok_or_else(|| {
+            cx.value(
+                format!(
+                    "<ip address='{}' prefix='{}' localPtr='yes'>",
+                    ip.address, ip.prefix
+                ),
+                "a reverse zone needs a prefix on an octet (IPv4) or nibble (IPv6) boundary",
+            )
+        })?;
+        out.push(zone);
+    }
+    Ok(out)
+}
+
+/// The reverse (PTR) zone of `addr`/`prefix`, if the prefix falls on a label boundary.
+fn ptr_zone(addr: std::net::IpAddr, prefix: u8) -> Option<DnsName> {
+    let text = match addr {
+        std::net::IpAddr::V4(a) if prefix % 8 == 0 && prefix > 0 => {
+            let labels: Vec<String> = a.octets()[..usize::from(prefix / 8)]
+                .iter()
+                .rev()
+                .map(u8::to_string)
+                .collect();
+            format!("{}.in-addr.arpa", labels.join("."))
+        }
+        std::net::IpAddr::V6(a) if prefix % 4 == 0 && prefix > 0 => {
+            let nibbles: Vec<String> = a
+                .octets()
+                .iter()
+                .flat_map(|b| [b >> 4, b & 0xf])
+                .take(usize::from(prefix / 4))
+                .map(|n| format!("{n:x}"))
+                .collect();
+            let rev: Vec<String> = nibbles.into_iter().rev().collect();
+            format!("{}.ip6.arpa", rev.join("."))
+        }
+        _ => return None,
+    };
+    text.parse().ok()
+}
+
 /// The records and forwarders of `dns`.
 pub(in crate::libvirt) fn records(cx: &Cx, dns: Node) -> Result<DnsRecords, XmlError> {
     let mut out = DnsRecords {

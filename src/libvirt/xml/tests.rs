@@ -249,24 +249,25 @@ fn settings_from_the_networks_own_elements() {
     };
     let isolated = xml("", "<mtu size='9000'/><domain name='lab' localOnly='no'/>");
     let lab: DnsName = "lab".parse().unwrap();
-    let s = isolated.settings(Some(&lab));
+    let s = isolated.settings(Some(&lab)).unwrap();
     assert!(s.isolated);
     assert_eq!(s.mtu.map(|m| m.get()), Some(9000));
     assert!(!s.domain_local_only, "libvirt's domain, localOnly='no'");
     let other: DnsName = "intent.example".parse().unwrap();
     assert!(
-        isolated.settings(Some(&other)).domain_local_only,
+        isolated.settings(Some(&other)).unwrap().domain_local_only,
         "a domain of virtmasq's intent is local"
     );
     let nat = xml(
         "<forward mode='nat'/>",
         "<domain name='lab' localOnly='yes'/>",
     );
-    let s = nat.settings(Some(&lab));
+    let s = nat.settings(Some(&lab)).unwrap();
     assert!(!s.isolated && s.mtu.is_none() && s.domain_local_only);
     assert!(
         !xml("<forward/>", "<domain name='lab'/>")
             .settings(Some(&lab))
+            .unwrap()
             .domain_local_only
     );
     let err = NetworkXml::parse(
@@ -275,4 +276,35 @@ fn settings_from_the_networks_own_elements() {
     .unwrap_err();
     let msg = crate::error::chain(&err);
     assert!(msg.contains("mtu") && msg.contains("20"), "{msg}");
+}
+
+/// `localPtr='yes'` names the reverse zone libvirt answers locally; a prefix off a label
+/// boundary has none, and is refused by name as libvirt refuses it.
+#[test]
+fn local_ptr_zones_as_libvirt_makes_them() {
+    let parse = |ips: &str| {
+        NetworkXml::parse(&format!(
+            "<network><name>n</name><bridge name='b0'/>{ips}</network>"
+        ))
+    };
+    let net = parse(
+        "<ip address='10.1.2.1' prefix='16' localPtr='yes'/>\
+         <ip address='10.9.0.1' prefix='24'/>\
+         <ip family='ipv6' address='fd00:12::1' prefix='64' localPtr='yes'/>",
+    )
+    .unwrap();
+    let zones: Vec<&str> = net.local_ptr.iter().map(DnsName::as_str).collect();
+    assert_eq!(
+        zones,
+        [
+            "1.10.in-addr.arpa",
+            "0.0.0.0.0.0.0.0.2.1.0.0.0.0.d.f.ip6.arpa"
+        ]
+    );
+    let err = parse("<ip address='10.1.2.1' prefix='20' localPtr='yes'/>").unwrap_err();
+    let msg = crate::error::chain(&err);
+    assert!(
+        msg.contains("prefix='20'") && msg.contains("boundary"),
+        "{msg}"
+    );
 }

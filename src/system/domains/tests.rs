@@ -25,6 +25,7 @@ fn net(domain: Option<&str>, dns: bool, host_names: &[&str]) -> ManagedNetwork {
                     mac: format!("52:54:00:00:00:{i:02x}").parse().unwrap(),
                     ip: None,
                     name: Some(n.parse().unwrap()),
+                    lease: None,
                 })
                 .collect(),
             domain: domain.map(|d| d.parse().unwrap()),

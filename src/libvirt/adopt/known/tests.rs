@@ -37,6 +37,7 @@ enum Expect {
 const RANGE: &str = "dhcp-range=10.84.0.100,10.84.0.150,255.255.255.0,7200";
 const HOST: &str = "52:54:00:84:00:01,10.84.0.10,h1";
 const NONE: (&str, &str) = ("", "");
+const HOST_WITH_LEASE: &str = "52:54:00:84:00:01,10.84.0.10,h1,3600";
 const DNS: &str = "<dns enable='yes'/>";
 const SRV: &str = "<dns><srv service='s' protocol='tcp' domain='d' target='t' port='1' \
                    priority='2' weight='3'/></dns>";
@@ -114,7 +115,7 @@ const CASES: &[(&str, &str, (&str, &str), Expect)] = {
             "ip",
             "localPtr",
             ("prefix='24'", "prefix='24' localPtr='yes'"),
-            Refused("localPtr"),
+            Line("local=/0.84.10.in-addr.arpa/"),
         ),
         (
             "ip/tftp",
@@ -140,13 +141,13 @@ const CASES: &[(&str, &str, (&str, &str), Expect)] = {
             "ip/dhcp/host/lease",
             "expiry",
             HOST_LEASE,
-            Refused("per-host <lease>"),
+            Line(HOST_WITH_LEASE),
         ),
         (
             "ip/dhcp/host/lease",
             "unit",
             HOST_LEASE,
-            Refused("per-host <lease>"),
+            Line(HOST_WITH_LEASE),
         ),
         (
             "ip/dhcp/bootp",
@@ -262,6 +263,28 @@ fn anything_unknown_is_refused_by_name() {
             }
             other => panic!("an unknown attribute on <{}>: {other:?}", path_of(&el)),
         }
+    }
+    // Raw options are served, but never one through which virtmasq runs the instance.
+    let raw = |value: &str| {
+        BASE.replacen(
+            "</network>",
+            &format!(
+                "<dnsmasq:options xmlns:dnsmasq='http://libvirt.org/schemas/network/dnsmasq/1.0'>\
+                 <dnsmasq:option value='{value}'/></dnsmasq:options></network>"
+            ),
+            1,
+        )
+    };
+    let text = served_text(&raw("log-dhcp"));
+    assert!(text.lines().any(|l| l == "log-dhcp"), "{text}");
+    match adopt(&raw("pid-file=/tmp/x")) {
+        Err(AdoptError::Unsupported { reasons, .. }) => {
+            assert!(
+                reasons.iter().any(|r| r.contains("pid-file")),
+                "{reasons:?}"
+            )
+        }
+        other => panic!("a controlled raw option: {other:?}"),
     }
     let xml = BASE.replacen("</dhcp>", "<option number='42' value='x'/></dhcp>", 1);
     match adopt(&xml) {
