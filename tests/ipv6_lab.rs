@@ -83,7 +83,7 @@ fn guests_get_router_advertisements_dhcpv6_leases_and_their_fixed_address() {
         ra.text
     );
     let lease = guest
-        .dhcp6_lease(Duration::from_secs(15))
+        .dhcp6_lease_as(Duration::from_secs(15), Some("dyn6"))
         .expect("no DHCPv6 lease for a guest on the bridge");
     let last = u128::from(lease.ip) & 0xffff;
     assert!(
@@ -95,6 +95,7 @@ fn guests_get_router_advertisements_dhcpv6_leases_and_their_fixed_address() {
         lease.valid_secs, 7200,
         "the range's lease time (dhclient asks for 7500)"
     );
+    let dynamic = lease.ip;
     let fixed = lab.add_client(BRIDGE, STATIC_MAC);
     let lease = fixed
         .dhcp6_lease(Duration::from_secs(15))
@@ -112,6 +113,9 @@ fn guests_get_router_advertisements_dhcpv6_leases_and_their_fixed_address() {
     };
     let aaaa = ask("aaaa", "fixed6.lab6.example");
     assert!(aaaa.contains("fd00:96::10"), "{aaaa}");
+    // And so does a dynamic client's, by the name it sent.
+    let aaaa = ask("aaaa", "dyn6.lab6.example");
+    assert!(aaaa.contains(&dynamic.to_string()), "{aaaa}");
     let ip: std::net::Ipv6Addr = "fd00:96::10".parse().unwrap();
     let nibbles: Vec<String> = format!("{:032x}", u128::from(ip))
         .chars()

@@ -122,6 +122,12 @@ impl Client {
     /// so the client's DUID is [`Client::duid_ll`]. None when no server answered within
     /// `limit`. The dhclient that stays behind to renew is stopped.
     pub fn dhcp6_lease(&self, limit: Duration) -> Option<Lease6> {
+        self.dhcp6_lease_as(limit, None)
+    }
+
+    /// As [`Client::dhcp6_lease`], sending `name` in the client FQDN option (RFC 4704), as a
+    /// guest does that wants its name in the network's DNS.
+    pub fn dhcp6_lease_as(&self, limit: Duration, name: Option<&str>) -> Option<Lease6> {
         self.wait_ipv6_ready();
         let n = LEASE_COUNTER.fetch_add(1, Ordering::Relaxed);
         let base = self.dir.join(format!("dhcp6-{}-{n}", self.ns));
@@ -139,8 +145,15 @@ impl Client {
                 std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
             })
             .unwrap_or_else(|e| panic!("lab: writing {}: {e}", script.display()));
+        // Our own configuration, not the host's /etc/dhcp/dhclient.conf.
+        let conf = base.with_extension("conf");
+        let body = name.map_or(String::new(), |n| format!("send fqdn.fqdn \"{n}\";\n"));
+        std::fs::write(&conf, body)
+            .unwrap_or_else(|e| panic!("lab: writing {}: {e}", conf.display()));
         let mut cmd = self.command("dhclient");
-        cmd.args(["-6", "-1", "-D", "LL", "-lf"])
+        cmd.args(["-6", "-1", "-D", "LL", "-cf"])
+            .arg(&conf)
+            .arg("-lf")
             .arg(base.with_extension("leases"))
             .arg("-pf")
             .arg(&pid)
