@@ -492,7 +492,7 @@ fn dns_held_on_the_bridge_address_leaves_dhcp_served() {
         "the other DNS server did not start\n{}",
         lab.process_log(other)
     );
-    let dhcp = format!(r#"{RANGE}"#);
+    let dhcp = RANGE.to_string();
     let uri = write_node(
         lab.dir(),
         "node.xml",
