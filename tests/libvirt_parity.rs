@@ -28,19 +28,10 @@ fn an_adopted_isolated_network_with_records_is_served_as_libvirt_serves_it() {
     lab.add_bridge("vqpar0", "10.95.0.1/24");
     // The upstream the forwarder names: a dnsmasq on its own interface that knows one name.
     lab.add_bridge("vqup0", "10.96.0.2/24");
-    let pid = format!("--pid-file={}", lab.dir().join("upstream.pid").display());
-    let upstream = lab.spawn_host(&[
-        "dnsmasq",
-        "--conf-file=/dev/null",
-        "--keep-in-foreground",
-        "--no-resolv",
-        "--no-hosts",
-        "--bind-interfaces",
-        "--listen-address=10.96.0.2",
-        "--except-interface=lo",
-        "--address=/up.test/192.0.2.9",
-        &pid,
-    ]);
+    let upstream = lab.spawn_dns_server(
+        "10.96.0.2",
+        &["--except-interface=lo", "--address=/up.test/192.0.2.9"],
+    );
 
     let adopted = virtmasq::libvirt::adopt::adopt(NETWORK).expect("adopt carries it all over");
     let node = lab.dir().join("node.xml");
