@@ -1,8 +1,8 @@
 //! What a libvirt network definition asks of its dnsmasq beyond addresses, served by virtmasq
 //! after `adopt` (private mode, real dnsmasq, real clients in the lab): an isolated network's
-//! guests get no default route and no upstream DNS, `<mtu>` arrives as option 26, and the
-//! network's `<dns>` TXT, SRV and host records and a per-domain forwarder answer as they do
-//! from libvirt's own dnsmasq.
+//! guests get no default route and no upstream DNS, `<mtu>` arrives as option 26, `<bootp>`'s
+//! boot file is offered, and the network's `<dns>` TXT, SRV and host records and a per-domain
+//! forwarder answer as they do from libvirt's own dnsmasq.
 
 mod lab;
 mod support;
@@ -20,7 +20,8 @@ const NETWORK: &str = "<network><name>par</name><bridge name='vqpar0'/><mtu size
     port='389' priority='10' weight='5'/>\
     <host ip='10.95.0.7'><hostname>files</hostname></host></dns>\
     <ip address='10.95.0.1' prefix='24'><dhcp>\
-    <range start='10.95.0.100' end='10.95.0.150'/></dhcp></ip></network>";
+    <range start='10.95.0.100' end='10.95.0.150'/><bootp file='pxelinux.0'/></dhcp></ip>\
+    </network>";
 
 #[test]
 fn an_adopted_isolated_network_with_records_is_served_as_libvirt_serves_it() {
@@ -62,6 +63,7 @@ fn an_adopted_isolated_network_with_records_is_served_as_libvirt_serves_it() {
         offer.options
     );
     assert_eq!(offer.domain().as_deref(), Some("par.example"));
+    assert_eq!(offer.boot_file().as_deref(), Some("pxelinux.0"), "<bootp>");
 
     // DNS from the guest, on the bridge's address.
     guest.set_address("10.95.0.50/24");
