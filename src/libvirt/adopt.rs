@@ -236,13 +236,24 @@ fn adopt_edits(xml: &str, root: Node, intent: &DhcpIntent) -> Vec<Edit> {
     }
     let ips: Vec<Node> = root.children().filter(|n| is_libvirt(n, "ip")).collect();
     for ip in &ips {
-        let Some(dhcp) = child(*ip, "dhcp") else {
+        // What libvirt starts its dnsmasq for: <tftp> and <dhcp>, moved together, in order.
+        let moved: Vec<Node> = ip
+            .children()
+            .filter(|n| is_libvirt(n, "tftp") || is_libvirt(n, "dhcp"))
+            .collect();
+        if moved.is_empty() {
             continue;
-        };
+        }
         let address = ip.attribute("address").unwrap_or_default();
-        let text = reindent(&xml[dhcp.range()], column(dhcp), 4);
-        saved += &format!("\n  <ip address='{address}'>\n    {text}\n  </ip>");
-        edits.push((removal(dhcp), String::new()));
+        let texts: Vec<String> = moved
+            .iter()
+            .map(|el| reindent(&xml[el.range()], column(*el), 4))
+            .collect();
+        saved += &format!(
+            "\n  <ip address='{address}'>\n    {}\n  </ip>",
+            texts.join("\n    ")
+        );
+        edits.extend(moved.iter().map(|el| (removal(*el), String::new())));
     }
     if dns.is_none() {
         let anchor = ips.first().copied().unwrap_or(root);
@@ -333,15 +344,21 @@ fn release_edits(xml: &str, root: Node, saved: Node) -> Result<Vec<Edit>, String
     Ok(edits)
 }
 
-/// Puts the `<dhcp>` saved in `copy` back into the network's `<ip>` of the same address, which
-/// is returned with the edit.
+/// Puts the `<tftp>` and `<dhcp>` saved in `copy` back into the network's `<ip>` of the same
+/// address, which is returned with the edit.
 fn restore_dhcp(xml: &str, root: Node, copy: Node) -> Result<(Edit, IpAddr), String> {
     let address = |n: Node| {
         n.attribute("address")
             .and_then(|a| a.parse::<IpAddr>().ok())
     };
     let want = address(copy).ok_or("a saved <ip> has no address")?;
-    let dhcp = child(copy, "dhcp").ok_or("a saved <ip> has no <dhcp>")?;
+    let moved: Vec<Node> = copy
+        .children()
+        .filter(|n| is_libvirt(n, "tftp") || is_libvirt(n, "dhcp"))
+        .collect();
+    if moved.is_empty() {
+        return Err("a saved <ip> has no <dhcp> or <tftp>".into());
+    }
     let ip = root
         .children()
         .filter(|n| is_libvirt(n, "ip"))
@@ -349,12 +366,19 @@ fn restore_dhcp(xml: &str, root: Node, copy: Node) -> Result<(Edit, IpAddr), Str
         .ok_or_else(|| {
             format!("it no longer has an <ip address='{want}'> to give its <dhcp> back to")
         })?;
-    if child(ip, "dhcp").is_some() {
-        return Err(format!(
-            "<ip address='{want}'> has a <dhcp> again; remove it first"
-        ));
+    for el in &moved {
+        let name = el.tag_name().name();
+        if child(ip, name).is_some() {
+            return Err(format!(
+                "<ip address='{want}'> has a <{name}> again; remove it first"
+            ));
+        }
     }
-    let text = reindent(&xml[dhcp.range()], column(dhcp), 4);
+    let text = moved
+        .iter()
+        .map(|el| reindent(&xml[el.range()], column(*el), 4))
+        .collect::<Vec<_>>()
+        .join("\n    ");
     let range = ip.range();
     if xml[range.clone()].ends_with("/>") {
         let edit = (
