@@ -1,8 +1,8 @@
 //! What a libvirt network definition asks of its dnsmasq beyond addresses, served by virtmasq
 //! after `adopt` (private mode, real dnsmasq, real clients in the lab): an isolated network's
 //! guests get no default route and no upstream DNS, `<mtu>` arrives as option 26, `<bootp>`'s
-//! boot file is offered and `<tftp>` serves it, and the network's `<dns>` TXT, SRV and host records and a per-domain
-//! forwarder answer as they do from libvirt's own dnsmasq.
+//! boot file is offered and `<tftp>` serves it, and the network's `<dns>` TXT, SRV and host
+//! records and a per-domain forwarder answer as they do from libvirt's own dnsmasq.
 
 mod lab;
 mod support;
