@@ -1,17 +1,18 @@
 //! `adopt` and `release` as pure text transforms of a network's XML (`net-dumpxml --inactive`).
 //!
 //! Adopting moves a network that libvirt serves itself over to virtmasq: every `<ip>` loses
-//! its `<dhcp>`, `<dns>` becomes `<dns enable='no'/>` (so libvirt starts no dnsmasq), and two
+//! its `<tftp>` and `<dhcp>`, `<dns>` becomes `<dns enable='no'/>` (so libvirt starts no dnsmasq), and two
 //! elements go into `<metadata>`: virtmasq's intent ([`metadata::render_intent`]) and, in a
 //! second namespace ([`SAVED_NAMESPACE`]), verbatim copies of what was removed. Releasing puts
 //! those copies back, so `release(adopt(x))` equals `x` once parsed, whatever libvirt wrote in
 //! them; nothing has to be rebuilt from the intent.
 //!
 //! IPv6 comes along: DHCPv6 ranges with their leases, hosts by DUID or name with their own
-//! leases, and router advertisements for every IPv6 `<ip>`. What virtmasq cannot serve
-//! (`<bootp>`, `<tftp>`, IPv4 per-host leases and client ids, `<dns>` records and forwarders,
-//! raw `<dnsmasq:options>`) is refused, every reason at
-//! once: a network is never moved over with part of its service silently dropped.
+//! leases, and router advertisements for every IPv6 `<ip>`. So do `<bootp>`, `<tftp>`, per-host
+//! leases, `<dns>` records and forwarders, `localPtr` and `<dnsmasq:options>` (read by
+//! `xml` from the saved copies). What virtmasq cannot serve (IPv4 client ids, an element it
+//! does not know: [`known`]) is refused, every reason at once: a network is never moved over
+//! with part of its service silently dropped.
 //!
 //! The edits are splices of the original text at the byte ranges roxmltree reports, so
 //! everything else (comments, other programs' metadata, attribute order) stays as it was.
