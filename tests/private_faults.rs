@@ -65,7 +65,10 @@ fn a_dnsmasq_killed_again_and_again_comes_back_with_backoff_never_twice() {
         });
         assert!(back, "no new dnsmasq\n{}", lab.process_log(agent));
         gaps.push(killed.elapsed());
-        assert!(most <= 1, "{most} instances of the network's dnsmasq at once");
+        assert!(
+            most <= 1,
+            "{most} instances of the network's dnsmasq at once"
+        );
     }
     eprintln!("restart gaps: {gaps:?}");
     assert!(
@@ -82,9 +85,9 @@ fn a_killed_agent_leaves_no_dnsmasq_and_its_leases_serve_the_next_run() {
     let lab = Lab::new("private_agent_killed");
     lab.add_bridge("vqa0", "10.91.0.1/24");
     let agent = start_agent(&lab);
-    assert!(wait_until(Duration::from_secs(10), || live_pid(
-        &pid_file(&lab)
-    )
+    assert!(wait_until(Duration::from_secs(10), || live_pid(&pid_file(
+        &lab
+    ))
     .is_some()));
     // A guest asks for an address of its own choosing, which the hash would not give it.
     let guest = lab.add_client("vqa0", "52:54:00:91:00:32");
@@ -102,7 +105,8 @@ fn a_killed_agent_leaves_no_dnsmasq_and_its_leases_serve_the_next_run() {
 
     let agent = start_agent(&lab);
     assert!(
-        wait_until(Duration::from_secs(10), || live_pid(&pid_file(&lab)).is_some()),
+        wait_until(Duration::from_secs(10), || live_pid(&pid_file(&lab))
+            .is_some()),
         "{}",
         lab.process_log(agent)
     );
@@ -140,7 +144,8 @@ fn a_full_state_directory_loses_no_lease() {
     let _mounted = Mounted(state.clone());
     let agent = start_agent(&lab);
     assert!(
-        wait_until(Duration::from_secs(10), || live_pid(&pid_file(&lab)).is_some()),
+        wait_until(Duration::from_secs(10), || live_pid(&pid_file(&lab))
+            .is_some()),
         "{}",
         lab.process_log(agent)
     );
@@ -149,7 +154,9 @@ fn a_full_state_directory_loses_no_lease() {
     let _ = std::fs::write(&filler, vec![0u8; 512 * 1024]);
     // Guests are still served; dnsmasq says why their lease is not on disk yet.
     let first = lab.add_client("vqa0", "52:54:00:91:00:33");
-    let lease = first.lease().expect("a lease with the state directory full");
+    let lease = first
+        .lease()
+        .expect("a lease with the state directory full");
     assert!(
         wait_until(Duration::from_secs(5), || lab
             .process_log(agent)
@@ -165,7 +172,9 @@ fn a_full_state_directory_loses_no_lease() {
     let file = state.join("leases/lab.leases");
     assert!(
         wait_until(Duration::from_secs(5), || std::fs::read_to_string(&file)
-            .is_ok_and(|t| t.contains(&lease.ip.to_string()) && t.contains("52:54:00:91:00:34"))),
+            .is_ok_and(
+                |t| t.contains(&lease.ip.to_string()) && t.contains("52:54:00:91:00:34")
+            )),
         "the lease given while the disk was full was lost: {:?}",
         std::fs::read_to_string(&file)
     );
