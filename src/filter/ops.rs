@@ -141,6 +141,47 @@ impl PxeFilter {
         self.change(edit, None)
     }
 
+    /// Replaces the whole stored policy (both lists and the unknown override) in one change:
+    /// a full read of an outside source (etcd) at one revision.
+    pub fn replace_policy(
+        &self,
+        desired: DesiredLists,
+        unknown: Option<UnknownPolicy>,
+    ) -> Result<SyncReport, FilterError> {
+        let edit = |stored: &mut StoredPolicy| {
+            stored.allow = desired.allow;
+            stored.deny = desired.deny;
+            stored.unknown = unknown;
+        };
+        self.change(edit, None)
+    }
+
+    /// Applies a batch of changes from an outside source in one change: each MAC to allow,
+    /// deny or (None) the unknown policy, and maybe a new unknown override. Only the named
+    /// MACs' files are looked at unless the unknown policy changes (then every file may be).
+    pub fn apply_batch(
+        &self,
+        macs: &[(MacAddr, Option<Verdict>)],
+        unknown: Option<Option<UnknownPolicy>>,
+    ) -> Result<SyncReport, FilterError> {
+        let edit = |stored: &mut StoredPolicy| {
+            for (mac, verdict) in macs {
+                stored.allow.remove(mac);
+                stored.deny.remove(mac);
+                match verdict {
+                    Some(Verdict::Allow) => stored.allow.insert(*mac),
+                    Some(Verdict::Deny) => stored.deny.insert(*mac),
+                    None => false,
+                };
+            }
+            if let Some(u) = unknown {
+                stored.unknown = u;
+            }
+        };
+        let only: Vec<MacAddr> = macs.iter().map(|(m, _)| *m).collect();
+        self.change(edit, unknown.is_none().then_some(&only[..]))
+    }
+
     /// Overrides the configured unknown-MAC policy (`None`: back to the configuration).
     pub fn set_unknown(&self, unknown: Option<UnknownPolicy>) -> Result<SyncReport, FilterError> {
         self.change(|stored| stored.unknown = unknown, None)
