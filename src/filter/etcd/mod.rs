@@ -173,7 +173,12 @@ impl Follower {
             Err(e) => return e,
         };
         let start = match *revision {
-            Some(r) => r,
+            // A watch created on a member still starting can miss the history it asks for:
+            // first one linearizable read, which succeeds only once the member serves.
+            Some(r) => match self.ready(&mut client).await {
+                Ok(()) => r,
+                Err(e) => return e,
+            },
             None => match self.full_read(&mut client).await {
                 Ok(r) => {
                     *revision = Some(r);
@@ -187,10 +192,16 @@ impl Follower {
         let opts = WatchOptions::new()
             .with_prefix()
             .with_start_revision(start + 1);
-        let (_watcher, mut stream) = match client.watch(prefix, Some(opts)).await {
-            Ok(w) => w,
-            Err(e) => return self.request_error("watch", e),
+        let watch = client.watch(prefix, Some(opts));
+        let (_watcher, mut stream) = match tokio::time::timeout(REQUEST_TIMEOUT, watch).await {
+            Ok(Ok(w)) => w,
+            Ok(Err(e)) => return self.request_error("watch", e),
+            Err(_) => return self.timeout("watch"),
         };
+        // The watch is established: the policy is current (a compacted start revision is
+        // reported next, and a full read follows at once).
+        *wait = RETRY_MIN;
+        self.applied(start);
         loop {
             let msg = match stream.message().await {
                 Ok(Some(m)) => m,
@@ -201,6 +212,12 @@ impl Follower {
                 }
                 Err(e) => return self.request_error("watch", e),
             };
+            tracing::debug!(
+                events = msg.events().len(),
+                compact = msg.compact_revision(),
+                canceled = msg.canceled(),
+                "etcd watch response"
+            );
             if msg.compact_revision() > 0 {
                 return EtcdError::Compacted {
                     revision: msg.compact_revision(),
@@ -210,8 +227,6 @@ impl Follower {
                 let reason = msg.cancel_reason().to_owned();
                 return EtcdError::WatchEnded { reason };
             }
-            // The watch is established (or delivering): the policy is current.
-            *wait = RETRY_MIN;
             if let Some(r) = self.apply_events(msg.events()).await {
                 match r {
                     Ok(r) => *revision = Some(r),
@@ -296,6 +311,17 @@ impl Follower {
                 );
                 return Ok(rev);
             }
+        }
+    }
+
+    /// Waits for one linearizable read of the prefix (counted, not transferred).
+    async fn ready(&self, client: &mut Client) -> Result<(), EtcdError> {
+        let prefix = format!("{}/", self.cfg.prefix);
+        let opts = GetOptions::new().with_prefix().with_count_only();
+        match tokio::time::timeout(REQUEST_TIMEOUT, client.get(prefix, Some(opts))).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(self.request_error("read", e)),
+            Err(_) => Err(self.timeout("read")),
         }
     }
 
