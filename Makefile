@@ -1,7 +1,7 @@
 # The two commands a fresh Debian 12 machine (as root) needs:
 #   make demo   - the main job end to end, in network namespaces on this machine
 #   make test   - the whole test suite, with formatting and lint checks
-.PHONY: deps deb-tools fuzz-tools build deb demo test lint bench fuzz fuzz-smoke clean
+.PHONY: deps deb-tools fuzz-tools build deb demo test lint bench bench-peers fuzz fuzz-smoke clean
 
 deps:
 	./scripts/install-deps.sh
@@ -56,6 +56,11 @@ fuzz-smoke: fuzz-tools
 
 bench: deps
 	cargo bench --locked
+
+# virtmasq beside its peers and floors in one run, as a table with ratios (benches/peers/);
+# builds OpenStack ironic's venv in ~/.cache once.
+bench-peers: deps
+	./scripts/bench-peers.sh
 
 clean:
 	cargo clean

@@ -19,9 +19,9 @@ mod lab;
 
 use std::collections::HashSet;
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -357,101 +357,6 @@ fn main() {
     }
 }
 
-/// A long-lived scapy prober in a client namespace (imports once, then answers requests).
-struct Prober {
-    /// The python process; its stdin takes one request per line.
-    child: Child,
-    /// Its answers, one line per request.
-    out: BufReader<std::process::ChildStdout>,
-}
-
-const PROBER: &str = r#"
-import sys, os, struct, time, types, select
-sys.path.insert(0, sys.argv[1])
-import dhcp_probe as p
-from scapy.arch.linux import L2Socket
-from scapy.layers.inet import IP, UDP
-from scapy.layers.l2 import Ether
-sock = L2Socket(iface="eth0")
-print("ready", flush=True)
-for line in sys.stdin:
-    mac_s, per_try, limit = line.split()
-    mac = bytes.fromhex(mac_s.replace(":", ""))
-    args = types.SimpleNamespace(vendor_class=None, user_class=None, client_arch=None,
-        client_ndi=False, uuid=None, ipxe_175=False, request_list=None)
-    start = time.monotonic(); tries = 0; got = None
-    while got is None and time.monotonic() - start < float(limit):
-        xid = struct.unpack("!I", os.urandom(4))[0]; tries += 1
-        frame = Ether(src=mac_s, dst="ff:ff:ff:ff:ff:ff") / IP(src="0.0.0.0", dst="255.255.255.255") / UDP(sport=68, dport=67) / p.discover(args, mac, xid)
-        sock.send(frame)
-        end = time.monotonic() + float(per_try)
-        while got is None and time.monotonic() < end:
-            r, _, _ = select.select([sock.ins], [], [], max(0, end - time.monotonic()))
-            if not r: break
-            _, raw, _ = sock.recv_raw()
-            if raw and len(raw) > 42 and raw[12:14] == b"\x08\x00":
-                pkt = Ether(raw)
-                if UDP in pkt and pkt[UDP].dport == 68:
-                    got = p.parse_reply(bytes(pkt[UDP].payload), xid)
-    print("offer" if got else "none", "%.1f" % ((time.monotonic() - start) * 1000), tries, flush=True)
-"#;
-
-impl Prober {
-    fn start(ns: &str) -> Prober {
-        let lab_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/lab");
-        let mut child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                ns,
-                "/usr/bin/python3",
-                "-c",
-                PROBER,
-                lab_dir,
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the prober");
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).expect("prober output");
-        assert_eq!(line.trim(), "ready", "prober failed to start");
-        Prober { child, out }
-    }
-
-    /// Probes `mac` until an offer comes (each try waits `per_try`), for at most `limit`.
-    fn until_offer(
-        &mut self,
-        mac: MacAddr,
-        per_try: Duration,
-        limit: Duration,
-    ) -> Option<(f64, u32)> {
-        let stdin = self.child.stdin.as_mut().unwrap();
-        writeln!(
-            stdin,
-            "{mac} {} {}",
-            per_try.as_secs_f64(),
-            limit.as_secs_f64()
-        )
-        .unwrap();
-        let mut line = String::new();
-        self.out.read_line(&mut line).expect("prober answer");
-        let mut words = line.split_whitespace();
-        let offered = words.next() == Some("offer");
-        let ms: f64 = words.next()?.parse().ok()?;
-        let tries: u32 = words.next()?.parse().ok()?;
-        offered.then_some((ms, tries))
-    }
-}
-
-impl Drop for Prober {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The N-file hostsdir (all denied, as in the sync comparison) under `parent`.
 fn absorb_filter(parent: &Path, all: &[MacAddr]) -> (tempfile::TempDir, PxeFilter) {
     let base = tempfile::Builder::new()
@@ -514,12 +419,12 @@ fn measure_dnsmasq(parent: &Path, all: &[MacAddr], toggled: &[MacAddr]) {
     let lab = lab::Lab::new("filter_sync_bench");
     lab.add_bridge("vqb1", "10.82.0.1/24");
     let client = lab.add_client("vqb1", "52:54:00:82:00:01");
-    let mut prober = Prober::start(client.ns());
+    let mut prober = lab::Prober::start(client.ns());
     let started = Instant::now();
     let pid = spawn_dnsmasq(&lab, &filter);
     let stranger = MacAddr::new([0x52, 0x54, 0x00, 0x82, 0x00, 0x99]);
     let limit = Duration::from_secs(120);
-    let first = prober.until_offer(stranger, Duration::from_millis(50), limit);
+    let first = prober.until_offer(&stranger.to_string(), Duration::from_millis(50), limit);
     let start_time = started.elapsed();
     assert!(
         first.is_some(),
@@ -529,14 +434,20 @@ fn measure_dnsmasq(parent: &Path, all: &[MacAddr], toggled: &[MacAddr]) {
     let last = *toggled.iter().max().unwrap();
     let short = Duration::from_millis(300);
     assert!(
-        prober.until_offer(last, short, short).is_none(),
+        prober
+            .until_offer(&last.to_string(), short, short)
+            .is_none(),
         "{last} should be denied"
     );
 
     let t = Instant::now();
     let report = filter.allow(toggled).unwrap();
     let synced = Instant::now();
-    let answer = prober.until_offer(last, Duration::from_millis(20), Duration::from_secs(60));
+    let answer = prober.until_offer(
+        &last.to_string(),
+        Duration::from_millis(20),
+        Duration::from_secs(60),
+    );
     let answer_after = synced.elapsed();
     let (ms, tries) = answer.unwrap_or_else(|| panic!("{last} never allowed"));
     let read_line = format!("read {}/{}", filter.hostsdir().display(), last.dashed());
@@ -550,7 +461,7 @@ fn measure_dnsmasq(parent: &Path, all: &[MacAddr], toggled: &[MacAddr]) {
 
     lab.signal_process(pid, "HUP");
     let hup = Instant::now();
-    let after_hup = prober.until_offer(last, Duration::from_millis(50), limit);
+    let after_hup = prober.until_offer(&last.to_string(), Duration::from_millis(50), limit);
     let hup_time = hup.elapsed();
     drop(prober);
     lab.stop_process(pid, Duration::from_secs(5));

@@ -25,7 +25,7 @@ const BURST: usize = 20;
 
 fn network(i: usize) -> String {
     format!(
-        "<network><name>n{i}</name><bridge name='vqb{i}'/><dns enable='no'/>\
+        "<network><name>n{i}</name><forward mode='nat'/><bridge name='vqb{i}'/><dns enable='no'/>\
          <ip address='10.{}.0.1' prefix='24'/><metadata>\
          <virtmasq:dhcp xmlns:virtmasq=\"http://virtmasq.org/xmlns/network/1.0\">\
          <virtmasq:range start=\"10.{}.0.100\" end=\"10.{}.0.150\"/>\

@@ -34,7 +34,10 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<ApplyError>() {
             return match e {
                 ApplyError::Invalid { .. } => DATAERR,
-                ApplyError::Io { .. } | ApplyError::NotRestored { .. } => IOERR,
+                ApplyError::Io { .. }
+                | ApplyError::NotRestored { .. }
+                | ApplyError::Interrupted
+                | ApplyError::Journal(_) => IOERR,
                 ApplyError::Restart { .. } | ApplyError::Hangup { .. } => UNAVAILABLE,
             };
         }

@@ -262,3 +262,43 @@ fn what_does_not_add_up_is_refused_and_nothing_changes() {
     );
     assert_definition(&lv, "vqr-edit", &edited);
 }
+
+/// IPv6 through a real libvirtd: a DHCPv6 `<ip>` (a range with its lease, hosts by DUID and
+/// by name with a lease of its own) and a SLAAC-only one go over into the intent and come
+/// back as they were.
+#[test]
+fn ipv6_goes_over_and_comes_back() {
+    let lab = Lab::new("adopt_release_ipv6");
+    let lv = Libvirtd::start(&lab, None);
+    let v6 = "<ip family='ipv6' address='fd00:61::1' prefix='64'><dhcp>\
+         <range start='fd00:61::100' end='fd00:61::1ff'><lease expiry='1' unit='hours'/></range>\
+         <host id='00:01:00:01:2c:ab:cd:ef:52:54:00:aa:61:06' name='node6' ip='fd00:61::10'/>\
+         <host name='byname' ip='fd00:61::11'><lease expiry='30' unit='minutes'/></host>\
+         </dhcp></ip><ip family='ipv6' address='fd00:62::1' prefix='64'/>";
+    let dhcp = "<range start='10.61.0.100' end='10.61.0.150'/>";
+    lv.define(&served_network("vqr-v6", "vqbr-v6", "10.61.0.1", dhcp, v6));
+    let original = lv.definition("vqr-v6");
+    let out = agent(&lab, &lv, &["adopt", "vqr-v6"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let adopted = lv.definition("vqr-v6");
+    let net = NetworkXml::parse(&adopted).unwrap();
+    assert!(!net.served_by_libvirt(), "{adopted}");
+    let intent = net
+        .metadata
+        .clone()
+        .expect("virtmasq's intent in <metadata>");
+    assert_eq!(
+        (intent.ranges.len(), intent.ranges6.len()),
+        (1, 1),
+        "{adopted}"
+    );
+    assert_eq!(intent.hosts6.len(), 2, "{adopted}");
+    assert_eq!(
+        intent.hosts6[1].lease.map(|l| l.to_string()),
+        Some("1800".into())
+    );
+    assert_eq!(net.ipv6_subnets().len(), 2);
+    let out = agent(&lab, &lv, &["release", "vqr-v6"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_definition(&lv, "vqr-v6", &original);
+}

@@ -147,16 +147,22 @@ fn the_running_service_matches_its_description_and_its_policy_holds() {
         "{}",
         out(&status)
     );
-    let mode = bus
-        .busctl_as_nobody()
-        .args(["get-property", NAME, PATH, NAME, "ManagedNetworks"])
-        .output()
-        .unwrap();
-    assert_eq!(out(&mode).trim(), "as 1 \"lab\"", "{}", out(&mode));
+    // The bus name is taken before the first reconcile ends: the network is listed once it has.
+    let managed = || {
+        let got = bus
+            .busctl_as_nobody()
+            .args(["get-property", NAME, PATH, NAME, "ManagedNetworks"])
+            .output()
+            .unwrap();
+        out(&got).trim().to_owned()
+    };
+    let listed = wait_until(Duration::from_secs(10), || managed() == "as 1 \"lab\"");
+    assert!(listed, "ManagedNetworks: {}", managed());
 
     // Only root may change anything.
     for args in [
         vec!["FilterAllow", "as", "1", "52:54:00:00:00:01"],
+        vec!["FilterSync", "asas", "1", "52:54:00:00:00:01", "0"],
         vec!["Reconcile"],
         vec!["ReportNetworkEvent", "ss", "lab", "started"],
     ] {
@@ -216,6 +222,35 @@ fn the_running_service_matches_its_description_and_its_policy_holds() {
         !bad.status.success() && out(&bad).contains("zz:00:00:00:00:00"),
         "{}",
         out(&bad)
+    );
+    // The whole lists at once: 01 moves to the denied side, 03 is allowed.
+    let synced = bus
+        .busctl()
+        .args(["call", NAME, PATH, NAME, "FilterSync", "asas"])
+        .args(["1", "52:54:00:00:00:03", "1", "52:54:00:00:00:01"])
+        .output()
+        .unwrap();
+    assert!(synced.status.success(), "{}", out(&synced));
+    let list = bus
+        .busctl()
+        .args(["call", NAME, PATH, NAME, "FilterList"])
+        .output()
+        .unwrap();
+    assert!(
+        out(&list).contains(r#"1 "52:54:00:00:00:03" 1 "52:54:00:00:00:01""#),
+        "{}",
+        out(&list)
+    );
+    let both = bus
+        .busctl()
+        .args(["call", NAME, PATH, NAME, "FilterSync", "asas"])
+        .args(["1", "52:54:00:00:00:03", "1", "52:54:00:00:00:03"])
+        .output()
+        .unwrap();
+    assert!(
+        !both.status.success() && out(&both).contains("52:54:00:00:00:03"),
+        "a MAC both allowed and denied was taken: {}",
+        out(&both)
     );
     let ev = bus
         .busctl()
@@ -446,6 +481,7 @@ fn the_daemon_refuses_a_non_root_caller_that_the_bus_let_through() {
         vec!["FilterAllow", "['52:54:00:00:00:02']"],
         vec!["FilterDeny", "['52:54:00:00:00:02']"],
         vec!["FilterForget", "['52:54:00:00:00:02']"],
+        vec!["FilterSync", "['52:54:00:00:00:02']", "@as []"],
         vec!["Reconcile"],
         vec!["ReportNetworkEvent", "lab", "started"],
     ] {

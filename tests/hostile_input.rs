@@ -234,8 +234,8 @@ fn render_in_system_mode_keeps_the_hosts_dns_to_the_networks_own_names() {
     let dir = tempfile::tempdir().unwrap();
     let net = |name: &str, bridge: &str, dns: &str, inner: &str| {
         format!(
-            "<network><name>{name}</name><bridge name='{bridge}'/><dns enable='no'/>\
-             <ip address='10.94.0.1' prefix='24'/><metadata><virtmasq:dhcp \
+            "<network><name>{name}</name><forward mode='nat'/><bridge name='{bridge}'/>\
+             <dns enable='no'/><ip address='10.94.0.1' prefix='24'/><metadata><virtmasq:dhcp \
              xmlns:virtmasq=\"http://virtmasq.org/xmlns/network/1.0\" dns=\"{dns}\">\
              {RANGE_OK_94}{inner}</virtmasq:dhcp></metadata></network>"
         )

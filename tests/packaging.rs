@@ -34,7 +34,8 @@ const UPGRADE_INSIDE: &str = "/root/virtmasq-upgrade.deb";
 const UPGRADE_VERSION: &str = "0.1.0-2";
 
 /// A network libvirt serves itself, until `virtmasq adopt` moves it over.
-const LAB_XML: &str = "<network><name>lab</name><bridge name='vqpkg0' stp='off'/>\
+const LAB_XML: &str = "<network><name>lab</name><forward mode='nat'/>\
+    <bridge name='vqpkg0' stp='off'/>\
     <ip address='10.97.0.1' prefix='24'><dhcp><range start='10.97.0.100' end='10.97.0.150'/>\
     </dhcp></ip></network>";
 

@@ -468,3 +468,62 @@ fn a_bridge_first_seen_after_its_dnsmasq_started_is_served_without_a_restart() {
         "its dnsmasq was restarted"
     );
 }
+
+/// A server that already answers DNS on the bridge's own address (a system dnsmasq with
+/// `bind-interfaces` that does not exclude the bridge): the private instance could never bind
+/// its DNS socket there, so it serves DHCP only instead of failing over and over.
+#[test]
+fn dns_held_on_the_bridge_address_leaves_dhcp_served() {
+    let lab = Lab::new("private_dns_held");
+    lab.add_bridge("vqa0", "10.91.0.1/24");
+    let pid = format!("--pid-file={}", lab.dir().join("other.pid").display());
+    let other = lab.spawn_host(&[
+        "dnsmasq",
+        "--conf-file=/dev/null",
+        "--keep-in-foreground",
+        "--no-resolv",
+        "--no-hosts",
+        "--bind-interfaces",
+        "--listen-address=10.91.0.1",
+        &pid,
+    ]);
+    assert!(
+        wait_until(Duration::from_secs(5), || lab.host_udp_listening(53)),
+        "the other DNS server did not start\n{}",
+        lab.process_log(other)
+    );
+    let dhcp = RANGE.to_string();
+    let uri = write_node(
+        lab.dir(),
+        "node.xml",
+        &[TestNet {
+            name: "lab",
+            bridge: "vqa0",
+            ip: "10.91.0.1/24",
+            dhcp: Some(&dhcp),
+        }],
+    );
+    // DNS on for this network (the node's metadata says dns="no" by default).
+    let node = lab.dir().join("node.xml");
+    let xml = std::fs::read_to_string(&node).unwrap();
+    std::fs::write(&node, xml.replace(r#"dns="no""#, r#"dns="yes""#)).unwrap();
+    let cfg = write_config(lab.dir(), &uri, "");
+    let agent = lab.spawn_host(&[BIN, "--config", cfg.to_str().unwrap(), "daemon"]);
+    let pid_file = lab.dir().join("run/lab/pid/dnsmasq.pid");
+    assert!(
+        wait_until(Duration::from_secs(10), || live_pid(&pid_file).is_some()),
+        "no dnsmasq for 'lab'\n{}",
+        lab.process_log(agent)
+    );
+    let first = live_pid(&pid_file).unwrap();
+    let conf = std::fs::read_to_string(lab.dir().join("run/lab/dnsmasq.conf")).unwrap();
+    assert!(conf.lines().any(|l| l == "port=0"), "{conf}");
+    let lease = lab.add_client("vqa0", "52:54:00:91:00:21").lease();
+    assert!(lease.is_some(), "{}", lab.process_log(agent));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        live_pid(&pid_file),
+        Some(first),
+        "the instance was restarted"
+    );
+}

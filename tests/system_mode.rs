@@ -20,7 +20,8 @@ const STATIC_MAC: &str = "52:54:00:97:00:0a";
 
 fn node_xml(range: (&str, &str), hosts: &str) -> String {
     format!(
-        "<node><network><name>lab</name><bridge name='{BRIDGE}'/><dns enable='no'/>\
+        "<node><network><name>lab</name><forward mode='nat'/><bridge name='{BRIDGE}'/>\
+         <dns enable='no'/>\
          <ip address='10.97.0.1' prefix='24'/><metadata>\
          <virtmasq:dhcp xmlns:virtmasq=\"http://virtmasq.org/xmlns/network/1.0\">\
          <virtmasq:range start=\"{}\" end=\"{}\" lease=\"1h\"/>{hosts}\

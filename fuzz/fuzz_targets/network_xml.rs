@@ -46,9 +46,8 @@ fuzz_target!(|data: &[u8]| {
     }
     if let (Some(intent), Some(bridge)) = (&net.metadata, &net.bridge) {
         assert!(probe.has_intent);
-        let subnets = net.ipv4_subnets();
-        if let Ok(m) =
-            ManagedNetwork::new(net.name.clone(), bridge.clone(), subnets, intent.clone())
+        let (v4, v6) = (net.ipv4_subnets(), net.ipv6_subnets());
+        if let Ok(m) = ManagedNetwork::dual(net.name.clone(), bridge.clone(), v4, v6, intent.clone())
         {
             fuzzcheck::check_rendered(&m);
         }

@@ -112,7 +112,19 @@ pub fn check_rendered(net: &ManagedNetwork) {
                     .any(|h| h.ip.is_some_and(|ip| s.contains(ip)))
         })
         .count();
-    let expected_ranges = net.ranges.len() + static_only;
+    let v6_ranges: usize = net
+        .subnets6
+        .iter()
+        .map(|s| {
+            let ranges = net.ranges6.iter().filter(|r| s.contains(r.range.start())).count();
+            match (net.dhcp6_on(s), s.prefix() <= 64) {
+                (true, _) => ranges.max(1),
+                (false, true) => 1,
+                (false, false) => 0,
+            }
+        })
+        .sum();
+    let expected_ranges = net.ranges.len() + static_only + v6_ranges;
     let private = render_private(net, &paths, &RenderOptions::default());
     let dirs = directives(&private.conf);
     assert_eq!(
@@ -150,13 +162,32 @@ pub fn check_rendered(net: &ManagedNetwork) {
 fn check_hosts(net: &ManagedNetwork, text: &str, tagged: bool, names: bool) {
     assert!(!text.contains(['\r', '\0', '#']), "hosts file {text:?}");
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), net.hosts.len(), "hosts file {text:?}");
+    assert_eq!(
+        lines.len(),
+        net.hosts.len() + net.hosts6.len(),
+        "hosts file {text:?}"
+    );
     assert_eq!(text.matches('\n').count(), lines.len());
     for (line, host) in lines.iter().zip(&net.hosts) {
         let fields = 1
             + usize::from(tagged)
             + usize::from(host.ip.is_some())
-            + usize::from(names && host.name.is_some());
+            + usize::from(names && host.name.is_some())
+            + usize::from(host.lease.is_some());
         assert_eq!(line.split(',').count(), fields, "hosts line {line:?}");
+    }
+    // DHCPv6 hosts: [id:<duid>,][<mac>,][<name>,][<address>][,<lease>]; a host known by its
+    // name alone keeps it whatever `names` says.
+    for (line, host) in lines[net.hosts.len()..].iter().zip(&net.hosts6) {
+        let keyless = host.id.is_none() && host.mac.is_none();
+        let fields = 1
+            + usize::from(tagged)
+            + usize::from(host.mac.is_some())
+            + usize::from((names || keyless) && host.name.is_some())
+            + usize::from(host.lease.is_some());
+        // A DUID holds colons but no commas: one field.
+        let id = usize::from(host.id.is_some());
+        assert_eq!(line.split(',').count(), fields + id, "hosts line {line:?}");
+        assert!(line.contains(&format!("[{}]", host.ip)), "hosts line {line:?}");
     }
 }

@@ -94,13 +94,34 @@ pub fn private_options(cfg: &Config, net: &ManagedNetwork) -> RenderOptions {
 /// Whether a process other than our own instances holds udp/53 on every address (a
 /// default-mode dnsmasq, say): then a private instance's DNS socket cannot bind.
 pub fn dns_taken_by_others(run_dir: &Path, host: &Host) -> bool {
+    dns_held_by_others(run_dir, host)
+        .iter()
+        .any(|a| a == "0.0.0.0" || a == "::")
+}
+
+/// The addresses on which a process other than our own instances holds udp/53.
+pub fn dns_held_by_others(run_dir: &Path, host: &Host) -> Vec<String> {
     let ours = |pid: u32| {
         host.cmdline(pid)
             .is_some_and(|c| String::from_utf8_lossy(&c).contains(&*run_dir.to_string_lossy()))
     };
     host.udp_holders(53)
+        .into_iter()
+        .filter(|h| !ours(h.pid))
+        .flat_map(|h| h.addresses)
+        .collect()
+}
+
+/// Whether another server already answers DNS on one of `net`'s bridge addresses (a system
+/// dnsmasq with `bind-interfaces` that does not exclude the bridge): the private instance
+/// could not bind its DNS socket there, so it serves DHCP only on that network.
+pub fn dns_taken_on(net: &ManagedNetwork, held: &[String]) -> bool {
+    let mine = net
+        .subnets
         .iter()
-        .any(|h| !ours(h.pid) && h.addresses.iter().any(|a| a == "0.0.0.0" || a == "::"))
+        .map(|s| s.addr().to_string())
+        .chain(net.subnets6.iter().map(|s| s.addr().to_string()));
+    mine.into_iter().any(|a| held.contains(&a))
 }
 
 /// The system dnsmasq's lease file: as configured, else as its configuration says, else

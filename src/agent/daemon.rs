@@ -80,6 +80,7 @@ struct Services {
 
 /// Runs until `shutdown` completes.
 pub async fn run(opts: DaemonOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    super::memory::one_arena();
     let cfg = opts.load()?;
     let (detection, systemd) = detect(&cfg, &opts.host, Vec::new()).await;
     let mode = detection.decision.mode;
@@ -91,6 +92,7 @@ pub async fn run(opts: DaemonOptions, shutdown: impl Future<Output = ()>) -> any
         .with_context(|| format!("creating {}", cfg.paths.run_dir.display()))?;
     // Before anything is written or started: a second daemon must change nothing.
     let _lock = super::lock::take(&cfg.paths.run_dir)?;
+    crate::system::recover::at_start(&cfg).await?;
     let filter = Arc::new(PxeFilter::new(
         cfg.filter.clone(),
         cfg.paths.state_dir.clone(),

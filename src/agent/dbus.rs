@@ -12,7 +12,7 @@ use zbus::object_server::SignalEmitter;
 use zbus::{fdo, interface, Connection};
 
 use super::status::{snapshot, SharedStatus};
-use crate::filter::PxeFilter;
+use crate::filter::{DesiredLists, FilterError, PxeFilter, SyncReport};
 use crate::model::MacAddr;
 
 /// The bus name.
@@ -76,15 +76,21 @@ impl Agent {
     async fn filter_op(
         &self,
         macs: Vec<String>,
-        op: fn(
-            &PxeFilter,
-            &[MacAddr],
-        ) -> Result<crate::filter::SyncReport, crate::filter::FilterError>,
+        op: fn(&PxeFilter, &[MacAddr]) -> Result<SyncReport, FilterError>,
         emitter: &SignalEmitter<'_>,
     ) -> fdo::Result<()> {
         let macs = parse_macs(&macs)?;
+        self.filter_change(move |f| op(f, &macs), emitter).await
+    }
+
+    /// Runs one change of the filter off the event loop, then announces it.
+    async fn filter_change(
+        &self,
+        change: impl FnOnce(&PxeFilter) -> Result<SyncReport, FilterError> + Send + 'static,
+        emitter: &SignalEmitter<'_>,
+    ) -> fdo::Result<()> {
         let filter = self.filter.clone();
-        tokio::task::spawn_blocking(move || op(&filter, &macs))
+        tokio::task::spawn_blocking(move || change(&filter))
             .await
             .map_err(|e| fdo::Error::Failed(e.to_string()))?
             .map_err(|e| fdo::Error::Failed(crate::error::chain(&e)))?;
@@ -151,6 +157,23 @@ impl Agent {
     ) -> fdo::Result<()> {
         require_root(conn, &hdr).await?;
         self.filter_op(macs, PxeFilter::forget, &emitter).await
+    }
+
+    /// Replaces both lists (`filter sync`); MACs in neither fall back to the policy for
+    /// unknown MACs. Only the files of MACs whose entry changes are written.
+    async fn filter_sync(
+        &self,
+        allow: Vec<String>,
+        deny: Vec<String>,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> fdo::Result<()> {
+        require_root(conn, &hdr).await?;
+        let desired = DesiredLists::new(&parse_macs(&allow)?, &parse_macs(&deny)?)
+            .map_err(|e| fdo::Error::InvalidArgs(crate::error::chain(&e)))?;
+        self.filter_change(move |f| f.replace_all(desired), &emitter)
+            .await
     }
 
     /// The allowed MACs, the denied MACs and the policy for the others.

@@ -148,7 +148,8 @@ pub fn checked(xml: &NetworkXml, cfg: &Config) -> Result<Served, Skip> {
     let settings = xml
         .settings(intent.domain.as_ref())
         .map_err(|e| Skip::Invalid(format!("network '{}': {e}", xml.name)))?;
-    let mut network = ManagedNetwork::new(xml.name.clone(), bridge, xml.ipv4_subnets(), intent)
+    let (v4, v6) = (xml.ipv4_subnets(), xml.ipv6_subnets());
+    let mut network = ManagedNetwork::dual(xml.name.clone(), bridge, v4, v6, intent)
         .map_err(|e| Skip::Invalid(format!("network '{}': {e}", xml.name)))?;
     network.settings = settings;
     // The profile's settings against the network, touching no file.

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::libvirt::lease_status::{file_name, leases, status_json};
-use crate::model::{Ipv4Net, ManagedNetwork};
+use crate::model::{Ipv4Net, Ipv6Net, ManagedNetwork};
 
 /// One served network's lease source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +25,8 @@ pub struct Source {
     pub file: PathBuf,
     /// Its subnets: a shared lease file holds other networks' leases too.
     pub subnets: Vec<Ipv4Net>,
+    /// Its IPv6 subnets (DHCPv6 leases).
+    pub subnets6: Vec<Ipv6Net>,
 }
 
 impl Source {
@@ -34,13 +36,14 @@ impl Source {
             bridge: net.bridge.to_string(),
             file,
             subnets: net.subnets.clone(),
+            subnets6: net.subnets6.clone(),
         }
     }
 
     fn belongs(&self, ip: IpAddr) -> bool {
         match ip {
             IpAddr::V4(a) => self.subnets.iter().any(|s| s.contains(a)),
-            IpAddr::V6(_) => false,
+            IpAddr::V6(a) => self.subnets6.iter().any(|s| s.contains(a)),
         }
     }
 }
@@ -145,7 +148,10 @@ mod tests {
         let lease_file = dir.path().join("leases");
         std::fs::write(
             &lease_file,
-            "1900000000 52:54:00:aa:00:01 10.9.0.101 g1 *\n1900000000 52:54:00:aa:00:02 10.8.0.9 other *\n",
+            "1900000000 52:54:00:aa:00:01 10.9.0.101 g1 *\n1900000000 52:54:00:aa:00:02 10.8.0.9 other *\n\
+             duid 00:01:00:01:2c:1f:aa:bb:52:54:00:00:00:05\n\
+             1900000000 1234 fd00:9::10 g6 00:03:00:01:52:54:00:aa:00:01\n\
+             1900000000 1235 fd00:8::10 other6 00:03:00:01:52:54:00:aa:00:02\n",
         )
         .unwrap();
         let mut view = LeaseView::new(status_dir.clone());
@@ -153,6 +159,7 @@ mod tests {
             bridge: "virbr9".into(),
             file: lease_file.clone(),
             subnets: vec!["10.9.0.1/24".parse().unwrap()],
+            subnets6: vec!["fd00:9::1/64".parse().unwrap()],
         }]);
         assert_eq!(
             view.refresh(),
@@ -164,6 +171,11 @@ mod tests {
         let text = std::fs::read_to_string(status_dir.join("virbr9.status")).unwrap();
         assert!(
             text.contains("10.9.0.101") && !text.contains("10.8.0.9"),
+            "{text}"
+        );
+        // DHCPv6 leases of the network's IPv6 subnets too, not another network's.
+        assert!(
+            text.contains("fd00:9::10") && !text.contains("fd00:8::10"),
             "{text}"
         );
         assert_eq!(view.refresh(), 0, "unchanged lease file");

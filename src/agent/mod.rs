@@ -8,5 +8,6 @@ pub mod dbus;
 pub mod desired;
 pub mod lease_view;
 pub mod lock;
+pub mod memory;
 pub mod per_network;
 pub mod status;

@@ -14,7 +14,7 @@ use anyhow::{bail, Context};
 use crate::agent::backend::system_refusal;
 use crate::agent::client::{self, instance_running, pid_file, running_daemon, service_enabled};
 use crate::cli::{print_out, Cli};
-use crate::config::{Config, NetworkConfig, RangeConfig};
+use crate::config::{Config, NetworkConfig};
 use crate::dnsmasq::fragment;
 use crate::libvirt::adopt::{adopt, release, SAVED_NAMESPACE};
 use crate::libvirt::define::{Libvirt, NetworkState};
@@ -366,13 +366,7 @@ fn dry_run(before: &str, after: &str, intent: Option<&DhcpIntent>) -> String {
 
 /// The `[networks.<name>]` section that carries `intent` in virtmasq's configuration.
 pub fn config_section(name: &NetworkName, intent: &DhcpIntent) -> String {
-    let section = NetworkConfig {
-        ranges: intent.ranges.iter().cloned().map(RangeConfig).collect(),
-        hosts: intent.hosts.clone(),
-        domain: intent.domain.clone(),
-        dns: intent.dns,
-        pxe: intent.pxe.clone(),
-    };
+    let section = NetworkConfig::from_intent(intent);
     let mut networks = std::collections::BTreeMap::new();
     networks.insert(name.clone(), section);
     let mut doc = std::collections::BTreeMap::new();

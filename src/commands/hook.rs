@@ -315,6 +315,7 @@ async fn run(cli: &Cli, a: &NetworkArgs, journal: &Journal) -> anyhow::Result<St
             return Ok(format!("nothing done: {why}"));
         }
     };
+    crate::system::recover::at_start(&cfg).await?;
     // Files and instances are only ever looked up under a name virtmasq accepts.
     let name = a.network.parse::<NetworkName>().ok();
     let situation = Situation {

@@ -28,6 +28,7 @@ pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     if let Some(uri) = &args.libvirt_uri {
         cfg.libvirt.uri = uri.clone();
     }
+    crate::system::recover::at_start(&cfg).await?;
     let nets = read_libvirt(&cfg.libvirt.uri).await?;
     let want = desired(&nets, &cfg);
     report(&want);

@@ -16,7 +16,7 @@ use thiserror::Error;
 use crate::filter::FilterConfig;
 use crate::model::NetworkName;
 
-pub use networks::{NetworkConfig, RangeConfig};
+pub use networks::{HostConfig, NetworkConfig, RangeConfig};
 
 /// Where the configuration lives unless `--config` says otherwise.
 pub const DEFAULT_PATH: &str = "/etc/virtmasq/virtmasq.toml";

@@ -99,3 +99,51 @@ fn shipped_default_configuration_parses() {
     let c = Config::load(&path).unwrap();
     assert_eq!(c.libvirt.uri, "qemu:///system");
 }
+
+/// IPv6 ranges and DHCPv6 hosts sit beside the IPv4 ones in `ranges` and `hosts`, told apart
+/// by their addresses, and a mistake names its line.
+#[test]
+fn ipv6_ranges_and_hosts() {
+    let c = parse(
+        r#"
+[networks.lab]
+ranges = [
+  { start = "10.77.0.100", end = "10.77.0.150" },
+  { start = "fd00:77::100", end = "fd00:77::1ff", lease = "2h" },
+]
+hosts = [
+  { mac = "52:54:00:aa:bb:cc", ip = "10.77.0.10" },
+  { id = "0:1:0:1:AB:cd", ip = "fd00:77::10", name = "node6", lease = "1d" },
+  { mac = "52:54:00:aa:bb:cd", ip = "fd00:77::11" },
+]
+"#,
+    )
+    .unwrap();
+    let section = &c.networks[&"lab".parse().unwrap()];
+    let intent = section.intent();
+    assert_eq!((intent.ranges.len(), intent.ranges6.len()), (1, 1));
+    assert_eq!((intent.hosts.len(), intent.hosts6.len()), (1, 2));
+    let h = &intent.hosts6[0];
+    assert_eq!(h.id.as_ref().unwrap().as_str(), "00:01:00:01:ab:cd");
+    assert_eq!(h.lease, Some(crate::model::LeaseTime::Seconds(86_400)));
+    assert_eq!(NetworkConfig::from_intent(&intent), *section);
+    for (text, needles) in [
+        (
+            "[networks.lab]\nranges = [{ start = \"fd00::9\", end = \"10.0.0.9\" }]\n",
+            &["line 2", "different address families"][..],
+        ),
+        (
+            "[networks.lab]\nhosts = [{ id = \"00:01\" }]\n",
+            &["line 2", "needs an IPv6 ip"],
+        ),
+        (
+            "[networks.lab]\nhosts = [{ id = \"00-01\", ip = \"fd00::5\" }]\n",
+            &["line 2", "DUID"],
+        ),
+    ] {
+        let err = format!("{:#}", parse(text).unwrap_err());
+        for n in needles {
+            assert!(err.contains(n), "{text}\n{err}\nmissing {n:?}");
+        }
+    }
+}

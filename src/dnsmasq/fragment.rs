@@ -11,7 +11,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::render::{range_lines, settings_lines};
+use super::render::{range6_lines, range_lines, settings_lines};
 use crate::model::ManagedNetwork;
 
 /// The first line of every fragment: how virtmasq recognises its own files.
@@ -52,6 +52,9 @@ pub fn render_fragment(net: &ManagedNetwork, ctx: &FragmentContext) -> String {
         let _ = writeln!(c, "interface={}", net.bridge);
     }
     c.push_str(&range_lines(net, Some(&net.bridge)));
+    // IPv6 ranges are scoped the same way; `enable-ra` among them is global, and
+    // `system::placement` sends a network here only where it changes nothing elsewhere.
+    c.push_str(&range6_lines(net, Some(&net.bridge)));
     c.push_str(&settings_lines(net, Some(&net.bridge)));
     let _ = writeln!(c, "dhcp-hostsfile={}", ctx.hosts_file.display());
     if !net.dns {
@@ -60,6 +63,14 @@ pub fn render_fragment(net: &ManagedNetwork, ctx: &FragmentContext) -> String {
         let _ = writeln!(c, "dhcp-ignore-names=tag:{}", net.bridge);
     } else if let Some(domain) = &net.domain {
         for subnet in &net.subnets {
+            let _ = writeln!(
+                c,
+                "domain={domain},{}/{}",
+                subnet.network(),
+                subnet.prefix()
+            );
+        }
+        for subnet in &net.subnets6 {
             let _ = writeln!(
                 c,
                 "domain={domain},{}/{}",
@@ -87,6 +98,12 @@ pub fn render_hosts(net: &ManagedNetwork, tag: bool) -> String {
     } else {
         let mut nameless = net.clone();
         nameless.hosts.iter_mut().for_each(|h| h.name = None);
+        // A DHCPv6 host known by its name alone keeps it (see render::host6_line).
+        nameless
+            .hosts6
+            .iter_mut()
+            .filter(|h| h.id.is_some() || h.mac.is_some())
+            .for_each(|h| h.name = None);
         super::render::hosts_file(&nameless)
     };
     if !tag {
@@ -109,6 +126,8 @@ mod tests {
             "virbr10".parse().unwrap(),
             vec!["192.168.100.1/24".parse().unwrap()],
             DhcpIntent {
+                ranges6: Vec::new(),
+                hosts6: Vec::new(),
                 ranges: vec![DhcpRange {
                     range: Ipv4Range::new(
                         "192.168.100.100".parse().unwrap(),

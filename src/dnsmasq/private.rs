@@ -254,7 +254,7 @@ impl Supervisor {
             let carried = dst
                 .parent()
                 .map_or(Ok(()), root_dir)
-                .and_then(|()| super::leases::seed(src, &dst, &net.subnets));
+                .and_then(|()| super::leases::seed(src, &dst, &net.subnets, &net.subnets6));
             match carried {
                 Ok(0) => {}
                 Ok(n) => {

@@ -86,6 +86,7 @@ pub fn render_private(
         let _ = writeln!(c, "dhcp-lease-max={}", lease_max(net));
     }
     c.push_str(&range_lines(net, None));
+    c.push_str(&range6_lines(net, None));
     c.push_str(&settings_lines(net, None));
     c.push_str(&dns_lines(net, opts.dns_taken));
     if opts.no_ping {
@@ -272,18 +273,22 @@ pub fn settings_lines(net: &ManagedNetwork, scope: Option<&IfName>) -> String {
 /// Every address of the network's subnets could hold a lease (dynamic or static). Counting the
 /// subnets, not the hosts, keeps this line, and so the configuration, unchanged when a host is
 /// added: a host change stays a SIGHUP.
+/// dnsmasq reads the number into a C `int`: capped there.
 fn lease_max(net: &ManagedNetwork) -> u64 {
-    net.subnets
+    let v4: u64 = net
+        .subnets
         .iter()
         .map(|s| {
             (1u64 << (32 - u32::from(s.prefix())))
                 .saturating_sub(2)
                 .max(1)
         })
-        .sum()
+        .sum();
+    v4.saturating_add(lease_max6(net)).min(i32::MAX as u64)
 }
 
-/// The `dhcp-hostsfile` text: one `mac[,ip][,name]` line per static host.
+/// The `dhcp-hostsfile` text: one `mac[,ip][,name]` line per static host, then one line per
+/// DHCPv6 host ([`host6_line`]).
 pub fn hosts_file(net: &ManagedNetwork) -> String {
     let mut out = String::new();
     for h in &net.hosts {
@@ -299,8 +304,19 @@ pub fn hosts_file(net: &ManagedNetwork) -> String {
         }
         out.push('\n');
     }
+    for h in &net.hosts6 {
+        out.push_str(&host6_line(h, true));
+        out.push('\n');
+    }
     out
 }
 
+mod ipv6;
+
+use ipv6::lease_max6;
+pub use ipv6::{host6_line, range6_lines};
+
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests6;

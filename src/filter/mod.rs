@@ -17,6 +17,7 @@ pub mod entry;
 pub mod error;
 pub mod etcd;
 pub mod hostsdir;
+pub mod journal;
 pub mod ops;
 pub mod plan;
 pub mod policy;

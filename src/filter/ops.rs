@@ -55,6 +55,29 @@ pub struct PxeFilter {
     /// ask the daemon for the list over D-Bus, and must not make it parse the whole policy
     /// each time.
     list_cache: Arc<Mutex<Option<CachedList>>>,
+    /// The stored policy as last read or written under the lock, and which file it is: a
+    /// change in a long-lived process (the daemon) then parses nothing and compares only what
+    /// it changes.
+    state: Arc<Mutex<Option<(PolicyVersion, StoredPolicy)>>>,
+}
+
+/// What an edit of the stored policy did.
+struct Edited {
+    /// Whether the policy changed (it is then saved).
+    changed: bool,
+    /// The MACs whose entry may have changed; `None`: anything may have, the whole directory
+    /// is looked at.
+    touched: Option<Vec<MacAddr>>,
+}
+
+impl Edited {
+    /// An edit that concerns every file if it changed anything, and no file otherwise.
+    fn whole(changed: bool) -> Self {
+        Self {
+            changed,
+            touched: (!changed).then(Vec::new),
+        }
+    }
 }
 
 impl PxeFilter {
@@ -65,6 +88,7 @@ impl PxeFilter {
             store: Store::new(state_dir),
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             list_cache: Arc::default(),
+            state: Arc::default(),
         }
     }
 
@@ -81,7 +105,7 @@ impl PxeFilter {
 
     /// The effective policy: stored lists, unknown policy with any override applied.
     pub fn list(&self) -> Result<Policy, FilterError> {
-        Ok(self.effective(self.store.load()?))
+        Ok(self.effective(&self.store.load()?, None))
     }
 
     /// [`PxeFilter::list`], from memory while the stored policy is the one last read (a stat,
@@ -118,86 +142,73 @@ impl PxeFilter {
     fn set(&self, macs: &[MacAddr], verdict: Option<Verdict>) -> Result<SyncReport, FilterError> {
         check_request(macs)?;
         let edit = |stored: &mut StoredPolicy| {
+            let mut changed = false;
             for mac in macs {
-                stored.allow.remove(mac);
-                stored.deny.remove(mac);
+                let was = if stored.allow.remove(mac) {
+                    Some(Verdict::Allow)
+                } else {
+                    stored.deny.remove(mac).then_some(Verdict::Deny)
+                };
                 match verdict {
                     Some(Verdict::Allow) => stored.allow.insert(*mac),
                     Some(Verdict::Deny) => stored.deny.insert(*mac),
                     None => false,
                 };
+                changed |= was != verdict;
+            }
+            Edited {
+                changed,
+                touched: Some(macs.to_vec()),
             }
         };
-        self.change(edit, Some(macs))
+        self.change(edit)
     }
 
     /// Replaces both lists with `desired` (`filter sync --from FILE`); MACs in neither list
-    /// fall back to the unknown-MAC policy.
+    /// fall back to the unknown-MAC policy. Only the MACs whose entry changes are looked at
+    /// in the hostsdir: a sync costs what it changes, not what the lists hold.
     pub fn replace_all(&self, desired: DesiredLists) -> Result<SyncReport, FilterError> {
         let edit = |stored: &mut StoredPolicy| {
+            let mut touched: Vec<MacAddr> = (stored.allow.symmetric_difference(&desired.allow))
+                .chain(stored.deny.symmetric_difference(&desired.deny))
+                .copied()
+                .collect();
+            touched.sort_unstable();
+            touched.dedup();
             stored.allow = desired.allow;
             stored.deny = desired.deny;
-        };
-        self.change(edit, None)
-    }
-
-    /// Replaces the whole stored policy (both lists and the unknown override) in one change:
-    /// a full read of an outside source (etcd) at one revision.
-    pub fn replace_policy(
-        &self,
-        desired: DesiredLists,
-        unknown: Option<UnknownPolicy>,
-    ) -> Result<SyncReport, FilterError> {
-        let edit = |stored: &mut StoredPolicy| {
-            stored.allow = desired.allow;
-            stored.deny = desired.deny;
-            stored.unknown = unknown;
-        };
-        self.change(edit, None)
-    }
-
-    /// Applies a batch of changes from an outside source in one change: each MAC to allow,
-    /// deny or (None) the unknown policy, and maybe a new unknown override. Only the named
-    /// MACs' files are looked at unless the unknown policy changes (then every file may be).
-    pub fn apply_batch(
-        &self,
-        macs: &[(MacAddr, Option<Verdict>)],
-        unknown: Option<Option<UnknownPolicy>>,
-    ) -> Result<SyncReport, FilterError> {
-        let edit = |stored: &mut StoredPolicy| {
-            for (mac, verdict) in macs {
-                stored.allow.remove(mac);
-                stored.deny.remove(mac);
-                match verdict {
-                    Some(Verdict::Allow) => stored.allow.insert(*mac),
-                    Some(Verdict::Deny) => stored.deny.insert(*mac),
-                    None => false,
-                };
-            }
-            if let Some(u) = unknown {
-                stored.unknown = u;
+            Edited {
+                changed: !touched.is_empty(),
+                touched: Some(touched),
             }
         };
-        let only: Vec<MacAddr> = macs.iter().map(|(m, _)| *m).collect();
-        self.change(edit, unknown.is_none().then_some(&only[..]))
+        self.change(edit)
     }
 
     /// Overrides the configured unknown-MAC policy (`None`: back to the configuration).
     pub fn set_unknown(&self, unknown: Option<UnknownPolicy>) -> Result<SyncReport, FilterError> {
-        self.change(|stored| stored.unknown = unknown, None)
+        self.change(|stored| {
+            Edited::whole(std::mem::replace(&mut stored.unknown, unknown) != unknown)
+        })
     }
 
     /// Switches the deny-line form for proxy DHCP on or off while dnsmasq runs: every deny file
     /// is rewritten (never deleted) in the new form. The daemon calls it when a covered network
     /// starts or stops serving proxy DHCP, before it renders that network.
     pub fn set_proxy(&self, proxy: bool) -> Result<SyncReport, FilterError> {
-        self.change(|stored| stored.deny_line = DenyLine::for_proxy(proxy), None)
+        self.change(|stored| {
+            let form = DenyLine::for_proxy(proxy);
+            Edited::whole(std::mem::replace(&mut stored.deny_line, form) != form)
+        })
     }
 
     /// Brings the hostsdir in line with the stored policy (the daemon's periodic check, and
     /// the repair after an interrupted change). Writes only what differs.
     pub fn sync(&self) -> Result<SyncReport, FilterError> {
-        self.change(|_| {}, None)
+        self.change(|_| Edited {
+            changed: false,
+            touched: None,
+        })
     }
 
     /// Rebuilds the hostsdir from the stored policy, removing stale, foreign and leftover
@@ -212,12 +223,13 @@ impl PxeFilter {
     pub fn purge_and_rebuild(&self, proxy: bool) -> Result<SyncReport, FilterError> {
         let start = Instant::now();
         let _lock = self.store.lock(self.lock_timeout)?;
-        let mut stored = self.store.load()?;
+        let mut stored = self.take_state()?;
         if stored.deny_line != DenyLine::for_proxy(proxy) {
             stored.deny_line = DenyLine::for_proxy(proxy);
             self.store.save(&stored)?;
         }
-        let policy = self.effective(stored);
+        let policy = self.effective(&stored, None);
+        self.keep_state(stored)?;
         if !self.cfg.enabled {
             return Ok(SyncReport::default());
         }
@@ -229,8 +241,9 @@ impl PxeFilter {
         }
         let actions = plan_purge(&observed, &policy);
         let applied = hostsdir::apply(dir, &actions, policy.deny_line, self.cfg.durability)?;
-        // dnsmasq starts afresh: nothing is stale any more.
+        // dnsmasq starts afresh: nothing is stale any more, and nothing is left half-written.
         self.store.set_rewrites(0)?;
+        self.store.clear_pending()?;
         tracing::info!(
             written = applied.written,
             removed = applied.removed,
@@ -258,32 +271,48 @@ impl PxeFilter {
         self.store.set_rewrites(0)
     }
 
-    fn effective(&self, stored: StoredPolicy) -> Policy {
+    /// The effective policy of `stored`, restricted to the MACs in `only` when given.
+    fn effective(&self, stored: &StoredPolicy, only: Option<&[MacAddr]>) -> Policy {
+        let among = |set: &BTreeSet<MacAddr>| -> BTreeSet<MacAddr> {
+            match only {
+                Some(macs) => macs.iter().filter(|m| set.contains(m)).copied().collect(),
+                None => set.clone(),
+            }
+        };
         Policy {
             unknown: stored.unknown.unwrap_or(self.cfg.unknown),
-            allow: stored.allow,
-            deny: stored.deny,
+            allow: among(&stored.allow),
+            deny: among(&stored.deny),
             deny_line: stored.deny_line,
         }
     }
 
-    /// Under the lock: edit and store the policy, then sync the hostsdir to it. With `only`,
-    /// just those MACs' files (and the wildcard) are looked at: the rest was in line before
-    /// this change and the change does not concern them. Otherwise the whole directory is.
+    /// Under the lock: edit and store the policy, then sync the hostsdir to it. Only the
+    /// files of the MACs the edit touched (and the wildcard) are looked at: the rest was in
+    /// line before this change and the change does not concern them. The whole directory is
+    /// looked at when the edit says so, or when the last change stopped before its files were
+    /// all written (its mark is still there).
     fn change(
         &self,
-        edit: impl FnOnce(&mut StoredPolicy),
-        only: Option<&[MacAddr]>,
+        edit: impl FnOnce(&mut StoredPolicy) -> Edited,
     ) -> Result<SyncReport, FilterError> {
         let start = Instant::now();
         let _lock = self.store.lock(self.lock_timeout)?;
-        let before = self.store.load()?;
-        let mut stored = before.clone();
-        edit(&mut stored);
-        if stored != before {
-            self.store.save(&stored)?;
+        let mut stored = self.take_state()?;
+        let edited = edit(&mut stored);
+        let interrupted = self.cfg.enabled && self.store.pending()?;
+        if edited.changed {
+            if self.cfg.enabled {
+                // Made durable with the policy by the save's directory fsync.
+                self.store.set_pending()?;
+            }
+            match &edited.touched {
+                Some(macs) => self.store.save_change(&stored, macs)?,
+                None => self.store.save(&stored)?,
+            }
         }
         if !self.cfg.enabled {
+            self.keep_state(stored)?;
             return Ok(SyncReport {
                 elapsed: start.elapsed(),
                 ..SyncReport::default()
@@ -291,9 +320,18 @@ impl PxeFilter {
         }
         let dir = &self.cfg.hostsdir;
         hostsdir::ensure_dir(dir)?;
-        let (observed, policy) = observe_for(dir, self.effective(stored), only)?;
+        let only = if interrupted { None } else { edited.touched };
+        let (observed, policy) = observe_for(
+            dir,
+            self.effective(&stored, only.as_deref()),
+            only.as_deref(),
+        )?;
         let actions = plan(&observed, &policy);
         let applied = hostsdir::apply(dir, &actions, policy.deny_line, self.cfg.durability)?;
+        if edited.changed || interrupted {
+            self.store.clear_pending()?;
+        }
+        self.keep_state(stored)?;
         let needs_compaction = self.count(&applied)?;
         for name in &observed.foreign {
             tracing::warn!(file = %dir.join(name).display(), "file not written by the PXE filter in its hostsdir; it is removed at the next start");
@@ -304,6 +342,26 @@ impl PxeFilter {
             needs_compaction,
             elapsed: start.elapsed(),
         })
+    }
+
+    /// The stored policy, from memory when the file on disk is still the one this filter last
+    /// read or wrote (a stat, not a parse). The caller holds the lock and hands the policy back
+    /// with [`PxeFilter::keep_state`]; an error in between leaves nothing in memory.
+    fn take_state(&self) -> Result<StoredPolicy, FilterError> {
+        let version = self.store.version()?;
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match state.take() {
+            Some((seen, stored)) if Some(seen) == version => Ok(stored),
+            _ => self.store.load(),
+        }
+    }
+
+    /// Keeps `stored`, which is what the state file now holds, for the next change.
+    fn keep_state(&self, stored: StoredPolicy) -> Result<(), FilterError> {
+        if let Some(version) = self.store.version()? {
+            *self.state.lock().unwrap_or_else(|p| p.into_inner()) = Some((version, stored));
+        }
+        Ok(())
     }
 
     /// Adds this batch to the rewrite counter; true if a compaction is now due.
@@ -320,11 +378,11 @@ impl PxeFilter {
     }
 }
 
-/// The directory as far as a change needs to see it, and the policy restricted accordingly:
-/// everything, or only the files of `only` (plus the wildcard) and their part of the policy.
+/// The directory as far as a change needs to see it: everything, or only the files of
+/// `only` (plus the wildcard).
 fn observe_for(
     dir: &Path,
-    mut policy: Policy,
+    policy: Policy,
     only: Option<&[MacAddr]>,
 ) -> Result<(ObservedDir, Policy), FilterError> {
     let Some(macs) = only else {
@@ -333,10 +391,6 @@ fn observe_for(
             policy,
         ));
     };
-    let among = |set: &BTreeSet<MacAddr>| -> BTreeSet<MacAddr> {
-        macs.iter().filter(|m| set.contains(m)).copied().collect()
-    };
-    (policy.allow, policy.deny) = (among(&policy.allow), among(&policy.deny));
     let targets = macs
         .iter()
         .map(|m| Target::Mac(*m))
@@ -361,6 +415,8 @@ fn inotify_safe_batch() -> u64 {
         .unwrap_or(16384)
         / 4
 }
+
+mod outside;
 
 #[cfg(test)]
 mod tests;

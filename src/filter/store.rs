@@ -8,10 +8,16 @@
 //!   configured" (`[filter] unknown`); a value is an override set at run time. `deny_line` is
 //!   set at start-up (tagged where proxy DHCP is served). Written to a temporary file,
 //!   fsynced, renamed.
+//! * `filter.journal.<inode>`: the MACs changed since `filter.json` (that inode) was written
+//!   whole ([`journal`]): a change of a few MACs appends a few lines. Written whole again once
+//!   the journal outgrows a quarter of the policy.
 //! * `filter.lock`: held with an exclusive `flock` for the whole of every change, so two CLI
 //!   processes, or the CLI and the daemon, never interleave.
 //! * `filter-rewrites`: how many hostsdir files were rewritten since dnsmasq last re-read the
 //!   directory. Not fsynced: after a crash the start-up purge resets it anyway.
+//! * `filter.pending`: present from a policy save until the hostsdir is in line with it, so
+//!   that the change after an interrupted one looks at the whole directory, not only at the
+//!   MACs it changes itself.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
@@ -28,11 +34,13 @@ use serde::{Deserialize, Serialize};
 use super::config::UnknownPolicy;
 use super::entry::DenyLine;
 use super::error::FilterError;
+use super::journal;
 use crate::model::MacAddr;
 
 const STATE_FILE: &str = "filter.json";
 const LOCK_FILE: &str = "filter.lock";
 const COUNTER_FILE: &str = "filter-rewrites";
+const PENDING_FILE: &str = "filter.pending";
 const STATE_VERSION: u32 = 1;
 
 /// The persisted policy, as stored.
@@ -78,8 +86,9 @@ pub struct LockGuard {
     _lock: Flock<File>,
 }
 
-/// Device, inode, mtime (seconds, nanoseconds) and size of the stored policy's file.
-pub type PolicyVersion = (u64, u64, i64, i64, u64);
+/// Device, inode, mtime (seconds, nanoseconds) and size of the stored policy's file, and the
+/// size of its journal (appends only ever grow it).
+pub type PolicyVersion = (u64, u64, i64, i64, u64, u64);
 
 impl Store {
     /// A store in `dir`, created on first write.
@@ -131,16 +140,39 @@ impl Store {
     /// policy was ever stored.
     pub fn version(&self) -> Result<Option<PolicyVersion>, FilterError> {
         use std::os::unix::fs::MetadataExt;
+        let Some(m) = self.state_metadata()? else {
+            return Ok(None);
+        };
+        let journal = self.journal_len(m.ino())?;
+        Ok(Some((
+            m.dev(),
+            m.ino(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.size(),
+            journal,
+        )))
+    }
+
+    fn state_metadata(&self) -> Result<Option<fs::Metadata>, FilterError> {
         let path = self.path(STATE_FILE);
         match fs::symlink_metadata(&path) {
-            Ok(m) => Ok(Some((
-                m.dev(),
-                m.ino(),
-                m.mtime(),
-                m.mtime_nsec(),
-                m.size(),
-            ))),
+            Ok(m) => Ok(Some(m)),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(FilterError::io("read the metadata of", path)(e)),
+        }
+    }
+
+    fn journal_path(&self, state_inode: u64) -> PathBuf {
+        self.path(&format!("{}{state_inode}", journal::PREFIX))
+    }
+
+    /// The size of the journal of the state file `state_inode` (0 when there is none).
+    fn journal_len(&self, state_inode: u64) -> Result<u64, FilterError> {
+        let path = self.journal_path(state_inode);
+        match fs::symlink_metadata(&path) {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(0),
             Err(e) => Err(FilterError::io("read the metadata of", path)(e)),
         }
     }
@@ -166,7 +198,64 @@ impl Store {
             let msg = format!("{mac} is both allowed and denied");
             return Err(bad(serde::de::Error::custom(msg)));
         }
-        Ok(state.policy)
+        let mut policy = state.policy;
+        self.replay(&mut policy)?;
+        Ok(policy)
+    }
+
+    /// Applies the state file's journal, if it has one, to `policy`.
+    fn replay(&self, policy: &mut StoredPolicy) -> Result<(), FilterError> {
+        use std::os::unix::fs::MetadataExt;
+        let Some(m) = self.state_metadata()? else {
+            return Ok(());
+        };
+        let path = self.journal_path(m.ino());
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(FilterError::io("read", path)(e)),
+        };
+        journal::replay(policy, &text).map_err(|msg| FilterError::BadState {
+            path,
+            source: serde::de::Error::custom(msg),
+        })?;
+        Ok(())
+    }
+
+    /// Stores the change of `macs`, whose entries in `policy` are now as they should be: a few
+    /// lines appended to the journal and fsynced (with the directory, for a mark set just
+    /// before), or the whole policy when the journal would grow too large.
+    pub fn save_change(&self, policy: &StoredPolicy, macs: &[MacAddr]) -> Result<(), FilterError> {
+        use std::os::unix::fs::{FileExt, MetadataExt};
+        let Some(state) = self.state_metadata()? else {
+            return self.save(policy);
+        };
+        let path = self.journal_path(state.ino());
+        let len = self.journal_len(state.ino())?;
+        let text = journal::lines(policy, macs);
+        let limit = journal::MIN_COMPACT_BYTES.max(state.size() / 4);
+        if len + text.len() as u64 > limit {
+            return self.save(policy);
+        }
+        let io = |what| FilterError::io(what, &path);
+        let mut file = OpenOptions::new()
+            .append(true)
+            .read(true)
+            .create(true)
+            .mode(0o644)
+            .open(&path)
+            .map_err(io("open"))?;
+        let mut last = [b'\n'];
+        if len > 0 {
+            file.read_exact_at(&mut last, len - 1).map_err(io("read"))?;
+        }
+        if last[0] != b'\n' {
+            // A torn append: write the policy whole rather than after it.
+            return self.save(policy);
+        }
+        file.write_all(text.as_bytes()).map_err(io("write"))?;
+        file.sync_data().map_err(io("fsync"))?;
+        sync_dir(&self.dir)
     }
 
     /// Stores `policy` durably (fsync of the file and of the directory) and atomically.
@@ -177,7 +266,58 @@ impl Store {
         };
         let mut text = serde_json::to_string_pretty(&state).expect("a policy always serialises");
         text.push('\n');
-        self.replace(STATE_FILE, text.as_bytes(), true)
+        self.replace(STATE_FILE, text.as_bytes(), true)?;
+        // The new state file has its own inode: every journal names an older one.
+        self.remove_journals()
+    }
+
+    fn remove_journals(&self) -> Result<(), FilterError> {
+        let entries = fs::read_dir(&self.dir).map_err(FilterError::io("list", &self.dir))?;
+        for entry in entries.flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(journal::PREFIX)
+            {
+                let path = entry.path();
+                match fs::remove_file(&path) {
+                    Err(e) if e.kind() != ErrorKind::NotFound => {
+                        return Err(FilterError::io("remove", path)(e))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a change stopped between saving the policy and writing the hostsdir.
+    pub fn pending(&self) -> Result<bool, FilterError> {
+        let path = self.path(PENDING_FILE);
+        match fs::symlink_metadata(&path) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(FilterError::io("read the metadata of", path)(e)),
+        }
+    }
+
+    /// Marks the hostsdir as behind the policy about to be saved. Not fsynced by itself: the
+    /// save that follows fsyncs the directory, and with it this entry.
+    pub fn set_pending(&self) -> Result<(), FilterError> {
+        fs::create_dir_all(&self.dir).map_err(FilterError::io("create", &self.dir))?;
+        let path = self.path(PENDING_FILE);
+        File::create(&path).map_err(FilterError::io("create", &path))?;
+        Ok(())
+    }
+
+    /// Marks the hostsdir as in line with the stored policy.
+    pub fn clear_pending(&self) -> Result<(), FilterError> {
+        let path = self.path(PENDING_FILE);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(FilterError::io("remove", path)(e)),
+        }
     }
 
     /// Rewrites since the last compaction (0 if never counted).
@@ -262,6 +402,63 @@ mod tests {
             let chain = format!("{err} / {}", std::error::Error::source(&err).unwrap());
             assert!(chain.contains(want), "{text}: {chain}");
         }
+    }
+
+    fn journals(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(journal::PREFIX))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn changes_go_to_the_journal_until_it_outgrows_the_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let mac = |i: u32| MacAddr::new([0xaa, 0, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
+        let mut policy = StoredPolicy::default();
+        policy.allow.extend((0..100).map(mac));
+        store.save(&policy).unwrap();
+        let whole = fs::read(dir.path().join(STATE_FILE)).unwrap();
+        policy.allow.remove(&mac(1));
+        policy.deny.insert(mac(1));
+        policy.allow.remove(&mac(2));
+        store.save_change(&policy, &[mac(1), mac(2)]).unwrap();
+        assert_eq!(fs::read(dir.path().join(STATE_FILE)).unwrap(), whole);
+        assert_eq!(journals(dir.path()).len(), 1);
+        assert_eq!(store.load().unwrap(), policy);
+        // A torn append: ignored when read, and the next change writes the policy whole.
+        let journal = dir.path().join(&journals(dir.path())[0]);
+        let mut f = OpenOptions::new().append(true).open(&journal).unwrap();
+        f.write_all(b"deny aa:00:00:00:00:0").unwrap();
+        assert_eq!(store.load().unwrap(), policy);
+        policy.deny.insert(mac(200));
+        store.save_change(&policy, &[mac(200)]).unwrap();
+        assert!(journals(dir.path()).is_empty());
+        assert_eq!(store.load().unwrap(), policy);
+        // Past the size limit: the whole policy again, no journal.
+        let many: Vec<MacAddr> = (1000..5000).map(mac).collect();
+        policy.deny.extend(many.iter().copied());
+        store.save_change(&policy, &many).unwrap();
+        assert!(journals(dir.path()).is_empty());
+        assert_eq!(store.load().unwrap(), policy);
+    }
+
+    #[test]
+    fn a_journal_of_an_older_state_file_is_never_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let mut policy = StoredPolicy::default();
+        store.save(&policy).unwrap();
+        let stale = store.journal_path(store.version().unwrap().unwrap().1);
+        policy.allow.insert(MacAddr::new([0xaa, 0, 0, 0, 0, 1]));
+        store.save(&policy).unwrap();
+        // As if a stop came between writing the state file and removing the old journal.
+        fs::write(&stale, "forget aa:00:00:00:00:01\n").unwrap();
+        assert_eq!(store.load().unwrap(), policy);
     }
 
     #[test]

@@ -1,14 +1,16 @@
 //! `adopt` and `release` as pure text transforms of a network's XML (`net-dumpxml --inactive`).
 //!
-//! Adopting moves a network that libvirt serves itself over to virtmasq: every IPv4 `<ip>` loses
+//! Adopting moves a network that libvirt serves itself over to virtmasq: every `<ip>` loses
 //! its `<dhcp>`, `<dns>` becomes `<dns enable='no'/>` (so libvirt starts no dnsmasq), and two
 //! elements go into `<metadata>`: virtmasq's intent ([`metadata::render_intent`]) and, in a
 //! second namespace ([`SAVED_NAMESPACE`]), verbatim copies of what was removed. Releasing puts
 //! those copies back, so `release(adopt(x))` equals `x` once parsed, whatever libvirt wrote in
 //! them; nothing has to be rebuilt from the intent.
 //!
-//! What virtmasq cannot serve (DHCPv6 and router advertisements, `<bootp>`, `<tftp>`, per-host
-//! leases, `<dns>` records and forwarders, raw `<dnsmasq:options>`) is refused, every reason at
+//! IPv6 comes along: DHCPv6 ranges with their leases, hosts by DUID or name with their own
+//! leases, and router advertisements for every IPv6 `<ip>`. What virtmasq cannot serve
+//! (`<bootp>`, `<tftp>`, IPv4 per-host leases and client ids, `<dns>` records and forwarders,
+//! raw `<dnsmasq:options>`) is refused, every reason at
 //! once: a network is never moved over with part of its service silently dropped.
 //!
 //! The edits are splices of the original text at the byte ranges roxmltree reports, so
@@ -22,7 +24,8 @@ use thiserror::Error;
 use super::metadata::{self, render_intent};
 use super::xml::{NetworkXml, XmlError};
 use crate::model::{
-    DhcpIntent, DhcpRange, InvalidValue, Ipv4Range, ManagedNetwork, NetworkName, StaticHost,
+    Dhcp6Range, DhcpIntent, DhcpRange, InvalidValue, Ipv4Range, Ipv6Range, ManagedNetwork,
+    NetworkName, StaticHost, StaticHost6,
 };
 
 pub use super::read::{SAVED_ELEMENT, SAVED_NAMESPACE, SAVED_PREFIX};
@@ -113,12 +116,13 @@ pub fn adopt(xml: &str) -> Result<Adoption, AdoptError> {
         name: name.clone(),
         reasons: vec!["it has no <bridge>".into()],
     })?;
-    ManagedNetwork::new(name.clone(), bridge, net.ipv4_subnets(), intent.clone()).map_err(
-        |source| AdoptError::Invalid {
+    let (v4, v6) = (net.ipv4_subnets(), net.ipv6_subnets());
+    ManagedNetwork::dual(name.clone(), bridge, v4, v6, intent.clone()).map_err(|source| {
+        AdoptError::Invalid {
             name: name.clone(),
             source,
-        },
-    )?;
+        }
+    })?;
     let edits = adopt_edits(xml, root, &intent);
     let xml = splice(xml, edits).map_err(|why| AdoptError::Unsupported {
         name,
@@ -162,8 +166,8 @@ pub fn release(xml: &str) -> Result<String, AdoptError> {
     Ok(released)
 }
 
-/// The intent libvirt's own settings describe: every IPv4 `<dhcp>`'s ranges and hosts, the
-/// network's `<domain>`, and DNS as libvirt served it.
+/// The intent libvirt's own settings describe: every `<dhcp>`'s ranges and hosts, IPv4 and
+/// IPv6, the network's `<domain>`, and DNS as libvirt served it.
 pub fn intent_of(net: &NetworkXml) -> DhcpIntent {
     let mut intent = DhcpIntent {
         domain: net.domain.clone(),
@@ -171,29 +175,52 @@ pub fn intent_of(net: &NetworkXml) -> DhcpIntent {
         pxe: None,
         ..DhcpIntent::default()
     };
-    let v4 = |ip: IpAddr| match ip {
-        IpAddr::V4(a) => Some(a),
-        IpAddr::V6(_) => None,
-    };
     for dhcp in net.ips.iter().filter_map(|ip| ip.dhcp.as_ref()) {
         for r in &dhcp.ranges {
-            let (Some(start), Some(end)) = (v4(r.start), v4(r.end)) else {
-                continue;
-            };
-            // The XML parser already checked start <= end.
-            if let Ok(range) = Ipv4Range::new(start, end) {
-                let lease = r.lease;
-                intent.ranges.push(DhcpRange { range, lease });
+            // The XML parser already checked start <= end, both of the <ip>'s family.
+            match (r.start, r.end) {
+                (IpAddr::V4(a), IpAddr::V4(b)) => {
+                    if let Ok(range) = Ipv4Range::new(a, b) {
+                        intent.ranges.push(DhcpRange {
+                            range,
+                            lease: r.lease,
+                        });
+                    }
+                }
+                (IpAddr::V6(a), IpAddr::V6(b)) => {
+                    if let Ok(range) = Ipv6Range::new(a, b) {
+                        intent.ranges6.push(Dhcp6Range {
+                            range,
+                            lease: r.lease,
+                        });
+                    }
+                }
+                _ => {}
             }
         }
         for h in &dhcp.hosts {
-            let Some(mac) = h.mac else { continue };
-            intent.hosts.push(StaticHost {
-                mac,
-                ip: h.ip.and_then(v4),
-                name: h.name.clone(),
-                lease: h.lease,
-            });
+            match h.ip {
+                Some(IpAddr::V6(ip)) => {
+                    // What cannot be carried over is refused first (`unsupported`).
+                    let id = h.id.as_deref().and_then(|d| d.parse().ok());
+                    let host = StaticHost6::new(id, h.mac, h.name.clone(), ip, h.lease);
+                    intent.hosts6.extend(host.ok());
+                }
+                ip => {
+                    let Some(mac) = h.mac else { continue };
+                    let ip = ip.and_then(|ip| match ip {
+                        IpAddr::V4(a) => Some(a),
+                        IpAddr::V6(_) => None,
+                    });
+                    let (name, lease) = (h.name.clone(), h.lease);
+                    intent.hosts.push(StaticHost {
+                        mac,
+                        ip,
+                        name,
+                        lease,
+                    });
+                }
+            }
         }
     }
     intent

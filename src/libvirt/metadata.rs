@@ -7,9 +7,15 @@
 //! <virtmasq:dhcp xmlns:virtmasq="http://virtmasq.org/xmlns/network/1.0" dns="yes">
 //!   <virtmasq:range start="10.77.0.100" end="10.77.0.150" lease="1h"/>
 //!   <virtmasq:host mac="52:54:00:aa:bb:cc" ip="10.77.0.10" name="node1"/>
+//!   <virtmasq:range start="fd00:77::100" end="fd00:77::1ff" lease="1h"/>
+//!   <virtmasq:host id="00:01:00:01:2c:ab:cd:ef:52:54:00:aa:bb:cc" ip="fd00:77::10" lease="2h"/>
 //!   <virtmasq:domain name="lab.example"/>
 //! </virtmasq:dhcp>
 //! ```
+//!
+//! A range is IPv4 or DHCPv6 by its addresses. A host with an `id` (DUID) or an IPv6 `ip` is a
+//! DHCPv6 host (found by `id`, `mac` or `name`, with an optional `lease`); the others are IPv4
+//! hosts found by `mac`.
 //!
 //! Unlike libvirt's own elements, whose unknowns are ignored, everything inside our element is
 //! checked: a misspelt element or attribute is an error, not a silently unserved host.
@@ -18,9 +24,13 @@ use roxmltree::Node;
 
 use super::read::{at, tag, yes_no, Cx, XmlError};
 pub use super::read::{NAMESPACE, PREFIX};
-use crate::model::{DhcpIntent, DhcpRange, Ipv4Range, LeaseTime, StaticHost};
+use std::net::IpAddr;
 
-const NOT_IPV4: &str = "not an IPv4 address";
+use crate::model::{
+    Dhcp6Range, DhcpIntent, DhcpRange, Ipv4Range, Ipv6Range, LeaseTime, StaticHost, StaticHost6,
+};
+
+const NOT_IP: &str = "not an IP address";
 
 /// Reads virtmasq's `<dhcp>` element among the children of a network's `<metadata>`, if there
 /// is one. Elements of other namespaces belong to other programs and are skipped.
@@ -57,8 +67,14 @@ pub fn parse_intent(node: Node) -> Result<DhcpIntent, XmlError> {
     for el in node.children().filter(Node::is_element) {
         let local = el.tag_name().name();
         match local {
-            "range" if is_ours(&el) => intent.ranges.push(range(&cx, el)?),
-            "host" if is_ours(&el) => intent.hosts.push(host(&cx, el)?),
+            "range" if is_ours(&el) => match range(&cx, el)? {
+                Family::V4(r) => intent.ranges.push(r),
+                Family::V6(r) => intent.ranges6.push(r),
+            },
+            "host" if is_ours(&el) => match host(&cx, el)? {
+                Family::V4(h) => intent.hosts.push(h),
+                Family::V6(h) => intent.hosts6.push(h),
+            },
             "domain" if is_ours(&el) => {
                 if intent.domain.is_some() {
                     return Err(cx.value(tag(el), "there is more than one"));
@@ -77,27 +93,64 @@ pub fn parse_intent(node: Node) -> Result<DhcpIntent, XmlError> {
     Ok(intent)
 }
 
-fn range(cx: &Cx, el: Node) -> Result<DhcpRange, XmlError> {
-    only_attributes(cx, el, &["start", "end", "lease"])?;
-    let start = cx.required_as(el, "start", NOT_IPV4)?;
-    let end = cx.required_as(el, "end", NOT_IPV4)?;
-    let range = Ipv4Range::new(start, end).map_err(|e| cx.invalid(tag(el), e))?;
-    let lease: Option<LeaseTime> = cx.parsed(el, "lease")?;
-    Ok(DhcpRange { range, lease })
+/// An element of one family or the other.
+enum Family<A, B> {
+    V4(A),
+    V6(B),
 }
 
-fn host(cx: &Cx, el: Node) -> Result<StaticHost, XmlError> {
-    only_attributes(cx, el, &["mac", "ip", "name", "lease"])?;
-    let mac = cx.parsed_req(el, "mac")?;
-    let ip = cx.attr_as(el, "ip", NOT_IPV4)?;
+fn range(cx: &Cx, el: Node) -> Result<Family<DhcpRange, Dhcp6Range>, XmlError> {
+    only_attributes(cx, el, &["start", "end", "lease"])?;
+    let start: IpAddr = cx.required_as(el, "start", NOT_IP)?;
+    let end: IpAddr = cx.required_as(el, "end", NOT_IP)?;
+    let lease: Option<LeaseTime> = cx.parsed(el, "lease")?;
+    match (start, end) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => {
+            let range = Ipv4Range::new(a, b).map_err(|e| cx.invalid(tag(el), e))?;
+            Ok(Family::V4(DhcpRange { range, lease }))
+        }
+        (IpAddr::V6(a), IpAddr::V6(b)) => {
+            let range = Ipv6Range::new(a, b).map_err(|e| cx.invalid(tag(el), e))?;
+            Ok(Family::V6(Dhcp6Range { range, lease }))
+        }
+        _ => Err(cx.value(
+            at(el, "end", &end.to_string()),
+            "start and end are of different address families",
+        )),
+    }
+}
+
+fn host(cx: &Cx, el: Node) -> Result<Family<StaticHost, StaticHost6>, XmlError> {
+    only_attributes(cx, el, &["mac", "id", "ip", "name", "lease"])?;
+    let ip: Option<IpAddr> = cx.attr_as(el, "ip", NOT_IP)?;
+    let mac = cx.parsed(el, "mac")?;
+    let id = cx.parsed(el, "id")?;
     let name = cx.parsed(el, "name")?;
-    let lease = cx.parsed(el, "lease")?;
-    Ok(StaticHost {
-        mac,
-        ip,
-        name,
-        lease,
-    })
+    let lease: Option<LeaseTime> = cx.parsed(el, "lease")?;
+    match (ip, &id) {
+        (Some(IpAddr::V6(ip)), _) => StaticHost6::new(id, mac, name, ip, lease)
+            .map(Family::V6)
+            .map_err(|e| cx.invalid(tag(el), e)),
+        (None, Some(_)) => Err(cx.value(tag(el), "a DHCPv6 host (with an id) needs an IPv6 ip")),
+        (Some(IpAddr::V4(_)), Some(_)) => Err(cx.value(
+            tag(el),
+            "an id (DUID) is for DHCPv6 hosts, whose ip is IPv6",
+        )),
+        (ip, None) => {
+            cx.parsed_req::<crate::model::MacAddr>(el, "mac")?;
+            let ip = match ip {
+                Some(IpAddr::V4(a)) => Some(a),
+                _ => None,
+            };
+            let mac = mac.expect("checked above");
+            Ok(Family::V4(StaticHost {
+                mac,
+                ip,
+                name,
+                lease,
+            }))
+        }
+    }
 }
 
 fn is_ours(node: &Node) -> bool {
@@ -138,6 +191,31 @@ pub fn render_intent(intent: &DhcpIntent) -> String {
         if let Some(ip) = h.ip {
             out += &format!(" ip=\"{ip}\"");
         }
+        if let Some(name) = &h.name {
+            out += &format!(" name=\"{name}\"");
+        }
+        if let Some(lease) = h.lease {
+            out += &format!(" lease=\"{}\"", lease_text(lease));
+        }
+        out += "/>\n";
+    }
+    for r in &intent.ranges6 {
+        let (start, end) = (r.range.start(), r.range.end());
+        out += &format!("  <{p}:range start=\"{start}\" end=\"{end}\"");
+        if let Some(lease) = r.lease {
+            out += &format!(" lease=\"{}\"", lease_text(lease));
+        }
+        out += "/>\n";
+    }
+    for h in &intent.hosts6 {
+        out += &format!("  <{p}:host");
+        if let Some(id) = &h.id {
+            out += &format!(" id=\"{id}\"");
+        }
+        if let Some(mac) = h.mac {
+            out += &format!(" mac=\"{mac}\"");
+        }
+        out += &format!(" ip=\"{}\"", h.ip);
         if let Some(name) = &h.name {
             out += &format!(" name=\"{name}\"");
         }
@@ -210,6 +288,32 @@ mod tests {
                     lease: None,
                 },
             ],
+            ranges6: vec![Dhcp6Range {
+                range: Ipv6Range::new(
+                    "fd00:77::100".parse().unwrap(),
+                    "fd00:77::1ff".parse().unwrap(),
+                )
+                .unwrap(),
+                lease: Some(LeaseTime::Seconds(7200)),
+            }],
+            hosts6: vec![
+                StaticHost6::new(
+                    Some("00:01:00:01:2c:ab:cd:ef:52:54:00:aa:bb:cc".parse().unwrap()),
+                    None,
+                    Some("node6".parse().unwrap()),
+                    "fd00:77::10".parse().unwrap(),
+                    Some(LeaseTime::Infinite),
+                )
+                .unwrap(),
+                StaticHost6::new(
+                    None,
+                    Some("52:54:00:aa:bb:ce".parse().unwrap()),
+                    None,
+                    "fd00:77::11".parse().unwrap(),
+                    None,
+                )
+                .unwrap(),
+            ],
             domain: Some("lab.example".parse().unwrap()),
             dns: false,
             pxe: None,
@@ -244,6 +348,13 @@ mod tests {
         assert!(rendered.contains(
             "  <virtmasq:host mac=\"52:54:00:aa:bb:cc\" ip=\"10.77.0.10\" name=\"node1\"/>\n"
         ));
+        assert!(rendered.contains(
+            "  <virtmasq:range start=\"fd00:77::100\" end=\"fd00:77::1ff\" lease=\"2h\"/>\n"
+        ));
+        assert!(rendered.contains(
+            "  <virtmasq:host id=\"00:01:00:01:2c:ab:cd:ef:52:54:00:aa:bb:cc\" ip=\"fd00:77::10\" \
+             name=\"node6\" lease=\"infinite\"/>\n"
+        ));
         assert!(rendered.ends_with("<virtmasq:domain name=\"lab.example\"/>\n</virtmasq:dhcp>"));
     }
 
@@ -273,7 +384,23 @@ mod tests {
             "<metadata><a:dhcp xmlns:a=\"{NAMESPACE}\"/>\
              <b:dhcp xmlns:b=\"{NAMESPACE}\"/></metadata>"
         );
-        let cases: [(String, &[&str]); 13] = [
+        let cases: [(String, &[&str]); 17] = [
+            (
+                meta("<virtmasq:host id=\"00:01\"/>"),
+                &["a DHCPv6 host (with an id) needs an IPv6 ip"],
+            ),
+            (
+                meta("<virtmasq:host id=\"00:01\" ip=\"10.0.0.5\"/>"),
+                &["whose ip is IPv6"],
+            ),
+            (
+                meta("<virtmasq:host id=\"00-01\" ip=\"fd00::5\"/>"),
+                &["id='00-01'", "DUID"],
+            ),
+            (
+                meta("<virtmasq:host ip=\"fd00::5\"/>"),
+                &["<virtmasq:host>", "id (DUID), a mac or a name"],
+            ),
             (
                 meta("<virtmasq:rnage start=\"10.0.0.2\" end=\"10.0.0.9\"/>"),
                 &["<virtmasq:rnage>", "unknown element"],
@@ -296,7 +423,7 @@ mod tests {
             ),
             (
                 meta("<virtmasq:range start=\"fd00::2\" end=\"10.0.0.9\"/>"),
-                &["start='fd00::2'", "not an IPv4 address"],
+                &["end='10.0.0.9'", "different address families"],
             ),
             (
                 meta("<virtmasq:range end=\"10.0.0.9\"/>"),

@@ -12,8 +12,8 @@ use super::metadata;
 use super::read::{at, child, is_libvirt, shown, tag, yes_no, Cx};
 pub use super::read::{IpFamily, XmlError};
 use crate::model::{
-    DhcpIntent, DnsName, DnsRecords, IfName, InvalidValue, Ipv4Net, LeaseTime, MacAddr, Mtu,
-    NetworkName, NetworkSettings,
+    DhcpIntent, DnsName, DnsRecords, IfName, InvalidValue, Ipv4Net, Ipv6Net, LeaseTime, MacAddr,
+    Mtu, NetworkName, NetworkSettings,
 };
 
 /// A libvirt network as `virsh net-dumpxml` shows it, reduced to what virtmasq uses.
@@ -86,7 +86,7 @@ pub struct RangeXml {
     pub lease: Option<LeaseTime>,
 }
 
-/// `<host mac= id= ip= name=>`; libvirt needs `mac` (IPv4) or `id`/`mac` (IPv6).
+/// `<host mac= id= ip= name=>`; libvirt needs `mac` or `name` (IPv4), `id` or `name` (IPv6).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostXml {
     /// The client's MAC.
@@ -166,6 +166,15 @@ impl NetworkXml {
             IpAddr::V6(_) => None,
         };
         self.ips.iter().filter_map(v4).collect()
+    }
+
+    /// The bridge's IPv6 addresses with their prefixes.
+    pub fn ipv6_subnets(&self) -> Vec<Ipv6Net> {
+        let v6 = |ip: &IpXml| match ip.address {
+            IpAddr::V6(addr) => Ipv6Net::new(addr, ip.prefix).ok(),
+            IpAddr::V4(_) => None,
+        };
+        self.ips.iter().filter_map(v6).collect()
     }
 }
 
@@ -389,8 +398,10 @@ fn host(cx: &Cx, el: Node, family: IpFamily) -> Result<HostXml, XmlError> {
         id => id.map(str::to_owned),
     };
     let mac = cx.parsed(el, "mac")?;
-    if mac.is_none() && id.is_none() {
-        return Err(cx.value(tag(el), "it has neither a mac nor an id"));
+    let name = cx.parsed(el, "name")?;
+    // libvirt's rule: a host is found by its mac (IPv4), its id (IPv6) or its name.
+    if mac.is_none() && id.is_none() && name.is_none() {
+        return Err(cx.value(tag(el), "it has neither a mac, an id nor a name"));
     }
     Ok(HostXml {
         mac,
@@ -399,7 +410,7 @@ fn host(cx: &Cx, el: Node, family: IpFamily) -> Result<HostXml, XmlError> {
             .attribute("ip")
             .map(|_| cx.ip_in(el, "ip", family))
             .transpose()?,
-        name: cx.parsed(el, "name")?,
+        name,
         lease: lease(cx, el)?,
     })
 }

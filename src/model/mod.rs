@@ -4,23 +4,27 @@
 
 mod dns;
 mod ip;
+mod ip6;
 mod lease;
 mod mac;
 mod mode;
 mod names;
 mod network;
+mod network6;
 mod path;
 pub mod pxe;
 mod settings;
 
 pub use dns::{DnsHost, DnsRecords, Forwarder, SrvRecord, TxtRecord, TxtValue};
 pub use ip::{Ipv4Net, Ipv4Range};
+pub use ip6::{Duid, Ipv6Net, Ipv6Range, DHCP6_MIN_PREFIX};
 pub use lease::LeaseTime;
 pub use mac::MacAddr;
 pub use mode::Mode;
 pub(crate) use names::string_newtype;
 pub use names::{DnsName, IfName, NetworkName, RESERVED_PREFIX};
 pub use network::{DhcpIntent, DhcpRange, IntentSource, ManagedNetwork, StaticHost};
+pub use network6::{Dhcp6Range, StaticHost6};
 pub use path::{check_line_path, deserialize_line_path};
 pub use settings::{Mtu, NetworkSettings, RawOption, CONTROLLED_OPTIONS};
 

@@ -5,7 +5,10 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{DnsName, IfName, InvalidValue, Ipv4Net, Ipv4Range, LeaseTime, MacAddr, NetworkName};
+use super::network6::{self, Dhcp6Range, StaticHost6};
+use super::{
+    DnsName, IfName, InvalidValue, Ipv4Net, Ipv4Range, Ipv6Net, LeaseTime, MacAddr, NetworkName,
+};
 
 /// One DHCP range with its lease time (dnsmasq's default of one hour when absent).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +45,10 @@ pub struct DhcpIntent {
     pub ranges: Vec<DhcpRange>,
     /// Static hosts.
     pub hosts: Vec<StaticHost>,
+    /// DHCPv6 ranges.
+    pub ranges6: Vec<Dhcp6Range>,
+    /// DHCPv6 hosts.
+    pub hosts6: Vec<StaticHost6>,
     /// DNS domain of the network's guests.
     pub domain: Option<DnsName>,
     /// Whether to answer DNS on the bridge address (libvirt's dnsmasq does).
@@ -61,7 +68,7 @@ pub enum IntentSource {
 }
 
 /// A libvirt network that virtmasq serves, fully validated: every range and host lies inside one
-/// of the bridge's IPv4 subnets, MACs and addresses are unique.
+/// of the bridge's subnets of its family, MACs, DUIDs and addresses are unique.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManagedNetwork {
     /// libvirt's name for the network.
@@ -74,6 +81,12 @@ pub struct ManagedNetwork {
     pub ranges: Vec<DhcpRange>,
     /// Validated static hosts.
     pub hosts: Vec<StaticHost>,
+    /// The bridge's IPv6 addresses with their prefixes: each gets router advertisements.
+    pub subnets6: Vec<Ipv6Net>,
+    /// Validated DHCPv6 ranges.
+    pub ranges6: Vec<Dhcp6Range>,
+    /// Validated DHCPv6 hosts.
+    pub hosts6: Vec<StaticHost6>,
     /// DNS domain.
     pub domain: Option<DnsName>,
     /// Whether DNS is served on the bridge.
@@ -85,37 +98,45 @@ pub struct ManagedNetwork {
 }
 
 impl ManagedNetwork {
-    /// Checks `intent` against the network's subnets.
+    /// Checks `intent` against the network's IPv4 subnets (a network without IPv6).
     pub fn new(
         name: NetworkName,
         bridge: IfName,
         subnets: Vec<Ipv4Net>,
         intent: DhcpIntent,
     ) -> Result<Self, InvalidValue> {
-        if subnets.is_empty() {
-            return Err(InvalidValue::new(
-                "network",
-                name.as_str(),
-                "it has no IPv4 address, so there is no subnet to serve",
-            ));
+        Self::dual(name, bridge, subnets, Vec::new(), intent)
+    }
+
+    /// Checks `intent` against the network's IPv4 and IPv6 subnets. A network needs something
+    /// to serve: an IPv4 range or host address, proxy DHCP, or an IPv6 subnet (which gets
+    /// router advertisements even without DHCPv6).
+    pub fn dual(
+        name: NetworkName,
+        bridge: IfName,
+        subnets: Vec<Ipv4Net>,
+        subnets6: Vec<Ipv6Net>,
+        intent: DhcpIntent,
+    ) -> Result<Self, InvalidValue> {
+        let refuse = |reason: &str| Err(InvalidValue::new("network", name.as_str(), reason));
+        if subnets.is_empty() && subnets6.is_empty() {
+            return refuse("it has no IP address, so there is no subnet to serve");
         }
         let proxy = intent
             .pxe
             .as_ref()
             .is_some_and(|p| p.mode == crate::model::pxe::profile::PxeMode::Proxy);
         if proxy && !intent.ranges.is_empty() {
-            return Err(InvalidValue::new(
-                "network",
-                name.as_str(),
-                "its PXE profile is proxy DHCP (another server hands out addresses) but it also has address ranges; drop one of them",
-            ));
+            return refuse("its PXE profile is proxy DHCP (another server hands out addresses) but it also has address ranges; drop one of them");
         }
-        if !proxy && intent.ranges.is_empty() && !intent.hosts.iter().any(|h| h.ip.is_some()) {
-            return Err(InvalidValue::new(
-                "network",
-                name.as_str(),
-                "its DHCP intent has neither a range nor a host with an address",
-            ));
+        let v4_service = !intent.ranges.is_empty() || intent.hosts.iter().any(|h| h.ip.is_some());
+        if subnets.is_empty() && (v4_service || intent.pxe.is_some()) {
+            return refuse(
+                "its DHCP intent has IPv4 ranges, hosts or PXE, but it has no IPv4 address",
+            );
+        }
+        if !proxy && !v4_service && subnets6.is_empty() {
+            return refuse("its DHCP intent has neither a range nor a host with an address");
         }
         for r in &intent.ranges {
             let net = subnet_of(&subnets, r.range.start()).unwrap_or(&subnets[0]);
@@ -123,17 +144,36 @@ impl ManagedNetwork {
         }
         check_overlaps(&intent.ranges)?;
         check_hosts(&subnets, &intent.hosts)?;
+        network6::check(&subnets6, &intent.ranges6, &intent.hosts6)?;
         Ok(Self {
             name,
             bridge,
             subnets,
             ranges: intent.ranges,
             hosts: intent.hosts,
+            subnets6,
+            ranges6: intent.ranges6,
+            hosts6: intent.hosts6,
             domain: intent.domain,
             dns: intent.dns,
             pxe: intent.pxe,
             settings: super::NetworkSettings::default(),
         })
+    }
+
+    /// Whether any IPv6 subnet is served with DHCPv6 (dnsmasq then needs `enable-ra` for the
+    /// router advertisements that tell clients to ask).
+    pub fn has_dhcp6(&self) -> bool {
+        !self.ranges6.is_empty() || !self.hosts6.is_empty()
+    }
+
+    /// Whether `subnet` is served with DHCPv6 (a range or a host address in it); the others
+    /// get router advertisements for SLAAC.
+    pub fn dhcp6_on(&self, subnet: &Ipv6Net) -> bool {
+        self.ranges6
+            .iter()
+            .any(|r| subnet.contains(r.range.start()))
+            || self.hosts6.iter().any(|h| subnet.contains(h.ip))
     }
 
     /// Whether this network's PXE profile is proxy DHCP (another server hands out addresses).
@@ -236,6 +276,7 @@ mod tests {
             domain: None,
             dns: true,
             pxe: None,
+            ..DhcpIntent::default()
         }
     }
 
@@ -353,6 +394,39 @@ mod tests {
             })
             .collect();
         assert!(check_overlaps(&many).is_ok());
+    }
+
+    /// An IPv6 subnet is something to serve on its own (router advertisements), several IPv4
+    /// and IPv6 subnets go together, and IPv4 intent still needs an IPv4 subnet.
+    #[test]
+    fn ipv6_subnets_alone_or_beside_ipv4() {
+        let v6: Vec<Ipv6Net> = vec![
+            "fd00:77::1/64".parse().unwrap(),
+            "fd00:78::1/64".parse().unwrap(),
+        ];
+        let dual = |v4: Vec<Ipv4Net>, v6: Vec<Ipv6Net>, i: DhcpIntent| {
+            ManagedNetwork::dual("lab".parse().unwrap(), "vqbr0".parse().unwrap(), v4, v6, i)
+        };
+        let slaac_only = dual(vec![], v6.clone(), DhcpIntent::default()).unwrap();
+        assert!(!slaac_only.has_dhcp6());
+        let mut i = intent(&[("10.77.0.100", "10.77.0.150")], &[]);
+        i.ranges6.push(Dhcp6Range {
+            range: crate::model::Ipv6Range::new(
+                "fd00:78::100".parse().unwrap(),
+                "fd00:78::1ff".parse().unwrap(),
+            )
+            .unwrap(),
+            lease: None,
+        });
+        let both = dual(vec!["10.77.0.1/24".parse().unwrap()], v6.clone(), i.clone()).unwrap();
+        assert!(both.has_dhcp6());
+        assert!(!both.dhcp6_on(&v6[0]) && both.dhcp6_on(&v6[1]));
+        let err = dual(vec![], v6.clone(), i).unwrap_err().to_string();
+        assert!(err.contains("no IPv4 address"), "{err}");
+        let err = dual(vec![], vec![], DhcpIntent::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no IP address"), "{err}");
     }
 
     #[test]

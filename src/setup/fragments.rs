@@ -36,6 +36,9 @@ pub async fn remove_all(
         }
         false => None,
     };
+    // Everything of virtmasq's goes: an interrupted change is forgotten, not finished later.
+    crate::system::recover::discard(&state, &conf_dir, &hosts_dir)
+        .map_err(io_err("remove", &state))?;
     let (fragments, hosts) = ours(&conf_dir, &hosts_dir)?;
     for path in &fragments {
         fs::remove_file(path).map_err(io_err("remove", path))?;

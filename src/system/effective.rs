@@ -70,6 +70,12 @@ pub struct EffectiveConfig {
     pub dhcp_ranges: usize,
     /// `dhcp-range` lines in virtmasq's own fragments.
     pub virtmasq_dhcp_ranges: usize,
+    /// `enable-ra` outside virtmasq's fragments: router advertisements for every DHCPv6 range.
+    pub enable_ra: bool,
+    /// IPv6 `dhcp-range` lines outside virtmasq's fragments without a router-advertisement
+    /// mode of their own (`ra-only`, `slaac`, ...): an `enable-ra` would start advertising
+    /// them (see `system::placement`).
+    pub dhcp6_ranges_without_ra: Vec<String>,
     /// virtmasq's fragments found in the conf-dirs.
     pub virtmasq_fragments: Vec<PathBuf>,
     /// The system serves TFTP on every interface (a plain `enable-tftp`, outside virtmasq's
@@ -201,6 +207,13 @@ impl EffectiveConfig {
             lease_file: last_value(&r, "dhcp-leasefile").map(PathBuf::from),
             dhcp_ranges: count(false),
             virtmasq_dhcp_ranges: count(true),
+            enable_ra: their_opts.iter().any(|o| o.name == "enable-ra"),
+            dhcp6_ranges_without_ra: their_opts
+                .iter()
+                .filter(|o| o.name == "dhcp-range")
+                .filter_map(|o| o.value.clone())
+                .filter(|v| is_dhcp6_without_ra(v))
+                .collect(),
             tftp_everywhere: r
                 .opts
                 .iter()
@@ -211,6 +224,24 @@ impl EffectiveConfig {
             problems: r.problems.clone(),
         }
     }
+}
+
+/// Whether a `dhcp-range` value is an IPv6 range that advertises only under `enable-ra`: its
+/// first address is IPv6 (tags and `set:` names come before it) and it has no mode of dnsmasq's
+/// that sends advertisements by itself (option.c: `CONTEXT_RA`).
+fn is_dhcp6_without_ra(value: &str) -> bool {
+    const RA_MODES: [&str; 5] = [
+        "ra-only",
+        "slaac",
+        "ra-names",
+        "ra-stateless",
+        "ra-advrouter",
+    ];
+    let fields: Vec<&str> = value.split(',').map(str::trim).collect();
+    let first = fields
+        .iter()
+        .find_map(|f| f.parse::<std::net::IpAddr>().ok());
+    first.is_some_and(|a| a.is_ipv6()) && !fields.iter().any(|f| RA_MODES.contains(f))
 }
 
 /// The value of the last `name` option read (dnsmasq keeps the last one).

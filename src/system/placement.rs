@@ -6,7 +6,7 @@
 //! reason says so.
 
 use super::effective::{BindMode, EffectiveConfig};
-use super::plan::excluded;
+use super::plan::{excluded, ipv6_refusal};
 use crate::model::ManagedNetwork;
 
 /// Which dnsmasq serves a network in system mode.
@@ -43,6 +43,7 @@ pub fn place(
         Some(prefix) => bridge.starts_with(prefix),
         None => e == bridge,
     };
+    let shared_refusal = shared_refusal.or_else(|| ipv6_refusal(net, effective));
     let why = match (excluded(effective, bridge), shared_refusal) {
         (None, None) => return Placement::System,
         (Some(why), _) | (None, Some(why)) => why,

@@ -98,7 +98,8 @@ pub fn desired(
         d.fragments.insert(t.conf_dir.join(SHARED_FRAGMENT), text);
     }
     for net in nets {
-        if let Some(why) = dns_refusal(t.effective, net) {
+        if let Some(why) = dns_refusal(t.effective, net).or_else(|| ipv6_refusal(net, t.effective))
+        {
             d.refused.push((net.name.clone(), why));
             continue;
         }
@@ -144,6 +145,41 @@ pub fn dns_refusal(effective: &EffectiveConfig, net: &ManagedNetwork) -> Option<
         &effective.dns_domains,
         effective.global_domain.as_deref(),
     )
+}
+
+/// Why `net`'s IPv6 lines cannot go into the system dnsmasq, if they cannot.
+///
+/// From dnsmasq's source (radv.c `add_prefixes`, dhcp6.c `complete_context6`, rfc3315.c): an
+/// IPv6 range serves only an interface holding an address in its subnet, and the fragment's
+/// `tag:<bridge>` keeps relayed requests from elsewhere off it too; a range in a mode of its
+/// own (`ra-only`) advertises by itself on that interface alone. All of that is scoped. Not so
+/// `enable-ra`, which DHCPv6 needs for the M and O flags: it is global, and turns on
+/// advertisements for every IPv6 range in the system dnsmasq that has no mode of its own
+/// (constructed ones included). Where the system already has `enable-ra`, or has no such range,
+/// it adds nothing elsewhere; otherwise it would make the system advertise on interfaces
+/// virtmasq does not own, so the network goes to a private instance.
+pub fn ipv6_refusal(net: &ManagedNetwork, effective: &EffectiveConfig) -> Option<String> {
+    // A DHCPv6 host known by its name alone keeps it in the hosts file (nothing else finds
+    // it), and the system dnsmasq would answer that name to every client.
+    if let Some(h) = net
+        .hosts6
+        .iter()
+        .find(|h| !net.dns && h.id.is_none() && h.mac.is_none())
+    {
+        return Some(format!(
+            "its DHCPv6 host {} is known by its name alone, which the system dnsmasq would \
+             answer in DNS for every client although the network has dns = \"no\"",
+            h.key()
+        ));
+    }
+    if !net.has_dhcp6() || effective.enable_ra || effective.dhcp6_ranges_without_ra.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "its DHCPv6 needs enable-ra, which would make the system dnsmasq send router \
+         advertisements for its own IPv6 range ({}) too",
+        effective.dhcp6_ranges_without_ra.join("; ")
+    ))
 }
 
 /// Why the system dnsmasq would not serve DHCP on `bridge` whatever a fragment says: an

@@ -94,6 +94,17 @@ pub trait Unit {
     /// CLOCK_REALTIME µs of the last entry into the active state (0 if never).
     #[zbus(property(emits_changed_signal = "false"))]
     fn active_enter_timestamp(&self) -> zbus::Result<u64>;
+
+    /// Starts allowed within [`Self::start_limit_interval_u_sec`] (`StartLimitBurst=`).
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn start_limit_burst(&self) -> zbus::Result<u32>;
+
+    /// The start rate limit's window in µs (`StartLimitIntervalSec=`; 0 turns it off).
+    #[zbus(
+        property(emits_changed_signal = "false"),
+        name = "StartLimitIntervalUSec"
+    )]
+    fn start_limit_interval_u_sec(&self) -> zbus::Result<u64>;
 }
 
 /// Service-specific state, on the objects of `.service` units.

@@ -13,6 +13,7 @@
 
 mod client;
 mod error;
+pub mod limit;
 pub mod manager;
 pub mod notify;
 mod restart;

@@ -62,6 +62,26 @@ impl Systemd {
         unit: &str,
         timeout: Duration,
     ) -> Result<RestartReport, SystemdError> {
+        self.restart_with(unit, timeout, true).await
+    }
+
+    /// Like [`Self::restart_and_wait`], but a start refused by the unit's start rate limit is
+    /// an error ([`SystemdError::is_start_limit_hit`]), not reset: for a change that is rolled
+    /// back when systemd refuses it.
+    pub async fn restart_once_and_wait(
+        &self,
+        unit: &str,
+        timeout: Duration,
+    ) -> Result<RestartReport, SystemdError> {
+        self.restart_with(unit, timeout, false).await
+    }
+
+    async fn restart_with(
+        &self,
+        unit: &str,
+        timeout: Duration,
+        reset_start_limit: bool,
+    ) -> Result<RestartReport, SystemdError> {
         let started = Instant::now();
         let deadline = started + timeout;
         let is_service = unit.ends_with(".service");
@@ -72,7 +92,7 @@ impl Systemd {
         };
         let mut start_limit_reset = false;
         let job_result = match self.restart_once(unit, timeout, deadline).await {
-            Err(refused) if hit_start_limit(&refused) => {
+            Err(refused) if reset_start_limit && refused.is_start_limit_hit() => {
                 tracing::warn!(
                     unit,
                     error = %refused,
@@ -236,10 +256,12 @@ impl Systemd {
     }
 }
 
-/// True when a restart was refused by the unit's start rate limit.
-fn hit_start_limit(err: &SystemdError) -> bool {
-    matches!(err, SystemdError::RestartFailed { state, .. }
-        if state.result.as_deref() == Some(START_LIMIT_HIT))
+impl SystemdError {
+    /// True when a restart was refused by the unit's start rate limit.
+    pub fn is_start_limit_hit(&self) -> bool {
+        matches!(self, SystemdError::RestartFailed { state, .. }
+            if state.result.as_deref() == Some(START_LIMIT_HIT))
+    }
 }
 
 /// Reads JobRemoved signals until the one for `job`, and returns its result.

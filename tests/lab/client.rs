@@ -25,6 +25,10 @@ const LEASE_LIMIT: Duration = Duration::from_secs(20);
 
 static LEASE_COUNTER: AtomicUsize = AtomicUsize::new(0);
 
+mod ipv6;
+#[allow(unused_imports)] // each test uses only part of the lab
+pub use ipv6::{Lease6, RouterAdvert};
+
 /// What the probe's DHCPDISCOVER carries besides the basics (message type,
 /// client id, max size, parameter request list).
 #[derive(Debug, Default, Clone)]

@@ -15,9 +15,12 @@
 
 mod client;
 pub mod exec;
+mod prober;
 
 #[allow(unused_imports)] // each test uses only part of the lab
-pub use client::{Client, Lease, Offer, ProbeOptions};
+pub use client::{Client, Lease, Lease6, Offer, ProbeOptions, RouterAdvert};
+#[allow(unused_imports)]
+pub use prober::Prober;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -182,6 +185,17 @@ impl Lab {
         exec::ip(&[&["-n", h, "link", "add", name][..], &bridge].concat());
         exec::ip(&["-n", h, "addr", "add", cidr, "dev", name]);
         exec::ip(&["-n", h, "link", "set", name, "up"]);
+    }
+
+    /// Adds IPv6 address `cidr` (e.g. "fd00:77::1/64") to interface `dev` in the host
+    /// namespace, without duplicate address detection, and turns detection off for `dev`'s
+    /// link-local address too: a tentative address cannot send router advertisements or
+    /// DHCPv6 replies, and a bridge's detection would only start with its first port.
+    pub fn add_ipv6(&self, dev: &str, cidr: &str) {
+        let h = self.host.as_str();
+        let key = format!("net.ipv6.conf.{dev}.accept_dad=0");
+        self.host_run(&["sysctl", "-qw", &key]);
+        exec::ip(&["-n", h, "addr", "add", cidr, "dev", dev, "nodad"]);
     }
 
     /// Deletes interface `name` in the host namespace.

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use super::{dns_taken_by_others, private_options, sighup_safe, Backend, Outcome};
+use super::{dns_held_by_others, dns_taken_on, private_options, sighup_safe, Backend, Outcome};
 use crate::config::Config;
 use crate::dnsmasq::private::Supervisor;
 use crate::dnsmasq::process::RunAs;
@@ -48,11 +48,19 @@ impl Backend for PrivateBackend {
         cfg: &Config,
     ) -> Outcome {
         self.supervisor.set_hangup_safe(sighup_safe(cfg));
-        let dns_taken = dns_taken_by_others(&cfg.paths.run_dir, &self.host);
+        let held = dns_held_by_others(&cfg.paths.run_dir, &self.host);
+        let dns_taken = held.iter().any(|a| a == "0.0.0.0" || a == "::");
         if dns_taken && nets.iter().any(|n| n.dns) {
             tracing::warn!(
                 "another server answers DNS on every address (udp/53): private instances serve \
                  DHCP only; guests resolve through that server"
+            );
+        }
+        for n in nets.iter().filter(|n| n.dns && dns_taken_on(n, &held)) {
+            tracing::warn!(
+                network = %n.name,
+                "another server answers DNS on the bridge's address (udp/53): its private \
+                 instance serves DHCP only; guests resolve through that server"
             );
         }
         let errors = self
@@ -60,7 +68,9 @@ impl Backend for PrivateBackend {
             .reconcile(
                 nets,
                 |n| RenderOptions {
-                    dns_taken: dns_taken || self.dns_elsewhere.contains(&n.name),
+                    dns_taken: dns_taken
+                        || dns_taken_on(n, &held)
+                        || self.dns_elsewhere.contains(&n.name),
                     ..private_options(cfg, n)
                 },
                 keep,

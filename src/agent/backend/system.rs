@@ -132,6 +132,7 @@ impl SystemBackend {
             .collect();
         let nets = nets.as_slice();
         let _lock = lock_system(cfg).await?;
+        crate::system::recover::recover(cfg, Some(&self.systemd)).await?;
         let view = view.unwrap_or_else(|| SystemView::observe(cfg, &self.host));
         // With a scope, the hook changes one network: shared lines stay as they are.
         let shared = match scope {
@@ -186,16 +187,9 @@ impl SystemBackend {
         for p in &plan.refused {
             tracing::error!(path = %p.display(), "a file virtmasq did not write is in the way; left alone");
         }
-        let applied = Apply {
-            systemd: &self.systemd,
-            unit: &cfg.system.unit,
-            flavor: view.effective.flavor,
-            binary: &cfg.paths.dnsmasq,
-            restart_timeout: cfg.system.restart_timeout(),
-            hangup_safe: view.hangup_safe,
-        }
-        .run(&plan)
-        .await?;
+        let applied = Apply::new(&self.systemd, cfg, &view.effective, view.hangup_safe)
+            .run(&plan)
+            .await?;
         let mut notes: Vec<String> = deferred;
         notes.extend(refusals.into_iter().map(|r| format!("refused: {r}")));
         notes.extend(plan.refused.iter().map(|p| {
@@ -234,7 +228,7 @@ pub fn system_files(
 /// Takes the system-mode lock (shared with `sync` and the hook) on the blocking pool: waiting
 /// for it must not stall the daemon's single-threaded event loop.
 async fn lock_system(cfg: &Config) -> anyhow::Result<FileLock> {
-    let path = cfg.paths.state_dir.join("system.lock");
+    let path = cfg.paths.state_dir.join(crate::system::recover::LOCK_FILE);
     let lock = tokio::task::spawn_blocking(move || {
         FileLock::acquire(&path, std::time::Duration::from_secs(30))
     })
@@ -280,8 +274,8 @@ impl Backend for SystemBackend {
             self.systemd.hangup(&cfg.system.unit).await?;
         } else {
             let _lock = lock_system(cfg).await?;
-            self.systemd
-                .restart_and_wait(&cfg.system.unit, cfg.system.restart_timeout())
+            crate::system::apply::Restarter::new(&self.systemd, cfg)
+                .restart()
                 .await?;
         }
         Ok(())

@@ -32,6 +32,7 @@ pub(super) async fn run_with<B: Backend>(
     };
     tokio::pin!(shutdown);
     let mut bridges = reconcile(&cfg, &mut backend, &svc).await;
+    crate::agent::memory::release_free();
     // Ready only now: the first reconcile and the filter's first sync are done.
     let _ = notify::ready();
     let mut watchdog = tokio::time::interval(
@@ -101,6 +102,7 @@ pub(super) async fn run_with<B: Backend>(
                 due = None;
                 burst.applied();
                 bridges = reconcile(&cfg, &mut backend, &svc).await;
+                crate::agent::memory::release_free();
             }
         }
     }

@@ -199,8 +199,10 @@ pub(super) async fn compact_filter<B: Backend>(
     Ok(())
 }
 
+/// The filter's counts for the status: from memory unless the stored policy changed since
+/// the last read, so that every reconcile after a filter change does not parse it again.
 pub(super) fn filter_status(cfg: &Config, filter: &PxeFilter) -> FilterStatus {
-    match filter.list() {
+    match filter.list_cached() {
         Ok(p) => FilterStatus {
             enabled: cfg.filter.enabled,
             allowed: p.allow.len() as u32,

@@ -109,6 +109,8 @@ fn network() -> crate::model::ManagedNetwork {
     use crate::model::{DhcpIntent, DhcpRange, Ipv4Range};
     let range = Ipv4Range::new("10.51.0.10".parse().unwrap(), "10.51.0.20".parse().unwrap());
     let intent = DhcpIntent {
+        ranges6: Vec::new(),
+        hosts6: Vec::new(),
         ranges: vec![DhcpRange {
             range: range.unwrap(),
             lease: None,

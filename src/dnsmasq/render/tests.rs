@@ -3,6 +3,8 @@ use crate::model::{DhcpIntent, DhcpRange, Ipv4Range, LeaseTime, StaticHost};
 
 fn net(dns: bool, hosts: bool) -> ManagedNetwork {
     let intent = DhcpIntent {
+        ranges6: Vec::new(),
+        hosts6: Vec::new(),
         ranges: vec![DhcpRange {
             range: Ipv4Range::new(
                 "10.77.0.100".parse().unwrap(),
@@ -106,6 +108,8 @@ fn scoped_ranges_carry_the_interface_tag() {
 #[test]
 fn static_only_subnet_gets_a_static_range() {
     let intent = DhcpIntent {
+        ranges6: Vec::new(),
+        hosts6: Vec::new(),
         ranges: vec![],
         hosts: vec![StaticHost {
             mac: "52:54:00:00:00:01".parse().unwrap(),

@@ -248,3 +248,66 @@ fn the_cached_list_reads_the_policy_again_only_after_a_save() {
     );
     assert!(f.filter.list_cached().unwrap().allow.contains(&mac(1)));
 }
+
+fn lists(allow: &[u8], deny: &[u8]) -> DesiredLists {
+    let macs = |l: &[u8]| l.iter().map(|&i| mac(i)).collect::<Vec<_>>();
+    DesiredLists::new(&macs(allow), &macs(deny)).unwrap()
+}
+
+#[test]
+fn a_whole_list_sync_looks_only_at_what_it_changes() {
+    let f = fixture(UnknownPolicy::Deny, 1000);
+    let hd = f.filter.hostsdir().to_owned();
+    let first = f.filter.replace_all(lists(&[1, 2, 3], &[4])).unwrap();
+    assert_eq!(
+        first.applied.written, 4,
+        "three allowed MACs and the wildcard"
+    );
+    // A damaged file of a MAC the next sync leaves as it is: not looked at, so not repaired.
+    fs::write(hd.join("aa-00-00-00-00-03"), "").unwrap();
+    let flip = f.filter.replace_all(lists(&[1, 3], &[2, 4])).unwrap();
+    assert_eq!(flip.applied.written, 1, "only the flipped MAC's file");
+    assert_eq!(
+        fs::read_to_string(hd.join("aa-00-00-00-00-03")).unwrap(),
+        ""
+    );
+    let same = f.filter.replace_all(lists(&[1, 3], &[2, 4])).unwrap();
+    assert_eq!(same.applied.written, 0);
+    // The full check still repairs it.
+    f.filter.sync().unwrap();
+    assert!(listing(&hd)
+        .contains(&"aa-00-00-00-00-03=tag:virtmasq-filter,aa:00:00:00:00:03".to_owned()));
+}
+
+#[test]
+fn the_change_after_an_interrupted_one_looks_at_the_whole_directory() {
+    let f = fixture(UnknownPolicy::Deny, 1000);
+    let hd = f.filter.hostsdir().to_owned();
+    f.filter.replace_all(lists(&[1], &[])).unwrap();
+    // Another process saved 2 as allowed and stopped before writing its file.
+    let store = Store::new(f._dir.path().join("state"));
+    let mut stored = store.load().unwrap();
+    stored.allow.insert(mac(2));
+    store.set_pending().unwrap();
+    store.save(&stored).unwrap();
+    // The next sync changes nothing in the policy, yet finishes that change.
+    let report = f.filter.replace_all(lists(&[1, 2], &[])).unwrap();
+    assert_eq!(report.applied.written, 1);
+    assert_eq!(listing(&hd), [ALLOW_1, ALLOW_2, WILD_DENY]);
+    assert!(!store.pending().unwrap(), "the mark outlived the repair");
+}
+
+#[test]
+fn a_long_lived_filter_sees_another_writers_changes() {
+    let f = fixture(UnknownPolicy::Deny, 1000);
+    f.filter.allow(&[mac(1)]).unwrap();
+    let other = PxeFilter::new(f.filter.cfg.clone(), f._dir.path().join("state"));
+    other.allow(&[mac(2)]).unwrap();
+    f.filter.replace_all(lists(&[1, 2, 3], &[])).unwrap();
+    let policy = f.filter.list().unwrap();
+    assert_eq!(policy.allow, [mac(1), mac(2), mac(3)].into());
+    assert_eq!(listing(f.filter.hostsdir()).len(), 4);
+    other.forget(&[mac(3)]).unwrap();
+    f.filter.deny(&[mac(4)]).unwrap();
+    assert_eq!(f.filter.list().unwrap().allow, [mac(1), mac(2)].into());
+}

@@ -81,6 +81,53 @@ fn adopt_then_release_gives_back_the_original() {
     }
 }
 
+/// IPv6 comes along: the DHCPv6 range with its lease, the host by DUID and name, and the
+/// whole network back as it was on release.
+#[test]
+fn adopt_carries_ipv6_over_and_release_gives_it_back() {
+    let xml = fixture("libvirtd-ipv6.xml");
+    let adopted = adopt(&xml).unwrap();
+    let intent = &adopted.intent;
+    assert_eq!(intent.ranges6.len(), 1, "{}", adopted.xml);
+    assert_eq!(intent.ranges6[0].range.to_string(), "fd00::100-fd00::1ff");
+    assert_eq!(intent.ranges6[0].lease, Some(LeaseTime::Seconds(3600)));
+    let host = &intent.hosts6[0];
+    assert_eq!(
+        host.id.as_ref().unwrap().as_str(),
+        "00:04:7e:7d:f0:7d:a8:bc:c5:d2:13:32:11:ed:16:ea:84:63"
+    );
+    assert_eq!(
+        (host.ip.to_string(), host.name.as_ref().unwrap().as_str()),
+        ("fd00::10".into(), "node6")
+    );
+    for line in [
+        "<virtmasq:range start=\"fd00::100\" end=\"fd00::1ff\" lease=\"1h\"/>",
+        "<virtmasq:host id=\"00:04:7e:7d:f0:7d:a8:bc:c5:d2:13:32:11:ed:16:ea:84:63\" ip=\"fd00::10\" name=\"node6\"/>",
+    ] {
+        assert!(adopted.xml.contains(line), "{line} missing:\n{}", adopted.xml);
+    }
+    let served = managed(&adopted.xml, &Config::default()).unwrap().network;
+    assert_eq!(served.subnets6.len(), 1);
+    assert!(served.has_dhcp6());
+    assert_same(&xml, &release(&adopted.xml).unwrap());
+    // Several IPv4 and IPv6 <ip>: a SLAAC-only IPv6 one beside, and a host with its own lease.
+    let more = xml
+        .replace(
+            "<host id=",
+            "<host name='byname' ip='fd00::11'><lease expiry='30' unit='minutes'/></host>\n      <host id=",
+        )
+        .replace(
+            "</network>",
+            "  <ip family='ipv6' address='fd00:1::1' prefix='64'>\n  </ip>\n</network>",
+        );
+    let adopted = adopt(&more).unwrap();
+    let byname = &adopted.intent.hosts6[0];
+    assert_eq!(byname.lease, Some(LeaseTime::Seconds(1800)));
+    let served = managed(&adopted.xml, &Config::default()).unwrap().network;
+    assert_eq!(served.subnets6.len(), 2);
+    assert_same(&more, &release(&adopted.xml).unwrap());
+}
+
 #[test]
 fn an_adopted_network_is_served_by_virtmasq_and_not_by_libvirt() {
     let adopted = adopt(FULL).unwrap();
@@ -180,8 +227,11 @@ fn adopt_refuses_what_virtmasq_would_not_serve() {
             &["vq-nat", "<tftp>", "<bootp>"],
         ),
         (
-            fixture("libvirtd-ipv6.xml"),
-            &["<ip address='fd00::1'>: IPv6"],
+            fixture("libvirtd-ipv6.xml").replace("id='0:4:7e", "id='0004:7e"),
+            &[
+                "<ip address='fd00::1'>: <host> 0004:7e",
+                "not a DUID of colon-separated bytes",
+            ],
         ),
         (
             fixture("libvirtd-isolated-metadata.xml"),

@@ -4,7 +4,8 @@
 use roxmltree::Node;
 
 use super::{child, is_libvirt, DNSMASQ_NAMESPACE};
-use crate::libvirt::xml::{IpFamily, NetworkXml};
+use crate::libvirt::xml::{HostXml, IpFamily, NetworkXml};
+use crate::model::Duid;
 
 /// Everything in the network that virtmasq would not serve, one line each.
 pub(super) fn unsupported(root: Node, net: &NetworkXml) -> Vec<String> {
@@ -80,12 +81,6 @@ fn unsupported_ips(net: &NetworkXml) -> Vec<String> {
     let mut out = Vec::new();
     for ip in &net.ips {
         let at = format!("<ip address='{}'>", ip.address);
-        if ip.family == IpFamily::V6 {
-            out.push(format!(
-                "{at}: IPv6 (DHCPv6 and router advertisements) is not served by virtmasq yet"
-            ));
-            continue;
-        }
         if ip.tftp_root.is_some() {
             out.push(format!("{at}: <tftp> is not carried over"));
         }
@@ -97,14 +92,36 @@ fn unsupported_ips(net: &NetworkXml) -> Vec<String> {
             let who = h
                 .mac
                 .map_or_else(|| h.id.clone().unwrap_or_default(), |m| m.to_string());
-            if h.mac.is_none() || h.id.is_some() {
-                out.push(format!(
-                    "{at}: <host> {who}: a client id (DUID) is not carried over"
-                ));
+            let reason = match ip.family {
+                IpFamily::V4 => host4_refusal(h),
+                IpFamily::V6 => host6_refusal(h),
+            };
+            if let Some(reason) = reason {
+                out.push(format!("{at}: <host> {who}: {reason}"));
             }
         }
     }
     out
+}
+
+/// An IPv4 host is carried over by its MAC, with its own lease.
+fn host4_refusal(h: &HostXml) -> Option<&'static str> {
+    if h.id.is_some() {
+        return Some("a client id (DUID) is not carried over");
+    }
+    h.mac
+        .is_none()
+        .then_some("an IPv4 host without a mac is not carried over")
+}
+
+/// A DHCPv6 host is carried over with its DUID, name, address and lease; libvirt writes its
+/// `id` into dnsmasq as is, and dnsmasq reads it as bytes only with colons between them.
+fn host6_refusal(h: &HostXml) -> Option<&'static str> {
+    if h.ip.is_none() {
+        return Some("a DHCPv6 host without an ip is not carried over");
+    }
+    let id_ok = h.id.as_deref().is_none_or(|id| id.parse::<Duid>().is_ok());
+    (!id_ok).then_some("its id is not a DUID of colon-separated bytes (00:01:...)")
 }
 
 /// What `<dns>` and `<domain>` hold beyond what virtmasq serves (DNS on or off, its records

@@ -163,7 +163,7 @@ fn hostile_cases() -> Vec<(String, &'static [&'static str])> {
         (lease("expiry='-1'"), &["expiry='-1'", "not a number"]),
         (dhcp("<range start='10.0.0.9' end='10.0.0.2'/>"), &["<range>: its start is after"]),
         (dhcp("<range start='fd00::2' end='fd00::9'/>"), &["start='fd00::2'", "family"]),
-        (dhcp("<host ip='10.0.0.5'/>"), &["neither a mac nor an id"]),
+        (dhcp("<host ip='10.0.0.5'/>"), &["neither a mac, an id nor a name"]),
         (dhcp("<host id='0:1:zz'/>"), &["id='0:1:zz'", "DUID"]),
         (dhcp("<bootp file='pxelinux.0,tag'/>"), &["file='pxelinux.0,tag'", "','"]),
         (dhcp("<bootp file='a b'/>"), &["' '"]),

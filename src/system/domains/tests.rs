@@ -8,6 +8,8 @@ fn net(domain: Option<&str>, dns: bool, host_names: &[&str]) -> ManagedNetwork {
         "virbr10".parse().unwrap(),
         vec!["192.168.100.1/24".parse().unwrap()],
         DhcpIntent {
+            ranges6: Vec::new(),
+            hosts6: Vec::new(),
             ranges: vec![DhcpRange {
                 range: Ipv4Range::new(
                     "192.168.100.100".parse().unwrap(),

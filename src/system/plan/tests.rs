@@ -98,6 +98,8 @@ fn target(eff: &EffectiveConfig) -> Target<'_> {
 
 fn network() -> ManagedNetwork {
     let intent = crate::model::DhcpIntent {
+        ranges6: Vec::new(),
+        hosts6: Vec::new(),
         ranges: vec![crate::model::DhcpRange {
             range: crate::model::Ipv4Range::new(
                 "10.50.0.10".parse().unwrap(),
