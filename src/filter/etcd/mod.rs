@@ -15,10 +15,10 @@ pub mod layout;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions};
-use etcd_client::{EventType, WatchOptions};
+use etcd_client::{EventType, WatchOptions, WatchResponse, WatchStream};
 use serde::{Deserialize, Serialize};
 
 use super::error::FilterError;
@@ -28,6 +28,8 @@ use layout::Batch;
 
 /// Keys read per page of the first read (a page stays well below gRPC's 4 MiB message limit).
 const PAGE: i64 = 10_000;
+/// Most watch responses applied as one batch.
+const MAX_DRAIN: usize = 1_000;
 /// Longest wait for a connection or one read.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// First and longest wait between attempts while etcd is unreachable.
@@ -35,6 +37,8 @@ const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(2);
 /// The follower's record in the state directory: last revision applied and when.
 const STATE_FILE: &str = "filter-etcd.json";
+/// How often the revision applied is reported while changes stream in.
+const REPORT_EVERY: Duration = Duration::from_secs(1);
 
 /// An error talking to etcd (the follower logs it, reports the source stale and retries).
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +124,8 @@ pub struct Follower {
     report: Box<dyn Fn(&SourceStatus) + Send + Sync>,
     /// The state last reported.
     status: SourceStatus,
+    /// When it was reported.
+    reported: Instant,
 }
 
 impl Follower {
@@ -145,6 +151,7 @@ impl Follower {
             state_dir: state_dir.to_owned(),
             report,
             status,
+            reported: Instant::now(),
         }
     }
 
@@ -203,14 +210,51 @@ impl Follower {
         *wait = RETRY_MIN;
         self.applied(start);
         loop {
-            let msg = match stream.message().await {
+            // Every response already received is applied as one batch: under a stream of
+            // changes each MAC's file is written once per batch, and the store changed once.
+            let (msgs, ended) = self.next_responses(&mut stream).await;
+            if let Some(r) = self
+                .apply_events(msgs.iter().flat_map(|m| m.events()))
+                .await
+            {
+                match r {
+                    Ok(r) => *revision = Some(r),
+                    Err(e) => return e,
+                }
+            }
+            self.applied(revision.unwrap_or(start));
+            if let Some(e) = ended {
+                return e;
+            }
+        }
+    }
+
+    /// Waits for the next watch response, then takes every one already received (at most
+    /// [`MAX_DRAIN`]); with them, why the watch ended if it did.
+    async fn next_responses(
+        &self,
+        stream: &mut WatchStream,
+    ) -> (Vec<WatchResponse>, Option<EtcdError>) {
+        let mut msgs = Vec::new();
+        loop {
+            let next = if msgs.is_empty() {
+                stream.message().await
+            } else if msgs.len() >= MAX_DRAIN {
+                return (msgs, None);
+            } else {
+                // A zero timeout polls the stream once: what is ready, or nothing.
+                match tokio::time::timeout(Duration::ZERO, stream.message()).await {
+                    Ok(r) => r,
+                    Err(_) => return (msgs, None),
+                }
+            };
+            let msg = match next {
                 Ok(Some(m)) => m,
                 Ok(None) => {
-                    return EtcdError::WatchEnded {
-                        reason: "stream closed".into(),
-                    }
+                    let reason = "stream closed".into();
+                    return (msgs, Some(EtcdError::WatchEnded { reason }));
                 }
-                Err(e) => return self.request_error("watch", e),
+                Err(e) => return (msgs, Some(self.request_error("watch", e))),
             };
             tracing::debug!(
                 events = msg.events().len(),
@@ -219,26 +263,22 @@ impl Follower {
                 "etcd watch response"
             );
             if msg.compact_revision() > 0 {
-                return EtcdError::Compacted {
-                    revision: msg.compact_revision(),
-                };
+                let revision = msg.compact_revision();
+                return (msgs, Some(EtcdError::Compacted { revision }));
             }
             if msg.canceled() {
                 let reason = msg.cancel_reason().to_owned();
-                return EtcdError::WatchEnded { reason };
+                return (msgs, Some(EtcdError::WatchEnded { reason }));
             }
-            if let Some(r) = self.apply_events(msg.events()).await {
-                match r {
-                    Ok(r) => *revision = Some(r),
-                    Err(e) => return e,
-                }
-            }
-            self.applied(revision.unwrap_or(start));
+            msgs.push(msg);
         }
     }
 
-    /// Applies one watch response; the revision of its last event, if any.
-    async fn apply_events(&self, events: &[etcd_client::Event]) -> Option<Result<i64, EtcdError>> {
+    /// Applies watch events as one batch; the revision of the last event, if any.
+    async fn apply_events<'e>(
+        &self,
+        events: impl IntoIterator<Item = &'e etcd_client::Event>,
+    ) -> Option<Result<i64, EtcdError>> {
         let mut batch = Batch::default();
         let mut last = None;
         for ev in events {
@@ -380,25 +420,27 @@ impl Follower {
 
     /// Records `revision` as applied and the source as current.
     fn applied(&mut self, revision: i64) {
-        let fresh = self.status.stale_since.is_some() || self.status.revision != revision;
-        if self.status.revision != revision {
-            write_applied(
-                &self.state_dir,
-                Applied {
-                    revision,
-                    at: now(),
-                },
-            );
+        let back = self.status.stale_since.is_some();
+        let changed = std::mem::replace(&mut self.status.revision, revision) != revision;
+        if !back && (!changed || self.reported.elapsed() < REPORT_EVERY) {
+            // Under a stream of changes the status and the record follow once a second,
+            // not once a change (each report is a STATUS= datagram to systemd).
+            return;
         }
-        if fresh {
-            if self.status.stale_since.is_some() {
-                tracing::info!(revision, "PXE filter source etcd in contact");
-            }
-            self.status.revision = revision;
-            self.status.stale_since = None;
-            self.status.error = None;
-            (self.report)(&self.status);
+        if back {
+            tracing::info!(revision, "PXE filter source etcd in contact");
         }
+        write_applied(
+            &self.state_dir,
+            Applied {
+                revision,
+                at: now(),
+            },
+        );
+        self.status.stale_since = None;
+        self.status.error = None;
+        self.reported = Instant::now();
+        (self.report)(&self.status);
     }
 
     /// Records the source as stale (keeping the first moment it became so).
