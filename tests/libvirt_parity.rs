@@ -1,8 +1,8 @@
 //! What a libvirt network definition asks of its dnsmasq beyond addresses, served by virtmasq
 //! after `adopt` (private mode, real dnsmasq, real clients in the lab): an isolated network's
-//! guests get no default route and no upstream DNS, `<mtu>` arrives as option 26, and the
-//! network's `<dns>` TXT, SRV and host records and a per-domain forwarder answer as they do
-//! from libvirt's own dnsmasq.
+//! guests get no default route and no upstream DNS, `<mtu>` arrives as option 26, `<bootp>`'s
+//! boot file is offered, and the network's `<dns>` TXT, SRV and host records and a per-domain
+//! forwarder answer as they do from libvirt's own dnsmasq.
 
 mod lab;
 mod support;
@@ -20,7 +20,8 @@ const NETWORK: &str = "<network><name>par</name><bridge name='vqpar0'/><mtu size
     port='389' priority='10' weight='5'/>\
     <host ip='10.95.0.7'><hostname>files</hostname></host></dns>\
     <ip address='10.95.0.1' prefix='24'><dhcp>\
-    <range start='10.95.0.100' end='10.95.0.150'/></dhcp></ip></network>";
+    <range start='10.95.0.100' end='10.95.0.150'/><bootp file='pxelinux.0'/></dhcp></ip>\
+    </network>";
 
 #[test]
 fn an_adopted_isolated_network_with_records_is_served_as_libvirt_serves_it() {
@@ -28,19 +29,10 @@ fn an_adopted_isolated_network_with_records_is_served_as_libvirt_serves_it() {
     lab.add_bridge("vqpar0", "10.95.0.1/24");
     // The upstream the forwarder names: a dnsmasq on its own interface that knows one name.
     lab.add_bridge("vqup0", "10.96.0.2/24");
-    let pid = format!("--pid-file={}", lab.dir().join("upstream.pid").display());
-    let upstream = lab.spawn_host(&[
-        "dnsmasq",
-        "--conf-file=/dev/null",
-        "--keep-in-foreground",
-        "--no-resolv",
-        "--no-hosts",
-        "--bind-interfaces",
-        "--listen-address=10.96.0.2",
-        "--except-interface=lo",
-        "--address=/up.test/192.0.2.9",
-        &pid,
-    ]);
+    let upstream = lab.spawn_dns_server(
+        "10.96.0.2",
+        &["--except-interface=lo", "--address=/up.test/192.0.2.9"],
+    );
 
     let adopted = virtmasq::libvirt::adopt::adopt(NETWORK).expect("adopt carries it all over");
     let node = lab.dir().join("node.xml");
@@ -71,6 +63,7 @@ fn an_adopted_isolated_network_with_records_is_served_as_libvirt_serves_it() {
         offer.options
     );
     assert_eq!(offer.domain().as_deref(), Some("par.example"));
+    assert_eq!(offer.boot_file().as_deref(), Some("pxelinux.0"), "<bootp>");
 
     // DNS from the guest, on the bridge's address.
     guest.set_address("10.95.0.50/24");

@@ -476,17 +476,7 @@ fn a_bridge_first_seen_after_its_dnsmasq_started_is_served_without_a_restart() {
 fn dns_held_on_the_bridge_address_leaves_dhcp_served() {
     let lab = Lab::new("private_dns_held");
     lab.add_bridge("vqa0", "10.91.0.1/24");
-    let pid = format!("--pid-file={}", lab.dir().join("other.pid").display());
-    let other = lab.spawn_host(&[
-        "dnsmasq",
-        "--conf-file=/dev/null",
-        "--keep-in-foreground",
-        "--no-resolv",
-        "--no-hosts",
-        "--bind-interfaces",
-        "--listen-address=10.91.0.1",
-        &pid,
-    ]);
+    let other = lab.spawn_dns_server("10.91.0.1", &[]);
     assert!(
         wait_until(Duration::from_secs(5), || lab.host_udp_listening(53)),
         "the other DNS server did not start\n{}",

@@ -151,6 +151,12 @@ pub fn checked(xml: &NetworkXml, cfg: &Config) -> Result<Served, Skip> {
     let (v4, v6) = (xml.ipv4_subnets(), xml.ipv6_subnets());
     let mut network = ManagedNetwork::dual(xml.name.clone(), bridge, v4, v6, intent)
         .map_err(|e| Skip::Invalid(format!("network '{}': {e}", xml.name)))?;
+    if settings.bootp.is_some() && network.pxe.is_some() {
+        return Err(Skip::Invalid(format!(
+            "network '{}' has both libvirt's <bootp> and a PXE profile; keep one of them",
+            xml.name
+        )));
+    }
     network.settings = settings;
     // The profile's settings against the network, touching no file.
     if let Some(profile) = &network.pxe {

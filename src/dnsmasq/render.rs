@@ -255,8 +255,8 @@ fn record_lines(
 }
 
 /// The DHCP options that the network's own libvirt elements ask for, as libvirt's dnsmasq
-/// gets them: an isolated network's empty router option (no default route that cannot work)
-/// and `<mtu>`'s option 26. `scope`, when given, restricts each to requests that arrived on
+/// gets them: an isolated network's empty router option (no default route that cannot work),
+/// `<mtu>`'s option 26 and `<bootp>`'s boot file. `scope`, when given, restricts each to requests that arrived on
 /// that interface.
 pub fn settings_lines(net: &ManagedNetwork, scope: Option<&IfName>) -> String {
     let tag = scope.map(|i| format!("tag:{i},")).unwrap_or_default();
@@ -266,6 +266,13 @@ pub fn settings_lines(net: &ManagedNetwork, scope: Option<&IfName>) -> String {
     }
     if let Some(mtu) = net.settings.mtu {
         let _ = writeln!(out, "dhcp-option={tag}option:mtu,{mtu}");
+    }
+    if let Some(b) = &net.settings.bootp {
+        let _ = write!(out, "dhcp-boot={tag}{}", b.file.as_str());
+        if let Some(server) = b.server {
+            let _ = write!(out, ",,{server}");
+        }
+        out.push('\n');
     }
     out
 }

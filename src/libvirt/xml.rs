@@ -12,8 +12,8 @@ use super::metadata;
 use super::read::{at, child, is_libvirt, shown, tag, yes_no, Cx};
 pub use super::read::{IpFamily, XmlError};
 use crate::model::{
-    DhcpIntent, DnsName, DnsRecords, IfName, InvalidValue, Ipv4Net, Ipv6Net, LeaseTime, MacAddr,
-    Mtu, NetworkName, NetworkSettings,
+    Bootp, DhcpIntent, DnsName, DnsRecords, IfName, InvalidValue, Ipv4Net, Ipv6Net, LeaseTime,
+    MacAddr, Mtu, NetworkName, NetworkSettings,
 };
 
 /// A libvirt network as `virsh net-dumpxml` shows it, reduced to what virtmasq uses.
@@ -46,6 +46,9 @@ pub struct NetworkXml {
     pub dnsmasq_options: Vec<String>,
     /// The reverse zones of `<ip localPtr='yes'>`.
     pub local_ptr: Vec<DnsName>,
+    /// `<bootp>` of the IPv4 `<dhcp>` (of the copy saved in `<metadata>` for an adopted
+    /// network).
+    pub bootp: Option<BootpXml>,
 }
 
 /// One `<ip>` of a network: the bridge's address and what libvirt serves on it.
@@ -151,6 +154,13 @@ impl NetworkXml {
             domain_local_only: !from_libvirt || self.domain_local_only == Some(true),
             dns: self.dns_records.clone(),
             local_ptr: self.local_ptr.clone(),
+            bootp: match &self.bootp {
+                Some(b) => Some(Bootp {
+                    file: b.file.parse()?,
+                    server: b.server,
+                }),
+                None => None,
+            },
             raw_options: self
                 .dnsmasq_options
                 .iter()
@@ -235,6 +245,7 @@ fn parse_network(net: Node) -> Result<NetworkXml, XmlError> {
         forward_mode: child(net, "forward")
             .map(|f| forward_mode(&cx, f))
             .transpose()?,
+        bootp: dns::served_bootp(&cx, net, &ips)?,
         ips,
         local_ptr,
         dns_enabled: dns.flatten().unwrap_or(true),
@@ -429,16 +440,9 @@ fn lease(cx: &Cx, parent: Node) -> Result<Option<LeaseTime>, XmlError> {
 /// dnsmasq's `dhcp-boot=` splits on `,` and a config line ends at `#` or a newline; quotes and
 /// backslashes are dnsmasq escapes. A boot file is a path or a URL, so this set suffices.
 fn check_boot_file(file: &str) -> Result<(), String> {
-    if file.is_empty() || file.len() > 255 {
-        return Err("a boot file name must be 1 to 255 bytes".to_owned());
-    }
-    let ok = |c: char| c.is_ascii_alphanumeric() || "._-/+:@~%".contains(c);
-    match file.chars().find(|c| !ok(*c)) {
-        Some(c) => Err(format!(
-            "character {c:?} is not allowed (letters, digits, ._-/+:@~% only)"
-        )),
-        None => Ok(()),
-    }
+    file.parse::<crate::model::BootpFile>()
+        .map(drop)
+        .map_err(|e| e.reason)
 }
 
 mod dns;

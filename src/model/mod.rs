@@ -26,7 +26,7 @@ pub use names::{DnsName, IfName, NetworkName, RESERVED_PREFIX};
 pub use network::{DhcpIntent, DhcpRange, IntentSource, ManagedNetwork, StaticHost};
 pub use network6::{Dhcp6Range, StaticHost6};
 pub use path::{check_line_path, deserialize_line_path};
-pub use settings::{Mtu, NetworkSettings, RawOption, CONTROLLED_OPTIONS};
+pub use settings::{Bootp, BootpFile, Mtu, NetworkSettings, RawOption, CONTROLLED_OPTIONS};
 
 use thiserror::Error;
 

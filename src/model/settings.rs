@@ -23,6 +23,52 @@ pub struct NetworkSettings {
     pub raw_options: Vec<RawOption>,
     /// Reverse zones answered locally only (`<ip localPtr='yes'>`).
     pub local_ptr: Vec<super::DnsName>,
+    /// libvirt's `<bootp>`: one boot file for every client, and its TFTP server.
+    pub bootp: Option<Bootp>,
+}
+
+/// libvirt's `<bootp file= server=>` (IPv4): `dhcp-boot=<file>[,,<server>]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bootp {
+    /// The boot file, a path or URL.
+    pub file: BootpFile,
+    /// The TFTP server, when it is not the bridge itself.
+    pub server: Option<std::net::Ipv4Addr>,
+}
+
+/// A `<bootp file>`: a path or URL of 1 to 255 ASCII letters, digits and `._-/+:@~%`, so that
+/// it is one field of `dhcp-boot=` as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootpFile(String);
+
+impl BootpFile {
+    /// The file.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for BootpFile {
+    type Err = InvalidValue;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let ok = |c: char| c.is_ascii_alphanumeric() || "._-/+:@~%".contains(c);
+        if s.is_empty() || s.len() > 255 {
+            return Err(InvalidValue::new(
+                "boot file",
+                s,
+                "a boot file name must be 1 to 255 bytes",
+            ));
+        }
+        match s.chars().find(|c| !ok(*c)) {
+            Some(c) => Err(InvalidValue::new(
+                "boot file",
+                s,
+                &format!("character {c:?} is not allowed (letters, digits, ._-/+:@~% only)"),
+            )),
+            None => Ok(Self(s.to_owned())),
+        }
+    }
 }
 
 impl Default for NetworkSettings {
@@ -34,6 +80,7 @@ impl Default for NetworkSettings {
             dns: super::DnsRecords::default(),
             raw_options: Vec::new(),
             local_ptr: Vec::new(),
+            bootp: None,
         }
     }
 }

@@ -265,6 +265,28 @@ impl Lab {
         })
     }
 
+    /// Starts a DNS-only dnsmasq in the host namespace on `address` (bind-interfaces, no
+    /// upstream, no /etc/hosts), with `extra` options; owned by the lab. Returns its pid.
+    pub fn spawn_dns_server(&self, address: &str, extra: &[&str]) -> u32 {
+        let pid = format!(
+            "--pid-file={}",
+            self.dir().join(format!("dns-{address}.pid")).display()
+        );
+        let listen = format!("--listen-address={address}");
+        let mut args = vec![
+            "dnsmasq",
+            "--conf-file=/dev/null",
+            "--keep-in-foreground",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            &listen,
+            &pid,
+        ];
+        args.extend_from_slice(extra);
+        self.spawn_host(&args)
+    }
+
     /// Starts `args` in the host namespace as a process owned by the lab
     /// (killed when the lab drops), stdout and stderr going to a log file in
     /// [`Lab::dir`] (see [`Lab::process_log`]). Returns its pid.

@@ -117,19 +117,7 @@ impl SystemBackend {
         // Networks that cannot be fragments keep whatever files they have; the callers report
         // why (system_refusal).
         let mut keep = keep.clone();
-        let mut refusals = Vec::new();
-        let nets: Vec<ManagedNetwork> = nets
-            .iter()
-            .filter(|n| match system_refusal(n) {
-                Some(why) => {
-                    keep.insert(n.name.clone());
-                    refusals.push(why);
-                    false
-                }
-                None => true,
-            })
-            .cloned()
-            .collect();
+        let (nets, refusals) = fragment_networks(nets, &mut keep);
         let nets = nets.as_slice();
         let _lock = lock_system(cfg).await?;
         crate::system::recover::recover(cfg, Some(&self.systemd)).await?;
@@ -166,23 +154,7 @@ impl SystemBackend {
             observed.foreign.retain(|p| *p == frag);
             observed.hosts.retain(|p, _| *p == hosts);
         }
-        for name in &keep {
-            let frag = cfg.paths.conf_dir.join(fragment::file_name(name.as_str()));
-            let hosts = fragment::hosts_file(&cfg.paths.state_dir, name.as_str());
-            for (path, map) in [(frag, &observed.fragments), (hosts, &observed.hosts)] {
-                if let Some(text) = map
-                    .get(&path)
-                    .and_then(|b| String::from_utf8(b.clone()).ok())
-                {
-                    let target = if path.extension().is_some_and(|e| e == "hosts") {
-                        &mut want.hosts
-                    } else {
-                        &mut want.fragments
-                    };
-                    target.insert(path, text);
-                }
-            }
-        }
+        keep_as_they_are(&keep, cfg, &observed, &mut want);
         let plan = plan(&observed, &want);
         for p in &plan.refused {
             tracing::error!(path = %p.display(), "a file virtmasq did not write is in the way; left alone");
@@ -199,6 +171,54 @@ impl SystemBackend {
             )
         }));
         Ok((applied, notes))
+    }
+}
+
+/// The networks that can be fragments; the others join `keep` (whatever files they have stay)
+/// and their reasons are returned (system_refusal).
+fn fragment_networks(
+    nets: &[ManagedNetwork],
+    keep: &mut HashSet<NetworkName>,
+) -> (Vec<ManagedNetwork>, Vec<String>) {
+    let mut refusals = Vec::new();
+    let nets = nets
+        .iter()
+        .filter(|n| match system_refusal(n) {
+            Some(why) => {
+                keep.insert(n.name.clone());
+                refusals.push(why);
+                false
+            }
+            None => true,
+        })
+        .cloned()
+        .collect();
+    (nets, refusals)
+}
+
+/// The files of the networks in `keep` are wanted exactly as they are now.
+fn keep_as_they_are(
+    keep: &HashSet<NetworkName>,
+    cfg: &Config,
+    observed: &crate::system::plan::Observed,
+    want: &mut crate::system::plan::Desired,
+) {
+    for name in keep {
+        let frag = cfg.paths.conf_dir.join(fragment::file_name(name.as_str()));
+        let hosts = fragment::hosts_file(&cfg.paths.state_dir, name.as_str());
+        for (path, map) in [(frag, &observed.fragments), (hosts, &observed.hosts)] {
+            if let Some(text) = map
+                .get(&path)
+                .and_then(|b| String::from_utf8(b.clone()).ok())
+            {
+                let target = if path.extension().is_some_and(|e| e == "hosts") {
+                    &mut want.hosts
+                } else {
+                    &mut want.fragments
+                };
+                target.insert(path, text);
+            }
+        }
     }
 }
 

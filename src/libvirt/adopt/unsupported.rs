@@ -85,9 +85,6 @@ fn unsupported_ips(net: &NetworkXml) -> Vec<String> {
             out.push(format!("{at}: <tftp> is not carried over"));
         }
         let Some(dhcp) = &ip.dhcp else { continue };
-        if dhcp.bootp.is_some() {
-            out.push(format!("{at}: <bootp> (PXE boot file) is not carried over"));
-        }
         for h in &dhcp.hosts {
             let who = h
                 .mac

@@ -96,6 +96,45 @@ fn ptr_zone(addr: std::net::IpAddr, prefix: u8) -> Option<DnsName> {
     text.parse().ok()
 }
 
+/// The `<bootp>` served: from the IPv4 `<dhcp>` copies `adopt` saved in `<metadata>`, else from
+/// the network's own IPv4 `<dhcp>` (`ips`, parsed).
+pub(in crate::libvirt) fn served_bootp(
+    cx: &Cx,
+    net: Node,
+    ips: &[super::IpXml],
+) -> Result<Option<super::BootpXml>, XmlError> {
+    let saved = saved(net)
+        .into_iter()
+        .flat_map(|s| s.children())
+        .filter(|n| is_libvirt(n, "ip"))
+        .filter(|ip| {
+            ip.attribute("address")
+                .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+                .is_some_and(|a| a.is_ipv4())
+        })
+        .filter_map(|ip| child(ip, "dhcp"));
+    for dhcp in saved {
+        let parsed = super::parse_dhcp(cx, dhcp, super::IpFamily::V4)?;
+        if parsed.bootp.is_some() {
+            return Ok(parsed.bootp);
+        }
+    }
+    let own = ips
+        .iter()
+        .filter(|ip| ip.family == super::IpFamily::V4)
+        .find_map(|ip| ip.dhcp.as_ref()?.bootp.clone());
+    Ok(own)
+}
+
+/// virtmasq's saved copy of what `adopt` took out, if the network has one.
+fn saved<'a, 'i>(net: Node<'a, 'i>) -> Option<Node<'a, 'i>> {
+    child(net, "metadata")?.children().find(|n| {
+        n.is_element()
+            && n.tag_name().namespace() == Some(SAVED_NAMESPACE)
+            && n.tag_name().name() == SAVED_ELEMENT
+    })
+}
+
 /// The records and forwarders of `dns`.
 pub(in crate::libvirt) fn records(cx: &Cx, dns: Node) -> Result<DnsRecords, XmlError> {
     let mut out = DnsRecords {

@@ -153,13 +153,13 @@ const CASES: &[(&str, &str, (&str, &str), Expect)] = {
             "ip/dhcp/bootp",
             "file",
             ("</dhcp>", "<bootp file='pxelinux.0'/></dhcp>"),
-            Refused("<bootp>"),
+            Line("dhcp-boot=pxelinux.0"),
         ),
         (
             "ip/dhcp/bootp",
             "server",
             ("</dhcp>", "<bootp file='p' server='10.84.0.2'/></dhcp>"),
-            Refused("<bootp>"),
+            Line("dhcp-boot=p,,10.84.0.2"),
         ),
     ]
 };
