@@ -93,6 +93,7 @@ fn code_of_module_errors(cause: &(dyn std::error::Error + 'static)) -> Option<u8
         use crate::filter::etcd::EtcdError;
         return Some(match e {
             EtcdError::Tls { .. } => CONFIG,
+            EtcdError::TooMany { .. } => DATAERR,
             EtcdError::Apply(_) => IOERR,
             EtcdError::Request { .. }
             | EtcdError::Timeout { .. }

@@ -299,4 +299,33 @@ fn policy_follows_etcd_and_stays_when_etcd_is_gone() {
     etcd.put(MAC_A, "allow");
     wait_file(&lab, &daemon, MAC_A, false, Duration::from_secs(5));
     assert!(offered(&a), "a MAC allowed through etcd got no offer");
+
+    // `virtmasq filter` writes to etcd (one transaction), and the daemon follows.
+    let cfg_arg = cfg.to_str().unwrap();
+    let out = lab.host_run(&[BIN, "--config", cfg_arg, "filter", "deny", MAC_A, MAC_C]);
+    assert!(out.contains("written to etcd at revision"), "{out}");
+    let got = etcd.ctl(&[
+        "get",
+        &format!("{PREFIX}/macs/{MAC_A}"),
+        "--print-value-only",
+    ]);
+    assert_eq!(got.trim(), "deny");
+    wait_file(&lab, &daemon, MAC_A, true, Duration::from_secs(5));
+    lab.host_run(&[BIN, "--config", cfg_arg, "filter", "forget", MAC_C]);
+    let gone = etcd.ctl(&[
+        "get",
+        &format!("{PREFIX}/macs/{MAC_C}"),
+        "--print-value-only",
+    ]);
+    assert_eq!(gone.trim(), "", "forget deletes the key");
+    let refused = lab
+        .host_command(BIN)
+        .args(["--config", cfg_arg, "filter", "deny", MAC_B, MAC_B])
+        .output()
+        .unwrap();
+    assert_eq!(
+        refused.status.code(),
+        Some(65),
+        "a duplicate MAC is bad data"
+    );
 }

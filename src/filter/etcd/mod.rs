@@ -11,13 +11,16 @@
 //! etcd is unreachable, and after a restart without it, the last policy applied is served.
 //! The follower reports its state ([`SourceStatus`]): in contact, or stale since when.
 
+mod client;
 pub mod layout;
+
+pub use client::write;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions};
+use etcd_client::{Client, GetOptions};
 use etcd_client::{EventType, WatchOptions, WatchResponse, WatchStream};
 use serde::{Deserialize, Serialize};
 
@@ -31,7 +34,7 @@ const PAGE: i64 = 10_000;
 /// Most watch responses applied as one batch.
 const MAX_DRAIN: usize = 1_000;
 /// Longest wait for a connection or one read.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// First and longest wait between attempts while etcd is unreachable.
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(2);
@@ -82,6 +85,16 @@ pub enum EtcdError {
     WatchEnded {
         /// etcd's reason, if any.
         reason: String,
+    },
+    /// A `virtmasq filter` command names more MACs than one etcd transaction holds.
+    #[error(
+        "{count} changes do not fit in one etcd transaction (at most {max}); split the command"
+    )]
+    TooMany {
+        /// Changes asked for.
+        count: usize,
+        /// etcd's default limit (`--max-txn-ops`).
+        max: usize,
     },
     /// Applying the policy to the hostsdir failed.
     #[error("applying etcd's policy")]
@@ -366,56 +379,15 @@ impl Follower {
     }
 
     async fn connect(&self) -> Result<Client, EtcdError> {
-        let mut opts = ConnectOptions::new()
-            .with_connect_timeout(REQUEST_TIMEOUT)
-            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
-            .with_keep_alive_while_idle(true);
-        if let (Some(u), Some(p)) = (&self.cfg.user, &self.cfg.password) {
-            opts = opts.with_user(u.clone(), p.clone());
-        }
-        if let Some(tls) = self.tls()? {
-            opts = opts.with_tls(tls);
-        }
-        let connect = Client::connect(&self.cfg.endpoints, Some(opts));
-        match tokio::time::timeout(REQUEST_TIMEOUT, connect).await {
-            Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => Err(self.request_error("connect", e)),
-            Err(_) => Err(self.timeout("connect")),
-        }
-    }
-
-    fn tls(&self) -> Result<Option<TlsOptions>, EtcdError> {
-        let read = |path: &PathBuf| {
-            std::fs::read(path).map_err(|source| EtcdError::Tls {
-                path: path.clone(),
-                source,
-            })
-        };
-        if self.cfg.ca.is_none() && self.cfg.cert.is_none() {
-            return Ok(None);
-        }
-        let mut tls = TlsOptions::new();
-        if let Some(ca) = &self.cfg.ca {
-            tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
-        }
-        if let (Some(cert), Some(key)) = (&self.cfg.cert, &self.cfg.key) {
-            tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
-        }
-        Ok(Some(tls))
+        client::connect(&self.cfg).await
     }
 
     fn request_error(&self, what: &'static str, source: etcd_client::Error) -> EtcdError {
-        let endpoints = self.cfg.endpoints.join(",");
-        EtcdError::Request {
-            endpoints,
-            what,
-            source: Box::new(source),
-        }
+        client::request_error(&self.cfg, what, source)
     }
 
     fn timeout(&self, what: &'static str) -> EtcdError {
-        let endpoints = self.cfg.endpoints.join(",");
-        EtcdError::Timeout { endpoints, what }
+        client::timeout(&self.cfg, what)
     }
 
     /// Records `revision` as applied and the source as current.
