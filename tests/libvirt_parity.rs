@@ -1,8 +1,8 @@
 //! What a libvirt network definition asks of its dnsmasq beyond addresses, served by virtmasq
 //! after `adopt` (private mode, real dnsmasq, real clients in the lab): an isolated network's
 //! guests get no default route and no upstream DNS, `<mtu>` arrives as option 26, `<bootp>`'s
-//! boot file is offered, and the network's `<dns>` TXT, SRV and host records and a per-domain
-//! forwarder answer as they do from libvirt's own dnsmasq.
+//! boot file is offered and `<tftp>` serves it, and the network's `<dns>` TXT, SRV and host
+//! records and a per-domain forwarder answer as they do from libvirt's own dnsmasq.
 
 mod lab;
 mod support;
@@ -19,7 +19,7 @@ const NETWORK: &str = "<network><name>par</name><bridge name='vqpar0'/><mtu size
     <srv service='ldap' protocol='tcp' domain='par.example' target='ldap.par.example' \
     port='389' priority='10' weight='5'/>\
     <host ip='10.95.0.7'><hostname>files</hostname></host></dns>\
-    <ip address='10.95.0.1' prefix='24'><dhcp>\
+    <ip address='10.95.0.1' prefix='24'><tftp root='TFTP_ROOT'/><dhcp>\
     <range start='10.95.0.100' end='10.95.0.150'/><bootp file='pxelinux.0'/></dhcp></ip>\
     </network>";
 
@@ -34,7 +34,12 @@ fn an_adopted_isolated_network_with_records_is_served_as_libvirt_serves_it() {
         &["--except-interface=lo", "--address=/up.test/192.0.2.9"],
     );
 
-    let adopted = virtmasq::libvirt::adopt::adopt(NETWORK).expect("adopt carries it all over");
+    // libvirt's <tftp>: a root with one file in it.
+    let root = lab.dir().join("tftp");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("hello.txt"), "served by TFTP\n").unwrap();
+    let network = NETWORK.replace("TFTP_ROOT", root.to_str().unwrap());
+    let adopted = virtmasq::libvirt::adopt::adopt(&network).expect("adopt carries it all over");
     let node = lab.dir().join("node.xml");
     std::fs::write(&node, format!("<node>{}</node>", adopted.xml)).unwrap();
     let cfg = write_config(lab.dir(), &format!("test://{}", node.display()), "");
@@ -65,8 +70,28 @@ fn an_adopted_isolated_network_with_records_is_served_as_libvirt_serves_it() {
     assert_eq!(offer.domain().as_deref(), Some("par.example"));
     assert_eq!(offer.boot_file().as_deref(), Some("pxelinux.0"), "<bootp>");
 
-    // DNS from the guest, on the bridge's address.
+    // DNS and TFTP from the guest, on the bridge's address.
     guest.set_address("10.95.0.50/24");
+    let got = lab.dir().join("got.txt");
+    let tftp = guest
+        .command("busybox")
+        .args([
+            "tftp",
+            "-g",
+            "-r",
+            "hello.txt",
+            "-l",
+            got.to_str().unwrap(),
+            "10.95.0.1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        tftp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tftp.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&got).unwrap(), "served by TFTP\n");
     let ask = |name: &str, qtype: &str| {
         guest
             .dns("10.95.0.1", name, qtype)

@@ -164,6 +164,13 @@ pub fn system_extra_lines(
 /// `pxe-service` switches on dnsmasq's PXE handling for every interface, changing what the
 /// system dnsmasq answers PXE clients elsewhere.
 pub fn system_refusal(net: &ManagedNetwork) -> Option<String> {
+    if net.settings.tftp_root.is_some() {
+        return Some(format!(
+            "network '{}' serves TFTP from its own root (<tftp>), which virtmasq gives it in a \
+             private instance only; in the system dnsmasq, TFTP is a PXE profile's",
+            net.name
+        ));
+    }
     if !net.settings.raw_options.is_empty() {
         return Some(format!(
             "network '{}' has raw options (<dnsmasq:options>), which would apply to every \

@@ -151,9 +151,10 @@ pub fn checked(xml: &NetworkXml, cfg: &Config) -> Result<Served, Skip> {
     let (v4, v6) = (xml.ipv4_subnets(), xml.ipv6_subnets());
     let mut network = ManagedNetwork::dual(xml.name.clone(), bridge, v4, v6, intent)
         .map_err(|e| Skip::Invalid(format!("network '{}': {e}", xml.name)))?;
-    if settings.bootp.is_some() && network.pxe.is_some() {
+    if (settings.bootp.is_some() || settings.tftp_root.is_some()) && network.pxe.is_some() {
         return Err(Skip::Invalid(format!(
-            "network '{}' has both libvirt's <bootp> and a PXE profile; keep one of them",
+            "network '{}' has both libvirt's <bootp> or <tftp> and a PXE profile; keep one of \
+             them",
             xml.name
         )));
     }

@@ -96,6 +96,10 @@ pub fn render_private(
         c.push_str(line);
         c.push('\n');
     }
+    // libvirt's <tftp>: TFTP from the network's own instance (a private instance only).
+    if let Some(root) = &net.settings.tftp_root {
+        let _ = writeln!(c, "enable-tftp\ntftp-root={}", root.display());
+    }
     // The network's own <dnsmasq:options>, last, as libvirt writes them.
     for option in &net.settings.raw_options {
         c.push_str(option.as_str());

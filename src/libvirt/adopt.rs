@@ -1,17 +1,18 @@
 //! `adopt` and `release` as pure text transforms of a network's XML (`net-dumpxml --inactive`).
 //!
 //! Adopting moves a network that libvirt serves itself over to virtmasq: every `<ip>` loses
-//! its `<dhcp>`, `<dns>` becomes `<dns enable='no'/>` (so libvirt starts no dnsmasq), and two
+//! its `<tftp>` and `<dhcp>`, `<dns>` becomes `<dns enable='no'/>` (so libvirt starts no dnsmasq), and two
 //! elements go into `<metadata>`: virtmasq's intent ([`metadata::render_intent`]) and, in a
 //! second namespace ([`SAVED_NAMESPACE`]), verbatim copies of what was removed. Releasing puts
 //! those copies back, so `release(adopt(x))` equals `x` once parsed, whatever libvirt wrote in
 //! them; nothing has to be rebuilt from the intent.
 //!
 //! IPv6 comes along: DHCPv6 ranges with their leases, hosts by DUID or name with their own
-//! leases, and router advertisements for every IPv6 `<ip>`. What virtmasq cannot serve
-//! (`<bootp>`, `<tftp>`, IPv4 per-host leases and client ids, `<dns>` records and forwarders,
-//! raw `<dnsmasq:options>`) is refused, every reason at
-//! once: a network is never moved over with part of its service silently dropped.
+//! leases, and router advertisements for every IPv6 `<ip>`. So do `<bootp>`, `<tftp>`, per-host
+//! leases, `<dns>` records and forwarders, `localPtr` and `<dnsmasq:options>` (read by
+//! `xml` from the saved copies). What virtmasq cannot serve (IPv4 client ids, an element it
+//! does not know: [`known`]) is refused, every reason at once: a network is never moved over
+//! with part of its service silently dropped.
 //!
 //! The edits are splices of the original text at the byte ranges roxmltree reports, so
 //! everything else (comments, other programs' metadata, attribute order) stays as it was.
@@ -236,13 +237,24 @@ fn adopt_edits(xml: &str, root: Node, intent: &DhcpIntent) -> Vec<Edit> {
     }
     let ips: Vec<Node> = root.children().filter(|n| is_libvirt(n, "ip")).collect();
     for ip in &ips {
-        let Some(dhcp) = child(*ip, "dhcp") else {
+        // What libvirt starts its dnsmasq for: <tftp> and <dhcp>, moved together, in order.
+        let moved: Vec<Node> = ip
+            .children()
+            .filter(|n| is_libvirt(n, "tftp") || is_libvirt(n, "dhcp"))
+            .collect();
+        if moved.is_empty() {
             continue;
-        };
+        }
         let address = ip.attribute("address").unwrap_or_default();
-        let text = reindent(&xml[dhcp.range()], column(dhcp), 4);
-        saved += &format!("\n  <ip address='{address}'>\n    {text}\n  </ip>");
-        edits.push((removal(dhcp), String::new()));
+        let texts: Vec<String> = moved
+            .iter()
+            .map(|el| reindent(&xml[el.range()], column(*el), 4))
+            .collect();
+        saved += &format!(
+            "\n  <ip address='{address}'>\n    {}\n  </ip>",
+            texts.join("\n    ")
+        );
+        edits.extend(moved.iter().map(|el| (removal(*el), String::new())));
     }
     if dns.is_none() {
         let anchor = ips.first().copied().unwrap_or(root);
@@ -333,15 +345,21 @@ fn release_edits(xml: &str, root: Node, saved: Node) -> Result<Vec<Edit>, String
     Ok(edits)
 }
 
-/// Puts the `<dhcp>` saved in `copy` back into the network's `<ip>` of the same address, which
-/// is returned with the edit.
+/// Puts the `<tftp>` and `<dhcp>` saved in `copy` back into the network's `<ip>` of the same
+/// address, which is returned with the edit.
 fn restore_dhcp(xml: &str, root: Node, copy: Node) -> Result<(Edit, IpAddr), String> {
     let address = |n: Node| {
         n.attribute("address")
             .and_then(|a| a.parse::<IpAddr>().ok())
     };
     let want = address(copy).ok_or("a saved <ip> has no address")?;
-    let dhcp = child(copy, "dhcp").ok_or("a saved <ip> has no <dhcp>")?;
+    let moved: Vec<Node> = copy
+        .children()
+        .filter(|n| is_libvirt(n, "tftp") || is_libvirt(n, "dhcp"))
+        .collect();
+    if moved.is_empty() {
+        return Err("a saved <ip> has no <dhcp> or <tftp>".into());
+    }
     let ip = root
         .children()
         .filter(|n| is_libvirt(n, "ip"))
@@ -349,12 +367,19 @@ fn restore_dhcp(xml: &str, root: Node, copy: Node) -> Result<(Edit, IpAddr), Str
         .ok_or_else(|| {
             format!("it no longer has an <ip address='{want}'> to give its <dhcp> back to")
         })?;
-    if child(ip, "dhcp").is_some() {
-        return Err(format!(
-            "<ip address='{want}'> has a <dhcp> again; remove it first"
-        ));
+    for el in &moved {
+        let name = el.tag_name().name();
+        if child(ip, name).is_some() {
+            return Err(format!(
+                "<ip address='{want}'> has a <{name}> again; remove it first"
+            ));
+        }
     }
-    let text = reindent(&xml[dhcp.range()], column(dhcp), 4);
+    let text = moved
+        .iter()
+        .map(|el| reindent(&xml[el.range()], column(*el), 4))
+        .collect::<Vec<_>>()
+        .join("\n    ");
     let range = ip.range();
     if xml[range.clone()].ends_with("/>") {
         let edit = (

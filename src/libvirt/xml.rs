@@ -49,6 +49,8 @@ pub struct NetworkXml {
     /// `<bootp>` of the IPv4 `<dhcp>` (of the copy saved in `<metadata>` for an adopted
     /// network).
     pub bootp: Option<BootpXml>,
+    /// `<tftp root>` (of the copy saved in `<metadata>` for an adopted network).
+    pub tftp_root: Option<PathBuf>,
 }
 
 /// One `<ip>` of a network: the bridge's address and what libvirt serves on it.
@@ -154,6 +156,13 @@ impl NetworkXml {
             domain_local_only: !from_libvirt || self.domain_local_only == Some(true),
             dns: self.dns_records.clone(),
             local_ptr: self.local_ptr.clone(),
+            tftp_root: match &self.tftp_root {
+                Some(root) => {
+                    crate::model::check_line_path(root)?;
+                    Some(root.clone())
+                }
+                None => None,
+            },
             bootp: match &self.bootp {
                 Some(b) => Some(Bootp {
                     file: b.file.parse()?,
@@ -246,6 +255,7 @@ fn parse_network(net: Node) -> Result<NetworkXml, XmlError> {
             .map(|f| forward_mode(&cx, f))
             .transpose()?,
         bootp: dns::served_bootp(&cx, net, &ips)?,
+        tftp_root: dns::served_tftp(&cx, net, &ips)?,
         ips,
         local_ptr,
         dns_enabled: dns.flatten().unwrap_or(true),

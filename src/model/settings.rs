@@ -25,6 +25,9 @@ pub struct NetworkSettings {
     pub local_ptr: Vec<super::DnsName>,
     /// libvirt's `<bootp>`: one boot file for every client, and its TFTP server.
     pub bootp: Option<Bootp>,
+    /// libvirt's `<tftp root>`: TFTP served from this directory (checked to be one field of a
+    /// dnsmasq line).
+    pub tftp_root: Option<std::path::PathBuf>,
 }
 
 /// libvirt's `<bootp file= server=>` (IPv4): `dhcp-boot=<file>[,,<server>]`.
@@ -81,6 +84,7 @@ impl Default for NetworkSettings {
             raw_options: Vec::new(),
             local_ptr: Vec::new(),
             bootp: None,
+            tftp_root: None,
         }
     }
 }

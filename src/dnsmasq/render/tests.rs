@@ -162,6 +162,7 @@ fn isolation_mtu_and_domain_as_libvirt_writes_them() {
         raw_options: vec!["dhcp-option=option:ntp-server,10.77.0.1".parse().unwrap()],
         local_ptr: Vec::new(),
         bootp: None,
+        tftp_root: None,
     };
     let conf = render_private(&n, &paths(), &RenderOptions::default()).conf;
     for line in [

@@ -16,7 +16,10 @@ pub(super) fn unsupported(root: Node, net: &NetworkXml) -> Vec<String> {
     let saved = child(root, "dns").into_iter().chain(
         root.children()
             .filter(|n| is_libvirt(n, "ip"))
-            .filter_map(|ip| child(ip, "dhcp")),
+            .flat_map(|ip| {
+                ip.children()
+                    .filter(|n| is_libvirt(n, "dhcp") || is_libvirt(n, "tftp"))
+            }),
     );
     for el in saved {
         let text = &root.document().input_text()[el.range()];
@@ -34,9 +37,13 @@ pub(super) fn unsupported(root: Node, net: &NetworkXml) -> Vec<String> {
     // adopt removes one <dhcp> per <ip> (libvirt reads only the first): a second one would
     // stay behind, and libvirt would go on serving the network.
     for ip in root.children().filter(|n| is_libvirt(n, "ip")) {
-        if ip.children().filter(|n| is_libvirt(n, "dhcp")).count() > 1 {
-            let address = ip.attribute("address").unwrap_or_default();
-            out.push(format!("<ip address='{address}'> has more than one <dhcp>"));
+        for name in ["dhcp", "tftp"] {
+            if ip.children().filter(|n| is_libvirt(n, name)).count() > 1 {
+                let address = ip.attribute("address").unwrap_or_default();
+                out.push(format!(
+                    "<ip address='{address}'> has more than one <{name}>"
+                ));
+            }
         }
     }
     // release gives each saved <dhcp> back to the <ip> of its address, which must be one.
@@ -81,9 +88,6 @@ fn unsupported_ips(net: &NetworkXml) -> Vec<String> {
     let mut out = Vec::new();
     for ip in &net.ips {
         let at = format!("<ip address='{}'>", ip.address);
-        if ip.tftp_root.is_some() {
-            out.push(format!("{at}: <tftp> is not carried over"));
-        }
         let Some(dhcp) = &ip.dhcp else { continue };
         for h in &dhcp.hosts {
             let who = h

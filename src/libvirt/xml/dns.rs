@@ -126,6 +126,24 @@ pub(in crate::libvirt) fn served_bootp(
     Ok(own)
 }
 
+/// The `<tftp root>` served: from the `<ip>` copies `adopt` saved in `<metadata>`, else from the
+/// network's own `<ip>` elements (`ips`, parsed).
+pub(in crate::libvirt) fn served_tftp(
+    cx: &Cx,
+    net: Node,
+    ips: &[super::IpXml],
+) -> Result<Option<std::path::PathBuf>, XmlError> {
+    let saved = saved(net)
+        .into_iter()
+        .flat_map(|s| s.children())
+        .filter(|n| is_libvirt(n, "ip"))
+        .find_map(|ip| child(ip, "tftp"));
+    match saved {
+        Some(tftp) => super::tftp_root(cx, tftp).map(Some),
+        None => Ok(ips.iter().find_map(|ip| ip.tftp_root.clone())),
+    }
+}
+
 /// virtmasq's saved copy of what `adopt` took out, if the network has one.
 fn saved<'a, 'i>(net: Node<'a, 'i>) -> Option<Node<'a, 'i>> {
     child(net, "metadata")?.children().find(|n| {

@@ -121,7 +121,7 @@ const CASES: &[(&str, &str, (&str, &str), Expect)] = {
             "ip/tftp",
             "root",
             ("<dhcp>", "<tftp root='/srv/tftp'/><dhcp>"),
-            Refused("<tftp>"),
+            Line("tftp-root=/srv/tftp"),
         ),
         ("ip/dhcp", "", NONE, Line(RANGE)),
         ("ip/dhcp/range", "start", NONE, Line(RANGE)),
