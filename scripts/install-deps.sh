@@ -22,6 +22,8 @@ PACKAGES=(
   lintian             # checks the Debian package (tests/packaging.rs)
   rpm                 # rpmbuild and rpmspec: builds the RPM from packaging/rpm (tests/packaging.rs)
   shellcheck          # make lint checks every shell script (scripts/lint-shell.sh)
+  protobuf-compiler   # protoc: the etcd-client crate generates etcd's gRPC API at build time
+  etcd-server etcd-client  # a real etcd and etcdctl for the filter's etcd source (tests/filter_etcd.rs)
 )
 # Where package scripts look for the policy that keeps them from starting services; tests point
 # this elsewhere (tests/install_deps.rs), so that they never touch the host's.

@@ -89,6 +89,18 @@ fn code_of_module_errors(cause: &(dyn std::error::Error + 'static)) -> Option<u8
             | SetupError::StopTimeout { .. } => UNAVAILABLE,
         });
     }
+    if let Some(e) = cause.downcast_ref::<crate::filter::etcd::EtcdError>() {
+        use crate::filter::etcd::EtcdError;
+        return Some(match e {
+            EtcdError::Tls { .. } => CONFIG,
+            EtcdError::TooMany { .. } => DATAERR,
+            EtcdError::Apply(_) => IOERR,
+            EtcdError::Request { .. }
+            | EtcdError::Timeout { .. }
+            | EtcdError::Compacted { .. }
+            | EtcdError::WatchEnded { .. } => UNAVAILABLE,
+        });
+    }
     // A PXE profile is configuration; libvirt's XML is data. (An iPXE query's error is an
     // HTTP 400 and never reaches here.)
     if cause.is::<crate::pxe::PxeError>() {
@@ -121,6 +133,22 @@ mod tests {
         let io = || std::io::Error::other("x");
         let net: crate::model::NetworkName = "lab".parse().unwrap();
         let cases: Vec<(anyhow::Error, u8)> = vec![
+            (
+                crate::filter::etcd::EtcdError::Tls {
+                    path: PathBuf::from("/ca.pem"),
+                    source: io(),
+                }
+                .into(),
+                CONFIG,
+            ),
+            (
+                crate::filter::etcd::EtcdError::Timeout {
+                    endpoints: "http://127.0.0.1:2379".into(),
+                    what: "connect",
+                }
+                .into(),
+                UNAVAILABLE,
+            ),
             (
                 crate::dnsmasq::private::PrivateError::Io {
                     network: net.clone(),

@@ -115,6 +115,12 @@ pub async fn run(opts: DaemonOptions, shutdown: impl Future<Output = ()>) -> any
     let pid = super::client::pid_file(&cfg);
     crate::fsutil::write_atomic(&pid, format!("{}\n", std::process::id()).as_bytes(), 0o644)
         .with_context(|| format!("writing {}", pid.display()))?;
+    let _source = crate::filter::etcd::spawn(
+        &cfg.filter.source,
+        filter.clone(),
+        &cfg.paths.state_dir,
+        source_reporter(status.clone()),
+    );
     let services = Services {
         status,
         requests,
@@ -149,6 +155,21 @@ pub async fn run(opts: DaemonOptions, shutdown: impl Future<Output = ()>) -> any
     let _ = std::fs::remove_file(&pid);
     let _ = notify::stopping();
     result
+}
+
+/// How the filter's source (etcd) reports: into the status, and systemd's STATUS= at once
+/// (a source going stale must not wait for the next reconcile to be seen).
+fn source_reporter(
+    status: SharedStatus,
+) -> Box<dyn Fn(&crate::filter::etcd::SourceStatus) + Send + Sync> {
+    Box::new(move |src| {
+        let summary = {
+            let mut st = status.lock().unwrap_or_else(|p| p.into_inner());
+            st.filter.source = Some(src.clone());
+            st.summary()
+        };
+        let _ = notify::status(&summary);
+    })
 }
 
 /// The PXE filter's first sync, on a dnsmasq that can read its entries.

@@ -46,6 +46,10 @@ pub struct FilterStatus {
     pub denied: u32,
     /// Policy for other MACs.
     pub unknown: String,
+    /// Where the policy comes from, when not the local store: etcd's revision applied, and
+    /// since when it is stale while etcd is unreachable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<crate::filter::etcd::SourceStatus>,
 }
 
 /// The agent's state.
@@ -100,6 +104,17 @@ impl Status {
                 self.filter.allowed, self.filter.denied
             ));
         }
+        if let Some(src) = &self.filter.source {
+            match src.stale_since {
+                Some(t) => s.push_str(&format!(
+                    ", {} source stale since {} (revision {})",
+                    src.kind,
+                    since(t),
+                    src.revision
+                )),
+                None => s.push_str(&format!(", {} revision {}", src.kind, src.revision)),
+            }
+        }
         if !self.last_errors.is_empty() {
             s.push_str(&format!(", {} error(s)", self.last_errors.len()));
         }
@@ -119,11 +134,22 @@ impl Status {
             let mark = if s.error { "refused" } else { "not served" };
             o.push_str(&format!("  {} {mark}: {}\n", s.name, s.reason));
         }
+        if let Some(e) = self.filter.source.as_ref().and_then(|s| s.error.as_ref()) {
+            o.push_str(&format!("  filter source: {e}\n"));
+        }
         for e in &self.last_errors {
             o.push_str(&format!("  error: {e}\n"));
         }
         o
     }
+}
+
+/// A Unix time for people: seconds since the epoch and how long ago.
+fn since(unix: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!("unix {unix} ({} s ago)", now.saturating_sub(unix))
 }
 
 /// The status shared between the daemon loop and its readers.

@@ -9,7 +9,8 @@ use clap::Subcommand;
 use serde::Serialize;
 
 use crate::cli::{print_out, Cli};
-use crate::filter::{DesiredLists, PxeFilter, SyncReport, UnknownPolicy};
+use crate::filter::etcd::layout::Change;
+use crate::filter::{DesiredLists, PxeFilter, SyncReport, UnknownPolicy, Verdict};
 use crate::model::MacAddr;
 
 /// Options of `filter`.
@@ -72,6 +73,15 @@ struct Listing {
 /// Runs one filter verb.
 pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     let cfg = cli.load_config()?;
+    if cfg.filter.source.kind == crate::filter::SourceKind::Etcd {
+        if let Some(changes) = etcd_changes(&args.op)? {
+            let rev = crate::filter::etcd::write(&cfg.filter.source, &changes).await?;
+            return print_out(&format!(
+                "written to etcd at revision {rev}: every host following {} applies it\n",
+                cfg.filter.source.prefix
+            ));
+        }
+    }
     let filter = PxeFilter::new(cfg.filter.clone(), cfg.paths.state_dir.clone());
     let report = match &args.op {
         Op::Allow { macs } => filter.allow(macs)?,
@@ -121,6 +131,29 @@ pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     // dnsmasq) at its next reconcile.
     crate::agent::client::poke(&cfg);
     print_out(&summary(&report, cfg.filter.enabled))
+}
+
+/// A change verb as etcd key changes, when the source is etcd (`list` reads the policy this
+/// host applied; `sync --from` is refused: a whole list is for etcd's own tools).
+fn etcd_changes(op: &Op) -> anyhow::Result<Option<Vec<Change>>> {
+    let macs = |macs: &[MacAddr], v: Option<Verdict>| -> anyhow::Result<Option<Vec<Change>>> {
+        crate::filter::policy::check_request(macs)?;
+        Ok(Some(macs.iter().map(|m| Change::Mac(*m, v)).collect()))
+    };
+    match op {
+        Op::Allow { macs: m } => macs(m, Some(Verdict::Allow)),
+        Op::Deny { macs: m } => macs(m, Some(Verdict::Deny)),
+        Op::Forget { macs: m } => macs(m, None),
+        Op::Unknown { policy } => Ok(Some(vec![Change::Unknown(match policy.as_str() {
+            "allow" => Some(UnknownPolicy::Allow),
+            "deny" => Some(UnknownPolicy::Deny),
+            _ => None,
+        })])),
+        Op::Sync { .. } => anyhow::bail!(
+            "filter sync --from is not available with [filter.source] kind = \"etcd\": write the keys to etcd (see the README's key layout)"
+        ),
+        Op::List { .. } => Ok(None),
+    }
 }
 
 fn summary(r: &SyncReport, enabled: bool) -> String {

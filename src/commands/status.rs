@@ -107,6 +107,7 @@ async fn from_disk(cfg: &Config) -> Status {
             allowed: p.allow.len() as u32,
             denied: p.deny.len() as u32,
             unknown: format!("{:?}", p.unknown).to_lowercase(),
+            source: None,
         };
     }
     st

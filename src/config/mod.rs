@@ -244,10 +244,19 @@ impl Config {
 
     /// Parses configuration text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &Path) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let cfg: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: origin.to_owned(),
             message: e.to_string().trim_end().to_owned(),
-        })
+        })?;
+        // What serde cannot see: settings that only make sense together.
+        cfg.filter
+            .source
+            .validate()
+            .map_err(|m| ConfigError::Parse {
+                path: origin.to_owned(),
+                message: format!("[filter.source]: {m}"),
+            })?;
+        Ok(cfg)
     }
 }
 

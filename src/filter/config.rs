@@ -62,6 +62,8 @@ pub struct FilterConfig {
     /// stale entries below the size of a large filter and compacts rarely (ironic-style
     /// churn is dozens of rewrites per sync).
     pub compact_after: u32,
+    /// Where the policy comes from: `[filter.source]`, `local` (default) or `etcd`.
+    pub source: super::source::SourceConfig,
 }
 
 impl Default for FilterConfig {
@@ -73,6 +75,7 @@ impl Default for FilterConfig {
             networks: Vec::new(),
             durability: Durability::Syncfs,
             compact_after: 20_000,
+            source: super::source::SourceConfig::default(),
         }
     }
 }

@@ -15,11 +15,13 @@
 pub mod config;
 pub mod entry;
 pub mod error;
+pub mod etcd;
 pub mod hostsdir;
 pub mod journal;
 pub mod ops;
 pub mod plan;
 pub mod policy;
+pub mod source;
 pub mod store;
 
 pub use config::{dnsmasq_lines, Durability, FilterConfig, FilterLines, UnknownPolicy};
@@ -28,6 +30,7 @@ pub use error::FilterError;
 pub use ops::{sighup_is_safe, PxeFilter, SyncReport};
 pub use plan::{plan, plan_purge, FileAction, FileState, ObservedDir};
 pub use policy::{DesiredLists, Policy};
+pub use source::{SourceConfig, SourceKind};
 
 /// The planner's name for the desired state: a [`Policy`].
 pub type Desired = Policy;

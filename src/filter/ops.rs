@@ -416,5 +416,7 @@ fn inotify_safe_batch() -> u64 {
         / 4
 }
 
+mod outside;
+
 #[cfg(test)]
 mod tests;

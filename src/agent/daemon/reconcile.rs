@@ -120,7 +120,11 @@ pub(super) async fn reconcile<B: Backend>(
                 error: skip.is_error(),
             })
             .collect();
-        st.filter = filter;
+        // The source's state is the follower's to report.
+        st.filter = FilterStatus {
+            source: st.filter.source.take(),
+            ..filter
+        };
         st.reconciles += 1;
         st.last_reconcile = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -204,6 +208,7 @@ pub(super) fn filter_status(cfg: &Config, filter: &PxeFilter) -> FilterStatus {
             allowed: p.allow.len() as u32,
             denied: p.deny.len() as u32,
             unknown: format!("{:?}", p.unknown).to_lowercase(),
+            source: None,
         },
         Err(e) => {
             tracing::warn!(error = %e, "PXE filter state not read");
