@@ -22,6 +22,9 @@ pub fn notify_to(socket: Option<&OsStr>, state: &str) -> io::Result<bool> {
     };
     let addr = socket_addr(socket)?;
     let sock = UnixDatagram::unbound()?;
+    // The daemon's loop runs on one thread: a manager that does not read (its queue full)
+    // costs a notification, never the loop.
+    sock.set_nonblocking(true)?;
     let sent = sock.send_to_addr(state.as_bytes(), &addr)?;
     if sent != state.len() {
         return Err(io::Error::new(
@@ -109,6 +112,31 @@ mod tests {
         let mut buf = [0u8; 4096];
         let n = sock.recv(&mut buf).expect("a notification datagram");
         String::from_utf8(buf[..n].to_vec()).unwrap()
+    }
+
+    /// A receiver that never reads: once its queue is full, a notification fails at once
+    /// instead of blocking the caller (the daemon's one-thread loop).
+    #[test]
+    fn a_full_socket_fails_the_notification_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let _server = UnixDatagram::bind(&path).unwrap();
+        let (done, finished) = std::sync::mpsc::channel();
+        let target = path.clone();
+        std::thread::spawn(move || {
+            let mut failed = false;
+            for _ in 0..100_000 {
+                if notify_to(Some(target.as_os_str()), "STATUS=filling").is_err() {
+                    failed = true;
+                    break;
+                }
+            }
+            let _ = done.send(failed);
+        });
+        let failed = finished
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a notification blocked on a full socket");
+        assert!(failed, "the queue never filled");
     }
 
     #[test]
