@@ -199,8 +199,17 @@ fn a_running_network_changes_hands_at_once() {
 fn what_does_not_add_up_is_refused_and_nothing_changes() {
     let lab = Lab::new("adopt_release_refusals");
     let lv = Libvirtd::start(&lab, None);
-    let pxe = "<range start='10.63.0.100' end='10.63.0.150'/><bootp file='pxelinux.0'/>";
-    lv.define(&served_network("vqr-pxe", "vqbr-pxe", "10.63.0.1", pxe, ""));
+    // A raw option through which virtmasq runs the instance itself: refused by name.
+    let raw = "<dnsmasq:options xmlns:dnsmasq='http://libvirt.org/schemas/network/dnsmasq/1.0'>\
+               <dnsmasq:option value='interface=eth9'/></dnsmasq:options>";
+    let range = "<range start='10.63.0.100' end='10.63.0.150'/>";
+    lv.define(&served_network(
+        "vqr-raw",
+        "vqbr-raw",
+        "10.63.0.1",
+        range,
+        raw,
+    ));
     let quiet = "<network><name>vqr-quiet</name><forward mode='open'/><bridge name='vqbr-q'/>\
                  <dns enable='no'/><ip address='10.64.0.1' prefix='24'/></network>";
     lv.define(quiet);
@@ -226,8 +235,8 @@ fn what_does_not_add_up_is_refused_and_nothing_changes() {
 
     let cases: [(&[&str], &str); 5] = [
         (
-            &["adopt", "vqr-pxe"],
-            "<bootp> (PXE boot file) is not carried over",
+            &["adopt", "vqr-raw"],
+            "virtmasq sets this option for the network's dnsmasq itself",
         ),
         (&["adopt", "vqr-quiet"], "not served by libvirt"),
         (&["adopt", "vqr-nope"], "no network named 'vqr-nope'"),
