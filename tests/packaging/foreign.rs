@@ -200,22 +200,24 @@ fn networks_libvirt_serves_start_and_stop_the_same_with_the_package_installed() 
     served_the_same_by_virtmasq_as_by_libvirt(&lab, &ct);
 }
 
-/// An isolated network with an MTU, a domain, DNS records and a raw option, side by side: what a guest gets
+/// An isolated network with an MTU, a domain, DNS records, `forwardPlainNames`, `localPtr`,
+/// `<bootp>`, `<tftp>` and a raw option, side by side: what a guest gets
 /// from libvirt's own dnsmasq, and from virtmasq's after `adopt` (a private instance beside the
 /// system dnsmasq, which excludes `vqf*`), must be the same.
 fn served_the_same_by_virtmasq_as_by_libvirt(lab: &Lab, ct: &Container) {
     let xml = "<network><name>vqf-par</name><bridge name='vqfpar'/><mtu size='7000'/>\
         <domain name='par.example' localOnly='yes'/>\
-        <dns><txt name='info.par.example' value='parity'/>\
+        <dns forwardPlainNames='no'><txt name='info.par.example' value='parity'/>\
         <srv service='ldap' protocol='tcp' domain='par.example' target='ldap.par.example' \
         port='389' priority='10' weight='5'/>\
         <host ip='10.120.13.7'><hostname>files</hostname></host></dns>\
-        <ip address='10.120.13.1' prefix='24'><dhcp>\
-        <range start='10.120.13.100' end='10.120.13.150'/></dhcp></ip>\
+        <ip address='10.120.13.1' prefix='24' localPtr='yes'><tftp root='/srv/vqtftp'/><dhcp>\
+        <range start='10.120.13.100' end='10.120.13.150'/><bootp file='pxelinux.0'/></dhcp></ip>\
         <dnsmasq:options xmlns:dnsmasq='http://libvirt.org/schemas/network/dnsmasq/1.0'>\
         <dnsmasq:option value='dhcp-option=option:ntp-server,10.120.13.1'/>\
         </dnsmasq:options></network>";
     ct.write_file("/root/vqf-par.xml", xml, 0o644);
+    ct.write_file("/srv/vqtftp/hello.txt", "served by TFTP\n", 0o644);
     run(ct, &["virsh", "-q", "net-define", "/root/vqf-par.xml"]);
     run(ct, &["virsh", "-q", "net-start", "vqf-par"]);
     let answers = || {
@@ -239,14 +241,29 @@ fn served_the_same_by_virtmasq_as_by_libvirt(lab: &Lab, ct: &Container) {
             format!("domain: {:?}", offer.domain()),
             format!("dns server: {:?}", offer.option_ipv4(6)),
             format!("ntp: {:?}", offer.option_ipv4(42)),
+            format!("boot file: {:?}", offer.boot_file()),
         ];
         guest.set_address("10.120.13.50/24");
+        let got = lab.dir().join("tftp-got.txt");
+        let _ = std::fs::remove_file(&got);
+        let fetched = guest
+            .command("busybox")
+            .args(["tftp", "-g", "-r", "hello.txt", "-l", got.to_str().unwrap()])
+            .arg("10.120.13.1")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        seen.push(format!(
+            "tftp: {fetched} {:?}",
+            std::fs::read_to_string(&got).ok()
+        ));
         for (name, qtype) in [
             ("info.par.example", "TXT"),
             ("_ldap._tcp.par.example", "SRV"),
             ("files.par.example", "A"),
             ("files", "A"),
             ("nothing.par.example", "A"),
+            ("99.13.120.10.in-addr.arpa", "PTR"),
+            ("plainname", "A"),
         ] {
             seen.push(format!(
                 "{name} {qtype}: {:?}",
@@ -265,6 +282,10 @@ fn served_the_same_by_virtmasq_as_by_libvirt(lab: &Lab, ct: &Container) {
         "TXT parity",
         "SRV 10 5 389 ldap.par.example.",
         "files A: Some((0, [\"A 10.120.13.7\"]))",
+        "boot file: Some(\"pxelinux.0\")",
+        "tftp: true Some(\"served by TFTP\\n\")",
+        "99.13.120.10.in-addr.arpa PTR: Some((3, []))",
+        "plainname A: Some((3, []))",
     ] {
         assert!(
             by_libvirt.iter().any(|l| l.contains(want)),
