@@ -144,17 +144,7 @@ impl PxeFilter {
         let edit = |stored: &mut StoredPolicy| {
             let mut changed = false;
             for mac in macs {
-                let was = if stored.allow.remove(mac) {
-                    Some(Verdict::Allow)
-                } else {
-                    stored.deny.remove(mac).then_some(Verdict::Deny)
-                };
-                match verdict {
-                    Some(Verdict::Allow) => stored.allow.insert(*mac),
-                    Some(Verdict::Deny) => stored.deny.insert(*mac),
-                    None => false,
-                };
-                changed |= was != verdict;
+                changed |= stored.put(*mac, verdict);
             }
             Edited {
                 changed,

@@ -62,6 +62,24 @@ pub struct StoredPolicy {
     pub deny_line: DenyLine,
 }
 
+impl StoredPolicy {
+    /// Puts `mac` in the list of `verdict` (None: in neither); whether that changed anything.
+    pub fn put(&mut self, mac: MacAddr, verdict: Option<super::entry::Verdict>) -> bool {
+        use super::entry::Verdict;
+        let was = if self.allow.remove(&mac) {
+            Some(Verdict::Allow)
+        } else {
+            self.deny.remove(&mac).then_some(Verdict::Deny)
+        };
+        match verdict {
+            Some(Verdict::Allow) => self.allow.insert(mac),
+            Some(Verdict::Deny) => self.deny.insert(mac),
+            None => false,
+        };
+        was != verdict
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StateFile {

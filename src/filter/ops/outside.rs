@@ -44,17 +44,7 @@ impl PxeFilter {
         self.change(|stored: &mut StoredPolicy| {
             let mut changed = false;
             for (mac, verdict) in macs {
-                let was = if stored.allow.remove(mac) {
-                    Some(Verdict::Allow)
-                } else {
-                    stored.deny.remove(mac).then_some(Verdict::Deny)
-                };
-                match verdict {
-                    Some(Verdict::Allow) => stored.allow.insert(*mac),
-                    Some(Verdict::Deny) => stored.deny.insert(*mac),
-                    None => false,
-                };
-                changed |= was != *verdict;
+                changed |= stored.put(*mac, *verdict);
             }
             let unknown_changed =
                 unknown.is_some_and(|u| std::mem::replace(&mut stored.unknown, u) != u);
