@@ -58,8 +58,8 @@ bench: deps
 	cargo bench --locked
 
 # virtmasq beside its peers and floors in one run, as a table with ratios (benches/peers/);
-# builds OpenStack ironic's venv in ~/.cache once.
-bench-peers: deps
+# builds OpenStack ironic's venv in ~/.cache once, and the .deb the libvirt comparison installs.
+bench-peers: deps deb-tools
 	./scripts/bench-peers.sh
 
 clean:

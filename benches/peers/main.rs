@@ -10,13 +10,19 @@
 //!   in-process;
 //! - the same filter changes through the running daemon over D-Bus;
 //! - network start to the first DHCP offer: a private network started through the hook with
-//!   the daemon running, against a plain dnsmasq started on a bridge.
+//!   the daemon running, against a plain dnsmasq started on a bridge;
+//! - `virsh net-start` to the first offer with the package installed, in system and private
+//!   mode, against a network libvirt serves itself, in a booted Debian with its libvirtd; and
+//!   the system dnsmasq's restarts for a script's loop of 20 starts and of 20 stops
+//!   (`net_start.rs`; in a full run, or when `PEERS_PARTS` names `netstart`).
 //!
 //! Every figure is the median of `PEERS_ROUNDS` runs (default 5). `PEERS_PARTS` picks parts
-//! (hook,filter,daemon,offer,memory), `PEERS_LOG` sets the daemon's log level (default warn). Run without `--bench` (as
+//! (hook,filter,daemon,offer,netstart,memory), `PEERS_LOG` sets the daemon's log level (default warn). Run without `--bench` (as
 //! `cargo test --all-targets` does) it is a smoke run of a few seconds: 1,000 MACs, one round,
 //! and no ironic unless `IRONIC_PYTHON` is set.
 
+#[path = "../../tests/container/mod.rs"]
+mod container;
 #[path = "../../tests/lab/mod.rs"]
 #[allow(unused_imports)]
 mod lab;
@@ -26,6 +32,7 @@ mod support;
 mod daemon;
 mod filter;
 mod memory;
+mod net_start;
 mod offer;
 
 use std::io::Write;
@@ -43,7 +50,7 @@ pub fn dbus_name() -> &'static str {
 }
 
 /// The parts of the run, in order (`PEERS_PARTS` picks some).
-const PARTS: [&str; 5] = ["hook", "filter", "daemon", "offer", "memory"];
+const PARTS: [&str; 6] = ["hook", "filter", "daemon", "offer", "netstart", "memory"];
 
 /// The daemon's log level (`PEERS_LOG`, default warn): its log goes to the terminal.
 pub fn daemon_log() -> String {
@@ -57,6 +64,8 @@ pub enum Value {
     Time(Duration),
     /// A memory size in kB.
     Kb(u64),
+    /// A number of events.
+    Count(u64),
 }
 
 impl From<Duration> for Value {
@@ -70,6 +79,7 @@ impl Value {
         match self {
             Value::Time(d) => d.as_secs_f64(),
             Value::Kb(kb) => kb as f64,
+            Value::Count(n) => n as f64,
         }
     }
 
@@ -77,6 +87,7 @@ impl Value {
         match self {
             Value::Time(d) => ms(d),
             Value::Kb(kb) => format!("{:.1} MB", kb as f64 / 1024.0),
+            Value::Count(n) => n.to_string(),
         }
     }
 }
@@ -245,10 +256,11 @@ fn print_table(rows: &[Row]) {
     );
     for r in rows {
         let (name, peer, ratio) = match &r.peer {
+            Some((name, v)) if v.number() == 0.0 => (name.as_str(), v.text(), "-".into()),
             Some((name, v)) => (
                 name.as_str(),
                 v.text(),
-                format!("{:.2}x", r.ours.number() / v.number().max(1e-9)),
+                format!("{:.2}x", r.ours.number() / v.number()),
             ),
             None => ("", String::new(), String::new()),
         };
@@ -292,6 +304,12 @@ fn main() {
             "filter" => filter::rows(scale),
             "daemon" => daemon::rows(scale),
             "offer" => offer::rows(scale),
+            // A booted Debian with libvirtd and the package: only in a full run or when named.
+            "netstart" if !scale.full && std::env::var("PEERS_PARTS").is_err() => {
+                println!("netstart: skipped in a smoke run (PEERS_PARTS=netstart runs it)");
+                Vec::new()
+            }
+            "netstart" => net_start::rows(scale),
             "memory" => memory::rows(scale),
             other => panic!(
                 "PEERS_PARTS: no part {other:?} (parts: {})",
