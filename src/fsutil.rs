@@ -124,6 +124,50 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     result
 }
 
+/// Replaces `path` atomically (a temporary dotfile renamed over it) without making it durable:
+/// for files that mean nothing after a reboot, such as times of the monotonic clock. A crash
+/// of the process leaves the old file or the new one; a power loss may leave either, or an
+/// empty one.
+pub fn replace_volatile(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    let prefix = format!(".{}.virtmasq-tmp.", name.to_string_lossy());
+    let (mut f, tmp) = create_temp(dir, &prefix, mode)?;
+    let result = f
+        .set_permissions(fs::Permissions::from_mode(mode))
+        .and_then(|()| f.write_all(contents))
+        .and_then(|()| fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// fsyncs every file (or directory) in `files`, all at the same time: a journaling file
+/// system then makes them durable in one commit where one after the other costs a commit
+/// each. The first error, if any, once all are done.
+pub fn sync_all_together(files: &[File]) -> io::Result<()> {
+    let Some((first, rest)) = files.split_first() else {
+        return Ok(());
+    };
+    std::thread::scope(|s| {
+        let others: Vec<_> = rest.iter().map(|f| s.spawn(|| f.sync_all())).collect();
+        let mut result = first.sync_all();
+        for t in others {
+            let r = t
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("fsync panicked")));
+            result = result.and(r);
+        }
+        result
+    })
+}
+
 /// Reads a regular file (a symlink to one too), or `None` if it does not exist. Anything else
 /// (a FIFO, a device) is an error, not a wait.
 pub fn read_if_exists(path: &Path) -> io::Result<Option<Vec<u8>>> {

@@ -22,3 +22,4 @@ pub mod pxe;
 pub mod setup;
 pub mod system;
 pub mod systemd;
+pub mod timing;

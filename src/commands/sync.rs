@@ -6,13 +6,14 @@ use anyhow::{bail, Context};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::agent::backend::SystemBackend;
+use crate::agent::backend::{SystemBackend, SystemView};
 use crate::agent::client::{pid_file, running_daemon};
 use crate::agent::daemon::{read_libvirt, report};
 use crate::agent::desired::desired;
 use crate::cli::{print_out, Cli};
 use crate::model::Mode;
 use crate::system::detect::detect;
+use crate::timing::phase;
 
 /// Options of `sync`.
 #[derive(Debug, clap::Args)]
@@ -24,20 +25,31 @@ pub struct Args {
 
 /// Applies the desired state once.
 pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<()> {
+    let _all = phase("sync");
     let mut cfg = cli.load_config()?;
     if let Some(uri) = &args.libvirt_uri {
         cfg.libvirt.uri = uri.clone();
     }
     crate::system::recover::at_start(&cfg).await?;
-    let nets = read_libvirt(&cfg.libvirt.uri).await?;
-    let want = desired(&nets, &cfg);
+    // libvirt is read on the blocking pool while the host is looked at: one wait, not two.
+    let libvirt = async {
+        let _p = phase("libvirt");
+        read_libvirt(&cfg.libvirt.uri).await
+    };
+    let detected = async {
+        let _p = phase("detect");
+        detect(&cfg, &crate::host::Host::real(), Vec::new()).await
+    };
+    let (nets, (detection, systemd)) = tokio::join!(libvirt, detected);
+    let want = desired(&nets?, &cfg);
     report(&want);
-    let (detection, systemd) = detect(&cfg, &crate::host::Host::real(), Vec::new()).await;
     match detection.decision.mode {
         Mode::System => {
             let systemd = systemd.context("system mode needs systemd on the system bus")?;
-            let backend = SystemBackend::new(systemd, crate::host::Host::real());
-            let (applied, notes) = backend.apply(&want.networks(), &cfg).await?;
+            let host = crate::host::Host::real();
+            let view = SystemView::detected(&cfg, &detection, &host);
+            let backend = SystemBackend::new(systemd, host);
+            let (applied, notes) = backend.apply_viewed(&want.networks(), &cfg, view).await?;
             let mut out = String::new();
             for p in &applied.changed {
                 out.push_str(&format!("changed {}\n", p.display()));

@@ -18,6 +18,7 @@ use super::stage::{Checker, StageFailure};
 use crate::config::Config;
 use crate::systemd::limit::RestartLog;
 use crate::systemd::{Systemd, SystemdError};
+use crate::timing::phase;
 
 /// A change that did not happen (and left everything as it was, unless said otherwise).
 #[derive(Debug, Error)]
@@ -196,8 +197,9 @@ impl<'a> Apply<'a> {
         }
     }
 
-    /// Carries out `plan`: check a staged copy, journal, rename in, restart; on a failed
-    /// restart put every file back as it was and bring the unit back on them.
+    /// Carries out `plan`: check a staged copy (while the journal and the new files are
+    /// written beside the old ones), rename in, restart; on a refused check or a failed
+    /// restart put every file back as it was (and bring the unit back on them).
     pub async fn run(&self, plan: &Plan) -> Result<Applied, ApplyError> {
         let r = &self.restarter;
         let mut applied = Applied::default();
@@ -206,26 +208,53 @@ impl<'a> Apply<'a> {
         }
         // A system dnsmasq an administrator stopped stays stopped: it reads the files when it
         // starts. The check still runs, so a broken result is never left behind.
-        let active = r.active().await;
+        let active = {
+            let _p = phase("active");
+            r.active().await
+        };
         let restart = active && (plan.restart || (plan.hangup && !self.hangup_safe));
         // Hosts files alone do not change what the check reads: a SIGHUP needs none.
-        if plan.restart || (plan.hangup && !(active && self.hangup_safe)) {
-            self.check(plan).await?;
-        }
-        failpoint::hit("staged");
+        let check = plan.restart || (plan.hangup && !(active && self.hangup_safe));
+        // The journal and the new files beside the old ones, on the blocking pool while the
+        // check runs: neither changes anything dnsmasq reads. Only the renames below do, and
+        // they wait for the check.
+        let journaling = phase("journal");
         let journal = Journal::new(r.unit, plan)?;
-        // fsyncs and renames on the blocking pool, like the check.
         let state_dir = r.state_dir.to_owned();
-        let mut journal = tokio::task::spawn_blocking(move || write_new_set(journal, &state_dir))
+        let prepared = tokio::task::spawn_blocking(move || prepare_new_set(journal, &state_dir));
+        let checked = match check {
+            true => {
+                let _p = phase("check");
+                self.check(plan).await
+            }
+            false => Ok(()),
+        };
+        let prepared = prepared
+            .await
+            .map_err(|e| io("write", r.state_dir)(std::io::Error::other(e.to_string())))
+            .and_then(|p| p);
+        let journal = match (checked, prepared) {
+            (Ok(()), Ok(journal)) => journal,
+            (Err(refused), Ok(journal)) => return Err(undo(&journal, r.state_dir, refused)),
+            // A failed prepare has cleaned up after itself.
+            (Err(e), Err(_)) | (Ok(()), Err(e)) => return Err(e),
+        };
+        failpoint::hit("staged");
+        let state_dir = r.state_dir.to_owned();
+        let mut journal = tokio::task::spawn_blocking(move || commit_new_set(journal, &state_dir))
             .await
             .map_err(|e| io("write", r.state_dir)(std::io::Error::other(e.to_string())))??;
+        drop(journaling);
         applied.changed = journal.files.iter().map(|e| e.path.clone()).collect();
         if restart {
+            let _p = phase("restart");
             let report = r.restart_or_roll_back(&mut journal).await?;
             applied.restarted = true;
             applied.restart_time = Some(report.elapsed);
         }
+        let finishing = phase("finish");
         applied.changed.extend(r.finish(&journal)?);
+        drop(finishing);
         if !restart && active && plan.hangup {
             r.systemd
                 .hangup(r.unit)
@@ -274,9 +303,9 @@ impl<'a> Restarter<'a> {
     /// Whether the unit runs (an unknown state counts as running).
     pub async fn active(&self) -> bool {
         self.systemd
-            .unit_status(self.unit)
+            .active_state(self.unit)
             .await
-            .map(|s| s.is_active())
+            .map(|s| matches!(s.as_str(), "active" | "reloading"))
             .unwrap_or(true)
     }
 
@@ -284,7 +313,7 @@ impl<'a> Restarter<'a> {
     /// dnsmasq no longer reads (those removed are returned).
     pub fn finish(&self, journal: &Journal) -> Result<Vec<PathBuf>, ApplyError> {
         let path = Journal::path(self.state_dir);
-        Journal::remove(self.state_dir).map_err(io("remove", &path))?;
+        Journal::remove_complete(self.state_dir).map_err(io("remove", &path))?;
         journal.clean();
         Ok(journal
             .stale
@@ -301,10 +330,12 @@ impl<'a> Restarter<'a> {
         &self,
         journal: &mut Journal,
     ) -> Result<crate::systemd::RestartReport, ApplyError> {
+        let limiting = phase("start-limit");
         let limit = self.systemd.start_limit(self.unit).await;
         let log = RestartLog::new(self.state_dir);
         log.wait_for_room(limit, 1).await;
         log.record(limit);
+        drop(limiting);
         let source = match self
             .systemd
             .restart_once_and_wait(self.unit, self.restart_timeout)
@@ -372,9 +403,9 @@ impl<'a> Restarter<'a> {
     }
 }
 
-/// Records `journal` durably, writes the new files beside the old ones and renames them in;
-/// on a failure the files are as they were and the journal is gone.
-fn write_new_set(mut journal: Journal, state_dir: &Path) -> Result<Journal, ApplyError> {
+/// Records `journal` durably and writes the new files beside the old ones: nothing dnsmasq
+/// reads changes. On a failure the journal is gone and so are the new files.
+fn prepare_new_set(mut journal: Journal, state_dir: &Path) -> Result<Journal, ApplyError> {
     let journal_path = Journal::path(state_dir);
     if let Some(dir) = journal_path.parent().filter(|d| !d.exists()) {
         crate::fsutil::ensure_dir(dir, 0o755).map_err(io("create", dir))?;
@@ -388,10 +419,17 @@ fn write_new_set(mut journal: Journal, state_dir: &Path) -> Result<Journal, Appl
         return Err(e.into());
     }
     failpoint::hit("prepared");
+    Ok(journal)
+}
+
+/// Renames the prepared files in and records that the new set is complete; on a failure the
+/// files are as they were and the journal is gone.
+fn commit_new_set(mut journal: Journal, state_dir: &Path) -> Result<Journal, ApplyError> {
     if let Err(e) = journal.commit() {
         return Err(undo(&journal, state_dir, e.into()));
     }
     if let Err(e) = journal.save(state_dir, Phase::Written) {
+        let journal_path = Journal::path(state_dir);
         return Err(undo(&journal, state_dir, io("write", &journal_path)(e)));
     }
     failpoint::hit("written");

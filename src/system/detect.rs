@@ -14,6 +14,7 @@ use super::version::DnsmasqVersion;
 use crate::config::Config;
 use crate::host::Host;
 use crate::systemd::Systemd;
+use crate::timing::phase;
 
 /// The JSON schema version of [`Detection`].
 pub const SCHEMA: u32 = 1;
@@ -37,6 +38,9 @@ pub struct Detection {
     pub conflicts: Vec<Conflict>,
     /// The mode and why.
     pub decision: DecisionReport,
+    /// The binary's version as read (for system mode's view of the host, not the schema).
+    #[serde(skip)]
+    pub version: Option<DnsmasqVersion>,
 }
 
 /// The binary.
@@ -77,10 +81,22 @@ pub async fn detect(
     host: &Host,
     managed_bridges: Vec<String>,
 ) -> (Detection, Option<Systemd>) {
-    let version = DnsmasqVersion::of(&cfg.paths.dnsmasq);
-    let (unit, systemd) = unit_facts(&cfg.system.unit).await;
-    let config = EffectiveConfig::read(&host.root);
-    let udp67 = host.udp_holders(67);
+    let version = {
+        let _p = phase("detect-version");
+        DnsmasqVersion::of(&cfg.paths.dnsmasq)
+    };
+    let (unit, systemd) = {
+        let _p = phase("detect-unit");
+        unit_facts(&cfg.system.unit).await
+    };
+    let config = {
+        let _p = phase("detect-config");
+        EffectiveConfig::read(&host.root)
+    };
+    let (udp67, udp53) = {
+        let _p = phase("detect-ports");
+        (host.udp_holders(67), host.udp_holders(53))
+    };
     let facts = Facts {
         binary: version.clone().map(|v| (cfg.paths.dnsmasq.clone(), v)),
         unit: unit.clone(),
@@ -97,20 +113,18 @@ pub async fn detect(
             installed: version.is_some(),
             path: cfg.paths.dnsmasq.clone(),
             version: version.as_ref().map(|v| v.version.clone()),
-            options: version.map(|v| v.options).unwrap_or_default(),
+            options: version.clone().map(|v| v.options).unwrap_or_default(),
         },
         systemd: unit,
         config,
-        ports: Ports {
-            udp67,
-            udp53: host.udp_holders(53),
-        },
+        ports: Ports { udp67, udp53 },
         managed_bridges,
         conflicts: decision.conflicts,
         decision: DecisionReport {
             mode: decision.mode,
             reasons: decision.reasons,
         },
+        version,
     };
     (detection, systemd)
 }

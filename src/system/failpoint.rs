@@ -3,9 +3,9 @@
 //! a power loss would end it. Release builds compile [`hit`] to nothing and never read the
 //! variable.
 //!
-//! The points, in the order a change passes them: `staged` (the check passed on the copy),
-//! `journaled` (the journal is durable), `prepared` (new files beside the old ones),
-//! `renamed-first` (one file renamed in), `written` (the new set complete), `restarted`
+//! The points, in the order a change passes them: `journaled` (the journal is durable) and
+//! `prepared` (new files beside the old ones), both while the check of the staged copy runs;
+//! `staged` (the check passed, nothing renamed yet), `renamed-first` (one file renamed in), `written` (the new set complete), `restarted`
 //! (the unit runs on it, the journal not yet gone); `rolling-back` (a failed restart, no file
 //! put back yet); and `recovered`, at the end of every start's recovery.
 

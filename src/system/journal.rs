@@ -216,6 +216,7 @@ impl Journal {
     /// name; nothing dnsmasq reads changes. Fails (and cleans up) on a full disk.
     pub fn prepare(&self) -> Result<(), FileError> {
         let result = (|| {
+            let mut written = Vec::new();
             for e in &self.files {
                 if let Some(dir) = e.path.parent().filter(|d| !d.exists()) {
                     // A missing directory is created; an existing one's mode is the system's.
@@ -223,7 +224,7 @@ impl Journal {
                 }
                 if let Some(after) = &e.after {
                     let new = sibling(&e.path, NEW_SUFFIX);
-                    write_new(&new, &after.0).map_err(at("write", &new))?;
+                    written.push(write_new(&new, &after.0).map_err(at("write", &new))?);
                 }
                 if e.before.is_some() {
                     let old = sibling(&e.path, OLD_SUFFIX);
@@ -231,7 +232,8 @@ impl Journal {
                     fs::hard_link(&e.path, &old).map_err(at("link", &old))?;
                 }
             }
-            self.sync_dirs()
+            // The new files and their directories, durable together.
+            self.sync_with_dirs(written)
         })();
         if result.is_err() {
             self.clean();
@@ -252,6 +254,18 @@ impl Journal {
             }
         }
         self.sync_dirs()
+    }
+
+    /// Removes the journal of a change that is complete (its new set in place, and the unit
+    /// restarted on it if it was to be), without waiting for the removal to reach the disk.
+    /// After a power loss the journal may be back: the next start then finds its new set fully
+    /// written and rolls it forward, which changes no file and restarts the unit at most once.
+    /// The next change's journal, made durable before anything changes, replaces it anyway.
+    pub fn remove_complete(state_dir: &Path) -> io::Result<()> {
+        match fs::remove_file(Self::path(state_dir)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// Puts every file back as it was; the files that could not be, with why. Works from any
@@ -289,13 +303,26 @@ impl Journal {
     }
 
     fn sync_dirs(&self) -> Result<(), FileError> {
+        self.sync_with_dirs(Vec::new())
+    }
+
+    /// fsyncs `files` and the directories of the journal's files, all at once
+    /// ([`fsutil::sync_all_together`]).
+    fn sync_with_dirs(&self, mut files: Vec<(File, PathBuf)>) -> Result<(), FileError> {
         let mut dirs: Vec<&Path> = self.files.iter().filter_map(|e| e.path.parent()).collect();
         dirs.sort();
         dirs.dedup();
-        dirs.into_iter().try_for_each(|d| {
-            File::open(d)
-                .and_then(|f| f.sync_all())
-                .map_err(at("sync", d))
+        for d in dirs {
+            files.push((File::open(d).map_err(at("sync", d))?, d.to_owned()));
+        }
+        let (handles, paths): (Vec<File>, Vec<PathBuf>) = files.into_iter().unzip();
+        fsutil::sync_all_together(&handles).map_err(|e| {
+            let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+            FileError {
+                action: "sync",
+                path: PathBuf::from(names.join(", ")),
+                source: e,
+            }
         })
     }
 }
@@ -344,8 +371,9 @@ fn restore(e: &Entry) -> io::Result<()> {
     fs::set_permissions(&e.path, fs::Permissions::from_mode(before.mode))
 }
 
-/// Writes a new file at `path` (replacing a leftover of an interrupted run), fsynced.
-fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// Writes a new file at `path` (replacing a leftover of an interrupted run); the caller
+/// fsyncs the file returned.
+fn write_new(path: &Path, bytes: &[u8]) -> io::Result<(File, PathBuf)> {
     remove_if_exists(path)?;
     let mut f = fs::OpenOptions::new()
         .write(true)
@@ -355,13 +383,15 @@ fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .open(path)?;
     let result = (|| {
         f.set_permissions(fs::Permissions::from_mode(MODE))?;
-        f.write_all(bytes)?;
-        f.sync_all()
+        f.write_all(bytes)
     })();
-    if result.is_err() {
-        let _ = fs::remove_file(path);
+    match result {
+        Ok(()) => Ok((f, path.to_owned())),
+        Err(e) => {
+            let _ = fs::remove_file(path);
+            Err(e)
+        }
     }
-    result
 }
 
 fn remove_if_exists(path: &Path) -> io::Result<()> {

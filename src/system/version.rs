@@ -1,7 +1,9 @@
 //! What a dnsmasq binary is: its version and compile-time options, from `dnsmasq --version`.
 
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 
 use serde::Serialize;
 
@@ -40,10 +42,33 @@ impl DnsmasqVersion {
         })
     }
 
-    /// Runs `binary --version`.
+    /// Runs `binary --version`, once per binary file: the answer is kept with the file's
+    /// identity (device, inode, size, modification time), so that the daemon's reconciles do
+    /// not spawn it again, and a binary replaced by an upgrade is asked again.
     pub fn of(binary: &Path) -> Option<Self> {
-        let out = Command::new(binary).arg("--version").output().ok()?;
-        Self::parse(&String::from_utf8_lossy(&out.stdout))
+        /// The last answer of each binary (a few paths at most: the configured one).
+        static SEEN: Mutex<Vec<(FileId, Option<DnsmasqVersion>)>> = Mutex::new(Vec::new());
+        let id = FileId::of(binary);
+        if let Some(id) = &id {
+            let seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((_, v)) = seen.iter().find(|(known, _)| known == id) {
+                return v.clone();
+            }
+        }
+        let version = Command::new(binary)
+            .arg("--version")
+            .output()
+            .ok()
+            .and_then(|out| Self::parse(&String::from_utf8_lossy(&out.stdout)));
+        if let Some(id) = id {
+            let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+            seen.retain(|(known, _)| known.path != id.path);
+            if seen.len() >= 8 {
+                seen.remove(0);
+            }
+            seen.push((id, version.clone()));
+        }
+        version
     }
 
     /// Whether a compile-time option is present (`has("DHCP")` is false for `no-DHCP`).
@@ -54,6 +79,29 @@ impl DnsmasqVersion {
     /// Whether this version is at least `major.minor`.
     pub fn at_least(&self, major: u32, minor: u32) -> bool {
         self.numeric >= (major, minor)
+    }
+}
+
+/// Which file a path names, and its state: equal only while the file is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileId {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+}
+
+impl FileId {
+    fn of(path: &Path) -> Option<Self> {
+        let m = std::fs::metadata(path).ok()?;
+        Some(Self {
+            path: path.to_owned(),
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        })
     }
 }
 
@@ -86,5 +134,32 @@ mod tests {
     fn reads_the_installed_binary() {
         let v = DnsmasqVersion::of(Path::new("/usr/sbin/dnsmasq")).expect("dnsmasq installed");
         assert!(v.at_least(2, 63), "{v:?}");
+    }
+
+    /// A binary is asked once while it is unchanged, and again once it is replaced.
+    #[test]
+    fn asks_a_binary_once_until_it_changes() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (bin, runs) = (dir.path().join("dnsmasq"), dir.path().join("runs"));
+        let script = |v: &str| {
+            let text = format!(
+                "#!/bin/sh\necho run >> {}\necho 'Dnsmasq version {v}  Copyright'\n",
+                runs.display()
+            );
+            let tmp = dir.path().join("new");
+            std::fs::write(&tmp, text).unwrap();
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::rename(&tmp, &bin).unwrap();
+        };
+        let count = || std::fs::read_to_string(&runs).unwrap().lines().count();
+        script("2.89");
+        for _ in 0..3 {
+            assert_eq!(DnsmasqVersion::of(&bin).unwrap().numeric, (2, 89));
+        }
+        assert_eq!(count(), 1);
+        script("2.90test1");
+        assert_eq!(DnsmasqVersion::of(&bin).unwrap().numeric, (2, 90));
+        assert_eq!(count(), 2);
     }
 }

@@ -232,6 +232,16 @@ impl Systemd {
         })
     }
 
+    /// The unit's ActiveState alone (one property read, where [`Self::unit_status`] reads
+    /// them all).
+    pub async fn active_state(&self, unit: &str) -> Result<String, SystemdError> {
+        self.unit_proxy(unit)
+            .await?
+            .active_state()
+            .await
+            .map_err(|e| SystemdError::call(unit, "ActiveState", e))
+    }
+
     /// The main PID of a service, None when it has no main process.
     pub async fn main_pid(&self, unit: &str) -> Result<Option<u32>, SystemdError> {
         let pid = self

@@ -84,12 +84,14 @@ impl RestartLog {
     }
 
     /// Records a start made now (best effort: a log that cannot be written only weakens the
-    /// limit, it never stops a restart).
+    /// limit, it never stops a restart). Replaced atomically but not made durable: its times
+    /// are of the monotonic clock, meaningless after a reboot, and systemd's own start count
+    /// does not survive one either.
     pub fn record(&self, limit: StartLimit) {
         let mut times = self.recent(limit.interval.max(DEFAULT_LIMIT.interval));
         times.push(now_ms());
         let text: String = times.iter().map(|t| format!("{t}\n")).collect();
-        if let Err(e) = crate::fsutil::write_atomic(&self.path, text.as_bytes(), 0o600) {
+        if let Err(e) = crate::fsutil::replace_volatile(&self.path, text.as_bytes(), 0o600) {
             tracing::warn!(path = %self.path.display(), error = %e, "cannot record a restart");
         }
     }

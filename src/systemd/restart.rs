@@ -13,6 +13,7 @@ use zbus::zvariant::OwnedObjectPath;
 use super::client::Systemd;
 use super::error::{dbus_error_name, SystemdError, UnitFailure};
 use super::manager::{ExecCommand, JobRemoved};
+use crate::timing::phase;
 
 /// How often the unit's ActiveState is read while waiting for it to become active.
 const ACTIVE_POLL: Duration = Duration::from_millis(20);
@@ -85,11 +86,23 @@ impl Systemd {
         let started = Instant::now();
         let deadline = started + timeout;
         let is_service = unit.ends_with(".service");
-        let previous_main_pid = if is_service {
-            self.main_pid(unit).await?
-        } else {
-            None
+        // One proxy for both reads of the main PID.
+        let service = match is_service {
+            true => Some(self.service_proxy(unit).await?),
+            false => None,
         };
+        let main_pid = || async {
+            let _p = phase("main-pid");
+            match &service {
+                Some(s) => s
+                    .main_pid()
+                    .await
+                    .map(|pid| (pid != 0).then_some(pid))
+                    .map_err(|e| SystemdError::call(unit, "MainPID", e)),
+                None => Ok(None),
+            }
+        };
+        let previous_main_pid = main_pid().await?;
         let mut start_limit_reset = false;
         let job_result = match self.restart_once(unit, timeout, deadline).await {
             Err(refused) if reset_start_limit && refused.is_start_limit_hit() => {
@@ -104,11 +117,7 @@ impl Systemd {
             }
             other => other?,
         };
-        let main_pid = if is_service {
-            self.main_pid(unit).await?
-        } else {
-            None
-        };
+        let main_pid = main_pid().await?;
         let elapsed = started.elapsed();
         tracing::info!(
             unit,
@@ -136,6 +145,7 @@ impl Systemd {
     ) -> Result<String, SystemdError> {
         // The match rule is in place (the stream exists) and systemd emits job signals to us
         // before the job is queued, so its JobRemoved cannot be missed however fast it is.
+        let queueing = phase("restart-queue");
         let removed = self
             .manager()
             .receive_job_removed()
@@ -149,11 +159,14 @@ impl Systemd {
             .await
             .map_err(|e| SystemdError::call(unit, "RestartUnit", e))?;
         tracing::debug!(unit, job = job.as_str(), "restart job queued");
+        drop(queueing);
+        let job_phase = phase("restart-job");
         let waited = tokio::time::timeout_at(deadline.into(), job_result(removed.as_mut(), &job));
         let job_result = match waited.await {
             Ok(result) => result.map_err(|e| SystemdError::call(unit, "JobRemoved", e))?,
             Err(_) => return Err(self.timed_out(unit, timeout, "job still running").await),
         };
+        drop(job_phase);
         if job_result != "done" {
             return Err(SystemdError::RestartFailed {
                 unit: unit.to_owned(),
@@ -161,6 +174,7 @@ impl Systemd {
                 state: Box::new(self.failure_state(unit).await),
             });
         }
+        let _p = phase("wait-active");
         self.wait_active(unit, timeout, deadline).await?;
         Ok(job_result)
     }

@@ -13,10 +13,12 @@ use crate::fsutil::FileLock;
 use crate::host::Host;
 use crate::model::{ManagedNetwork, NetworkName};
 use crate::system::apply::{observe, Applied, Apply};
+use crate::system::detect::Detection;
 use crate::system::effective::EffectiveConfig;
 use crate::system::plan::{desired, plan, Target};
 use crate::system::version::DnsmasqVersion;
 use crate::systemd::Systemd;
+use crate::timing::phase;
 
 /// What system mode reads of the host for one apply, read once: the system dnsmasq's
 /// configuration as its unit starts it, dnsmasq's version, and whether SIGHUP is safe.
@@ -33,6 +35,16 @@ pub struct SystemView {
 }
 
 impl SystemView {
+    /// What `detect` read already: system mode reads the host once.
+    pub fn detected(cfg: &Config, detection: &Detection, host: &Host) -> Self {
+        Self {
+            effective: detection.config.clone(),
+            hangup_safe: sighup_safe_with(cfg, detection.version.as_ref()),
+            version: detection.version.clone(),
+            host: host.clone(),
+        }
+    }
+
     /// Reads it all from `host`.
     pub fn observe(cfg: &Config, host: &Host) -> Self {
         let version = DnsmasqVersion::of(&cfg.paths.dnsmasq);
@@ -91,6 +103,17 @@ impl SystemBackend {
         self.apply_scoped(nets, cfg, None).await
     }
 
+    /// [`Self::apply`] with what was observed of the host already (`sync` after `detect`).
+    pub async fn apply_viewed(
+        &self,
+        nets: &[ManagedNetwork],
+        cfg: &Config,
+        view: SystemView,
+    ) -> anyhow::Result<(Applied, Vec<String>)> {
+        self.apply_keeping(nets, cfg, None, &HashSet::new(), Some(view))
+            .await
+    }
+
     /// Like [`Self::apply`], limited to the files of the network named `scope` when given:
     /// the libvirt hook knows one network (from its stdin) and must not call libvirt for the
     /// others, so it changes that network's files only. `nets` holds that network when it
@@ -120,8 +143,15 @@ impl SystemBackend {
         let (nets, refusals) = fragment_networks(nets, &mut keep);
         let nets = nets.as_slice();
         let _lock = lock_system(cfg).await?;
-        crate::system::recover::recover(cfg, Some(&self.systemd)).await?;
-        let view = view.unwrap_or_else(|| SystemView::observe(cfg, &self.host));
+        {
+            let _p = phase("recover");
+            crate::system::recover::recover(cfg, Some(&self.systemd)).await?;
+        }
+        let view = view.unwrap_or_else(|| {
+            let _p = phase("view");
+            SystemView::observe(cfg, &self.host)
+        });
+        let planning = phase("plan");
         // With a scope, the hook changes one network: shared lines stay as they are.
         let shared = match scope {
             Some(_) => Vec::new(),
@@ -156,6 +186,7 @@ impl SystemBackend {
         }
         keep_as_they_are(&keep, cfg, &observed, &mut want);
         let plan = plan(&observed, &want);
+        drop(planning);
         for p in &plan.refused {
             tracing::error!(path = %p.display(), "a file virtmasq did not write is in the way; left alone");
         }
