@@ -81,10 +81,12 @@ pub async fn detect(
     host: &Host,
     managed_bridges: Vec<String>,
 ) -> (Detection, Option<Systemd>) {
-    let version = {
+    // `dnsmasq --version` runs on the blocking pool while systemd is asked about the unit.
+    let binary = cfg.paths.dnsmasq.clone();
+    let version = tokio::task::spawn_blocking(move || {
         let _p = phase("detect-version");
-        DnsmasqVersion::of(&cfg.paths.dnsmasq)
-    };
+        DnsmasqVersion::of(&binary)
+    });
     let (unit, systemd) = {
         let _p = phase("detect-unit");
         unit_facts(&cfg.system.unit).await
@@ -93,6 +95,10 @@ pub async fn detect(
         let _p = phase("detect-config");
         EffectiveConfig::read(&host.root)
     };
+    let version = version.await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "reading dnsmasq's version failed");
+        None
+    });
     let (udp67, udp53) = {
         let _p = phase("detect-ports");
         (host.udp_holders(67), host.udp_holders(53))

@@ -202,18 +202,22 @@ impl Systemd {
     pub async fn unit_status(&self, unit: &str) -> Result<UnitStatus, SystemdError> {
         let u = self.unit_proxy(unit).await?;
         let get = |call: &'static str| move |e| SystemdError::call(unit, call, e);
-        let load_state = u.load_state().await.map_err(get("LoadState"))?;
+        // The reads go out together: the wait of one round trip, not of six.
+        let (load_state, unit_file_state, fragment_path, stamp, active_state, sub_state) = tokio::try_join!(
+            async { u.load_state().await.map_err(get("LoadState")) },
+            async { u.unit_file_state().await.map_err(get("UnitFileState")) },
+            async { u.fragment_path().await.map_err(get("FragmentPath")) },
+            async { (u.active_enter_timestamp().await).map_err(get("ActiveEnterTimestamp")) },
+            async { u.active_state().await.map_err(get("ActiveState")) },
+            async { u.sub_state().await.map_err(get("SubState")) },
+        )?;
         let exists = load_state != "not-found";
-        let unit_file_state = u.unit_file_state().await.map_err(get("UnitFileState"))?;
-        let fragment_path = u.fragment_path().await.map_err(get("FragmentPath"))?;
-        let stamp = u
-            .active_enter_timestamp()
-            .await
-            .map_err(get("ActiveEnterTimestamp"))?;
         let (main_pid, result) = if exists && unit.ends_with(".service") {
             let s = self.service_proxy(unit).await?;
-            let pid = s.main_pid().await.map_err(get("MainPID"))?;
-            let result = s.result().await.map_err(get("Result"))?;
+            let (pid, result) = tokio::try_join!(
+                async { s.main_pid().await.map_err(get("MainPID")) },
+                async { s.result().await.map_err(get("Result")) },
+            )?;
             ((pid != 0).then_some(pid), Some(result))
         } else {
             (None, None)
@@ -223,8 +227,8 @@ impl Systemd {
             exists,
             load_state,
             unit_file_state: non_empty(unit_file_state),
-            active_state: u.active_state().await.map_err(get("ActiveState"))?,
-            sub_state: u.sub_state().await.map_err(get("SubState"))?,
+            active_state,
+            sub_state,
             main_pid,
             fragment_path: non_empty(fragment_path).map(PathBuf::from),
             result,
