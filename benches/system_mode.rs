@@ -246,7 +246,11 @@ fn main() {
         exec_floor(&["virtmasq", "--version"])
     );
 
-    // 2. A burst of network starts seen by the daemon.
+    burst(&lab, &ct);
+}
+
+/// 2. A burst of network starts seen by the daemon, and the restarts it costs.
+fn burst(lab: &Lab, ct: &Container) {
     ct.exec_ok(&[
         "systemd-run",
         "--unit=virtmasq-bench",
@@ -266,7 +270,7 @@ fn main() {
         ct.journal("virtmasq-bench")
     );
     std::thread::sleep(Duration::from_secs(2));
-    let starts_before = dnsmasq_starts(&ct);
+    let starts_before = dnsmasq_starts(ct);
     let pid = read_pid().expect("daemon pid");
     let t1 = Instant::now();
     for i in 2..=BURST + 1 {
@@ -290,7 +294,7 @@ fn main() {
     }
     let all_served = all_served.expect("the last network of the burst was not served within 20 s");
     std::thread::sleep(Duration::from_secs(2));
-    let restarts = dnsmasq_starts(&ct) - starts_before;
+    let restarts = dnsmasq_starts(ct) - starts_before;
     println!(
         "burst of {BURST} network starts over {burst_time:.0?}: {restarts} restart(s) of the system dnsmasq; \
          last network served {all_served:.0?} after the first start"
