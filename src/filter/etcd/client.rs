@@ -15,23 +15,30 @@ use crate::filter::source::SourceConfig;
 /// etcd's default `--max-txn-ops`.
 const MAX_TXN_OPS: usize = 128;
 
-/// A client of the configured endpoints.
-pub(super) async fn connect(cfg: &SourceConfig) -> Result<Client, EtcdError> {
+/// A client of one endpoint (`cfg.endpoints[index]`).
+///
+/// One at a time, not etcd-client's balanced channel over all of them: that channel keeps a
+/// dead member in its set and, since a refused connection fails at once, picks it for most
+/// requests. Callers move to the next endpoint when one fails. Watches require a leader, so
+/// that a member cut off from the majority ends them instead of leaving them silent.
+pub(super) async fn connect(cfg: &SourceConfig, index: usize) -> Result<Client, EtcdError> {
+    let endpoint = &cfg.endpoints[index % cfg.endpoints.len()];
     let mut opts = ConnectOptions::new()
         .with_connect_timeout(REQUEST_TIMEOUT)
         .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
-        .with_keep_alive_while_idle(true);
+        .with_keep_alive_while_idle(true)
+        .with_require_leader(true);
     if let (Some(u), Some(p)) = (&cfg.user, &cfg.password) {
         opts = opts.with_user(u.clone(), p.clone());
     }
     if let Some(tls) = tls(cfg)? {
         opts = opts.with_tls(tls);
     }
-    let connect = Client::connect(&cfg.endpoints, Some(opts));
+    let connect = Client::connect([endpoint], Some(opts));
     match tokio::time::timeout(REQUEST_TIMEOUT, connect).await {
         Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => Err(request_error(cfg, "connect", e)),
-        Err(_) => Err(timeout(cfg, "connect")),
+        Ok(Err(e)) => Err(request_error(endpoint, "connect", e)),
+        Err(_) => Err(timeout(endpoint, "connect")),
     }
 }
 
@@ -56,20 +63,20 @@ fn tls(cfg: &SourceConfig) -> Result<Option<TlsOptions>, EtcdError> {
 }
 
 pub(super) fn request_error(
-    cfg: &SourceConfig,
+    endpoint: &str,
     what: &'static str,
     source: etcd_client::Error,
 ) -> EtcdError {
     EtcdError::Request {
-        endpoints: cfg.endpoints.join(","),
+        endpoint: endpoint.to_owned(),
         what,
         source: Box::new(source),
     }
 }
 
-pub(super) fn timeout(cfg: &SourceConfig, what: &'static str) -> EtcdError {
+pub(super) fn timeout(endpoint: &str, what: &'static str) -> EtcdError {
     EtcdError::Timeout {
-        endpoints: cfg.endpoints.join(","),
+        endpoint: endpoint.to_owned(),
         what,
     }
 }
@@ -99,11 +106,25 @@ pub async fn write(cfg: &SourceConfig, changes: &[Change]) -> Result<i64, EtcdEr
             Change::Unknown(None) => TxnOp::delete(unknown_key(&cfg.prefix), None),
         })
         .collect();
-    let mut client = connect(cfg).await?;
+    // Each endpoint in turn until one answers. A transaction sent again is harmless: it
+    // only sets keys to the values asked for.
+    let mut last = None;
+    for index in 0..cfg.endpoints.len() {
+        match txn_once(cfg, index, ops.clone()).await {
+            Ok(revision) => return Ok(revision),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.expect("endpoints are validated non-empty"))
+}
+
+async fn txn_once(cfg: &SourceConfig, index: usize, ops: Vec<TxnOp>) -> Result<i64, EtcdError> {
+    let endpoint = &cfg.endpoints[index];
+    let mut client = connect(cfg, index).await?;
     let txn = client.txn(Txn::new().and_then(ops));
     match tokio::time::timeout(REQUEST_TIMEOUT, txn).await {
         Ok(Ok(r)) => Ok(r.header().map_or(0, |h| h.revision())),
-        Ok(Err(e)) => Err(request_error(cfg, "transaction", e)),
-        Err(_) => Err(timeout(cfg, "transaction")),
+        Ok(Err(e)) => Err(request_error(endpoint, "transaction", e)),
+        Err(_) => Err(timeout(endpoint, "transaction")),
     }
 }

@@ -56,10 +56,10 @@ pub enum EtcdError {
         source: std::io::Error,
     },
     /// etcd refused or failed a request.
-    #[error("etcd at {endpoints}: {what} failed")]
+    #[error("etcd at {endpoint}: {what} failed")]
     Request {
-        /// The endpoints, as configured.
-        endpoints: String,
+        /// The endpoint asked.
+        endpoint: String,
         /// What was asked.
         what: &'static str,
         /// The client's error (boxed: it is large).
@@ -67,10 +67,10 @@ pub enum EtcdError {
         source: Box<etcd_client::Error>,
     },
     /// No answer in time.
-    #[error("etcd at {endpoints}: no answer to {what} within {REQUEST_TIMEOUT:?}")]
+    #[error("etcd at {endpoint}: no answer to {what} within {REQUEST_TIMEOUT:?}")]
     Timeout {
-        /// The endpoints, as configured.
-        endpoints: String,
+        /// The endpoint asked.
+        endpoint: String,
         /// What was asked.
         what: &'static str,
     },
@@ -139,6 +139,10 @@ pub struct Follower {
     status: SourceStatus,
     /// When it was reported.
     reported: Instant,
+    /// The endpoint in use (index into `cfg.endpoints`); the next one after a failure.
+    endpoint: usize,
+    /// Sessions failed in a row: the source is stale once every endpoint failed.
+    failures: usize,
 }
 
 impl Follower {
@@ -165,6 +169,8 @@ impl Follower {
             report,
             status,
             reported: Instant::now(),
+            endpoint: 0,
+            failures: 0,
         }
     }
 
@@ -177,6 +183,14 @@ impl Follower {
             if let EtcdError::Compacted { .. } = err {
                 tracing::warn!(error = %crate::error::chain(&err), "PXE filter source");
                 revision = None;
+                continue;
+            }
+            self.failures += 1;
+            self.endpoint = (self.endpoint + 1) % self.cfg.endpoints.len();
+            if self.failures < self.cfg.endpoints.len() {
+                // Another member may serve: try it at once, the policy still current.
+                tracing::info!(error = %crate::error::chain(&err), "PXE filter source: trying the next etcd endpoint");
+                tokio::time::sleep(RETRY_MIN).await;
                 continue;
             }
             tracing::warn!(error = %crate::error::chain(&err), "PXE filter source etcd unreachable; the last policy applied stays in force");
@@ -221,6 +235,7 @@ impl Follower {
         // The watch is established: the policy is current (a compacted start revision is
         // reported next, and a full read follows at once).
         *wait = RETRY_MIN;
+        self.failures = 0;
         self.applied(start);
         loop {
             // Every response already received is applied as one batch: under a stream of
@@ -379,15 +394,15 @@ impl Follower {
     }
 
     async fn connect(&self) -> Result<Client, EtcdError> {
-        client::connect(&self.cfg).await
+        client::connect(&self.cfg, self.endpoint).await
     }
 
     fn request_error(&self, what: &'static str, source: etcd_client::Error) -> EtcdError {
-        client::request_error(&self.cfg, what, source)
+        client::request_error(&self.cfg.endpoints[self.endpoint], what, source)
     }
 
     fn timeout(&self, what: &'static str) -> EtcdError {
-        client::timeout(&self.cfg, what)
+        client::timeout(&self.cfg.endpoints[self.endpoint], what)
     }
 
     /// Records `revision` as applied and the source as current.

@@ -1,0 +1,110 @@
+//! Many hosts, one policy: a real three-member etcd cluster and three agents, each in its
+//! own network namespace with its own daemon, real dnsmasq and DHCP clients. A change made
+//! with one host's CLI reaches every host; one member lost changes nothing; every member lost,
+//! every host keeps serving the last policy and says it is stale; members back, what changed
+//! meanwhile arrives everywhere.
+
+mod fleet;
+mod lab;
+mod support;
+
+use std::time::Duration;
+
+use fleet::{offers, wait_files, Agent, Cluster};
+
+const PREFIX: &str = "/vq/fleet";
+const MAC_A: &str = "52:54:00:89:00:0a";
+const MAC_B: &str = "52:54:00:89:00:0b";
+/// Longest wait for a change to reach every hostsdir.
+const SPREAD: Duration = Duration::from_secs(10);
+
+#[test]
+fn one_policy_on_three_hosts_through_member_loss_and_total_outage() {
+    let mut cluster = Cluster::new("etcd_cluster", 3, "http", Vec::new());
+    cluster.start_all();
+    let mut agents: Vec<Agent> = (1..=3)
+        .map(|i| Agent::new("etcd_cluster", &cluster, PREFIX, &format!("# agent{i}\n")))
+        .collect();
+    for a in &mut agents {
+        a.start();
+    }
+    for a in &agents {
+        a.status_with("etcd revision", Duration::from_secs(20));
+        a.wait_dnsmasq();
+    }
+    let clients: Vec<_> = agents
+        .iter()
+        .map(|a| (a.client(MAC_A), a.client(MAC_B)))
+        .collect();
+    let all: Vec<_> = clients.iter().flat_map(|(a, b)| [a, b]).collect();
+    assert_eq!(
+        offers(&all),
+        [true; 6],
+        "unknown MACs are served on every host"
+    );
+
+    // One host's CLI denies two MACs: every hostsdir and every dnsmasq follows.
+    let (ok, out) = agents[0].cli(&["filter", "deny", MAC_A, MAC_B]);
+    assert!(ok && out.contains("written to etcd at revision"), "{out}");
+    let t = wait_files(&agents, MAC_A, true, SPREAD);
+    wait_files(&agents, MAC_B, true, SPREAD);
+    eprintln!("CLI deny on agent1 to all three hostsdirs: {t:?} after the command returned");
+    assert_eq!(
+        offers(&all),
+        [false; 6],
+        "a MAC denied on one host got an offer somewhere"
+    );
+
+    // One member killed: another host's CLI still writes, and every host still follows.
+    cluster.kill(0);
+    let (ok, out) = agents[1].cli(&["filter", "allow", MAC_A]);
+    assert!(ok, "a write with one member of three down failed: {out}");
+    wait_files(&agents, MAC_A, false, SPREAD);
+    assert_eq!(
+        offers(&all),
+        [true, false, true, false, true, false],
+        "allow MAC_A on every host, MAC_B still denied"
+    );
+
+    // Every member stopped: every host says stale and keeps serving the last policy.
+    cluster.kill_all();
+    for a in &agents {
+        a.status_with("source stale since", Duration::from_secs(15));
+        let (ok, out) = a.cli(&["status"]);
+        assert!(ok && out.contains("etcd source stale since"), "{out}");
+    }
+    let (ok, out) = agents[2].cli(&["filter", "deny", MAC_A]);
+    assert!(
+        !ok && out.contains("etcd at"),
+        "a write without etcd must fail: {out}"
+    );
+    assert_eq!(
+        offers(&all),
+        [true, false, true, false, true, false],
+        "the last policy changed without etcd"
+    );
+
+    // Members back, out of the agents' reach at first: changes made then arrive once they
+    // reach it again (the watches resume from the revision each applied).
+    for a in &agents {
+        a.lab.host_run(&["ip", "link", "set", "vqup", "down"]);
+    }
+    cluster.start_all();
+    cluster.ctl(&["put", &format!("{PREFIX}/macs/{MAC_B}"), "allow"]);
+    cluster.ctl(&["put", &format!("{PREFIX}/macs/{MAC_A}"), "deny"]);
+    for a in &agents {
+        a.lab.host_run(&["ip", "link", "set", "vqup", "up"]);
+    }
+    let t = wait_files(&agents, MAC_B, false, Duration::from_secs(20));
+    wait_files(&agents, MAC_A, true, SPREAD);
+    eprintln!("changes made during the outage on every host {t:?} after the links came back");
+    for a in &agents {
+        a.status_with("etcd revision", SPREAD);
+        assert!(!a.log().contains("compacted"), "{}", a.log());
+    }
+    assert_eq!(
+        offers(&all),
+        [false, true, false, true, false, true],
+        "the changes made meanwhile are served on every host"
+    );
+}
