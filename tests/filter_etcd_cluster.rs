@@ -2,7 +2,8 @@
 //! own network namespace with its own daemon, real dnsmasq and DHCP clients. A change made
 //! with one host's CLI reaches every host; one member lost changes nothing; every member lost,
 //! every host keeps serving the last policy and says it is stale; members back, what changed
-//! meanwhile arrives everywhere.
+//! meanwhile arrives everywhere. A host's own override beats the fleet-wide key there only;
+//! keys not of the layout (per network) are named in every host's log.
 
 mod fleet;
 mod lab;
@@ -23,7 +24,14 @@ fn one_policy_on_three_hosts_through_member_loss_and_total_outage() {
     let mut cluster = Cluster::new("etcd_cluster", 3, "http", Vec::new());
     cluster.start_all();
     let mut agents: Vec<Agent> = (1..=3)
-        .map(|i| Agent::new("etcd_cluster", &cluster, PREFIX, &format!("# agent{i}\n")))
+        .map(|i| {
+            Agent::new(
+                "etcd_cluster",
+                &cluster,
+                PREFIX,
+                &format!("host = \"agent{i}\"\n"),
+            )
+        })
         .collect();
     for a in &mut agents {
         a.start();
@@ -107,4 +115,33 @@ fn one_policy_on_three_hosts_through_member_loss_and_total_outage() {
         [false, true, false, true, false, true],
         "the changes made meanwhile are served on every host"
     );
+
+    // One host's override, written from another host's CLI: only that host changes.
+    let (ok, out) = agents[0].cli(&["filter", "deny", "--host", "agent2", MAC_B]);
+    assert!(ok && out.contains("host agent2 applies it"), "{out}");
+    wait_files(&agents[1..2], MAC_B, true, SPREAD);
+    let per_network = format!("{PREFIX}/networks/lab/macs/{MAC_A}");
+    cluster.ctl(&["put", &per_network, "allow"]);
+    for a in &agents {
+        let named = support::wait_until(SPREAD, || {
+            a.log().contains(&per_network)
+                && a.log().contains("per-network policy is not supported")
+        });
+        assert!(
+            named,
+            "a per-network key was not refused by name\n{}",
+            a.log()
+        );
+    }
+    assert_eq!(
+        offers(&all),
+        [false, true, false, false, false, true],
+        "MAC_B denied on agent2 only; the per-network key changed nothing"
+    );
+    // The override forgotten: agent2 follows the fleet-wide key again.
+    let (ok, out) = agents[2].cli(&["filter", "forget", "--host", "agent2", MAC_B]);
+    assert!(ok, "{out}");
+    wait_files(&agents, MAC_B, false, SPREAD);
+    let (ok, out) = agents[0].cli(&["filter", "list", "--host", "agent2"]);
+    assert!(!ok && out.contains("--host agent2"), "{out}");
 }

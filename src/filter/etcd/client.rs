@@ -83,8 +83,12 @@ pub(super) fn timeout(endpoint: &str, what: &'static str) -> EtcdError {
 
 /// Writes `changes` to etcd in one transaction (`virtmasq filter` with an etcd source), so
 /// that a command is applied whole and writers on different hosts never interleave within
-/// one. Returns the revision it made.
-pub async fn write(cfg: &SourceConfig, changes: &[Change]) -> Result<i64, EtcdError> {
+/// one: fleet-wide keys, or (`host` Some) that host's overrides. Returns the revision it made.
+pub async fn write(
+    cfg: &SourceConfig,
+    host: Option<&str>,
+    changes: &[Change],
+) -> Result<i64, EtcdError> {
     if changes.len() > MAX_TXN_OPS {
         let (count, max) = (changes.len(), MAX_TXN_OPS);
         return Err(EtcdError::TooMany { count, max });
@@ -93,17 +97,17 @@ pub async fn write(cfg: &SourceConfig, changes: &[Change]) -> Result<i64, EtcdEr
     let ops: Vec<TxnOp> = changes
         .iter()
         .map(|c| match *c {
-            Change::Mac(m, Some(v)) => TxnOp::put(mac_key(&cfg.prefix, &m), word(v), None),
-            Change::Mac(m, None) => TxnOp::delete(mac_key(&cfg.prefix, &m), None),
+            Change::Mac(m, Some(v)) => TxnOp::put(mac_key(&cfg.prefix, host, &m), word(v), None),
+            Change::Mac(m, None) => TxnOp::delete(mac_key(&cfg.prefix, host, &m), None),
             Change::Unknown(Some(u)) => {
                 let v = if u == UnknownPolicy::Allow {
                     "allow"
                 } else {
                     "deny"
                 };
-                TxnOp::put(unknown_key(&cfg.prefix), v, None)
+                TxnOp::put(unknown_key(&cfg.prefix, host), v, None)
             }
-            Change::Unknown(None) => TxnOp::delete(unknown_key(&cfg.prefix), None),
+            Change::Unknown(None) => TxnOp::delete(unknown_key(&cfg.prefix, host), None),
         })
         .collect();
     // Each endpoint in turn until one answers. A transaction sent again is harmless: it

@@ -12,6 +12,7 @@
 //! The follower reports its state ([`SourceStatus`]): in contact, or stale since when.
 
 mod client;
+pub mod layers;
 pub mod layout;
 
 pub use client::write;
@@ -27,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use super::error::FilterError;
 use super::ops::PxeFilter;
 use super::source::SourceConfig;
-use layout::Batch;
+use layers::{Batch, Layers};
 
 /// Keys read per page of the first read (a page stays well below gRPC's 4 MiB message limit).
 const PAGE: i64 = 10_000;
@@ -143,6 +144,10 @@ pub struct Follower {
     endpoint: usize,
     /// Sessions failed in a row: the source is stale once every endpoint failed.
     failures: usize,
+    /// This host's name in `<prefix>/hosts/<host>/...` (`[filter.source] host`).
+    host: String,
+    /// The fleet-wide policy and this host's overrides, as last read and watched.
+    layers: Layers,
 }
 
 impl Follower {
@@ -162,6 +167,7 @@ impl Follower {
             error: Some("not yet read from etcd".into()),
         };
         report(&status);
+        let cfg_host = cfg.host_name();
         Self {
             cfg,
             filter,
@@ -171,6 +177,8 @@ impl Follower {
             reported: Instant::now(),
             endpoint: 0,
             failures: 0,
+            host: cfg_host,
+            layers: Layers::default(),
         }
     }
 
@@ -304,7 +312,7 @@ impl Follower {
 
     /// Applies watch events as one batch; the revision of the last event, if any.
     async fn apply_events<'e>(
-        &self,
+        &mut self,
         events: impl IntoIterator<Item = &'e etcd_client::Event>,
     ) -> Option<Result<i64, EtcdError>> {
         let mut batch = Batch::default();
@@ -313,8 +321,9 @@ impl Follower {
             let Some(kv) = ev.kv() else { continue };
             last = Some(kv.mod_revision());
             let value = (ev.event_type() == EventType::Put).then(|| kv.value());
-            match layout::read(&self.cfg.prefix, kv.key(), value) {
-                Ok(change) => batch.push(change),
+            match layout::read(&self.cfg.prefix, &self.host, kv.key(), value) {
+                Ok(Some((scope, change))) => batch.push(self.layers.apply(scope, change)),
+                Ok(None) => {}
                 Err(i) => tracing::warn!(key = %i.key, "etcd key ignored: {}", i.reason),
             }
         }
@@ -333,8 +342,8 @@ impl Follower {
     }
 
     /// Reads the whole prefix at one revision, in pages, and applies it; returns the revision.
-    async fn full_read(&self, client: &mut Client) -> Result<i64, EtcdError> {
-        let prefix = &self.cfg.prefix;
+    async fn full_read(&mut self, client: &mut Client) -> Result<i64, EtcdError> {
+        let prefix = &self.cfg.prefix.clone();
         // Every key under "<prefix>/" sorts below "<prefix>0" ('0' follows '/').
         let end = format!("{prefix}0");
         let mut from = format!("{prefix}/").into_bytes();
@@ -361,20 +370,26 @@ impl Follower {
             kvs.append(&mut page);
             if !more {
                 let pairs = kvs.iter().map(|kv| (kv.key(), kv.value()));
-                let (lists, unknown, ignored) = layout::snapshot(prefix, pairs);
+                let (layers, ignored) = Layers::snapshot(prefix, &self.host, pairs);
                 for i in &ignored {
                     tracing::warn!(key = %i.key, "etcd key ignored: {}", i.reason);
                 }
+                let (lists, unknown) = layers.effective();
                 let (allowed, denied) = (lists.allow.len(), lists.deny.len());
+                let (fleet, host) = layers.counts();
                 let filter = self.filter.clone();
                 tokio::task::spawn_blocking(move || filter.replace_policy(lists, unknown))
                     .await
                     .expect("the filter does not panic")
                     .map_err(EtcdError::Apply)?;
+                self.layers = layers;
                 tracing::info!(
                     revision = rev,
                     allowed,
                     denied,
+                    fleet_keys = fleet,
+                    host_keys = host,
+                    host = %self.host,
                     "PXE filter policy read from etcd"
                 );
                 return Ok(rev);
