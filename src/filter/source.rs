@@ -79,6 +79,11 @@ impl SourceConfig {
                     "endpoint {e:?} must be a URL with a host and port only"
                 ));
             }
+            if self.ca.is_none() && e.starts_with("https://") {
+                return Err(format!(
+                    "endpoint {e:?}: https needs ca (the PEM CA that signed the etcd servers' certificates)"
+                ));
+            }
             if tls && e.starts_with("http://") {
                 return Err(format!(
                     "endpoint {e:?}: ca and cert need https:// endpoints"
@@ -143,7 +148,7 @@ mod tests {
     #[test]
     fn table() {
         let etcd = "kind = \"etcd\"\nendpoints = [\"http://127.0.0.1:2379\"]\nprefix = \"/v/f\"\n";
-        let cases: [(String, Result<(), &str>); 15] = [
+        let cases: [(String, Result<(), &str>); 16] = [
             (String::new(), Ok(())),
             ("kind = \"local\"".into(), Ok(())),
             (etcd.into(), Ok(())),
@@ -164,11 +169,15 @@ mod tests {
             (format!("{etcd}ca = \"/ca.pem\""), Err("need https://")),
             (format!("{etcd}user = \"u\""), Err("user and password")),
             (
-                format!("{}cert = \"/c\"", etcd.replace("http:", "https:")),
+                format!(
+                    "{}ca = \"/a\"\ncert = \"/c\"",
+                    etcd.replace("http:", "https:")
+                ),
                 Err("cert and key"),
             ),
             (format!("{etcd}kind2 = 1"), Err("unknown field")),
             (format!("{etcd}host = \"agent1\""), Ok(())),
+            (etcd.replace("http:", "https:"), Err("https needs ca")),
             (
                 format!("{etcd}host = \"a/b\""),
                 Err("host \"a/b\" may not hold '/'"),

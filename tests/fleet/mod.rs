@@ -7,6 +7,8 @@
 //! Use it from an integration test with `mod lab; mod support; mod fleet;`.
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::cell::Cell;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -20,7 +22,7 @@ use crate::support::{live_pid, wait_until, write_config, write_node, TestNet, BI
 
 /// The cluster's bridge address; member `i` listens on ports `2379 + 100 i` (clients) and
 /// `2380 + 100 i` (peers).
-const ETCD_ADDR: &str = "10.89.0.1";
+pub const ETCD_ADDR: &str = "10.89.0.1";
 const ETCD_BRIDGE: &str = "vqetcd0";
 
 /// One etcd member.
@@ -43,7 +45,7 @@ pub struct Cluster {
     /// `http` or `https`.
     scheme: &'static str,
     /// Flags every member gets (TLS, ...).
-    extra: Vec<String>,
+    pub extra: Vec<String>,
     /// etcdctl flags (TLS, user), before the command.
     pub ctl_flags: Vec<String>,
     attached: Cell<usize>,
@@ -274,6 +276,22 @@ impl Agent {
             .stdout(file.try_clone().unwrap())
             .stderr(file);
         self.pid = Some(self.lab.spawn(&mut cmd));
+    }
+
+    /// Stops the daemon (SIGTERM, then SIGKILL after 10 s).
+    pub fn stop(&mut self) {
+        let pid = self.pid.take().expect("the daemon runs");
+        self.lab.stop_process(pid, Duration::from_secs(10));
+    }
+
+    /// Replaces `old` with `new` in the configuration (for the next start).
+    pub fn edit_config(&self, old: &str, new: &str) {
+        let text = std::fs::read_to_string(&self.cfg).unwrap();
+        assert!(
+            text.contains(old),
+            "{old:?} not in the configuration:\n{text}"
+        );
+        std::fs::write(&self.cfg, text.replace(old, new)).unwrap();
     }
 
     /// Waits until the daemon's dnsmasq runs.

@@ -70,8 +70,28 @@ pub(super) fn request_error(
     EtcdError::Request {
         endpoint: endpoint.to_owned(),
         what,
-        source: Box::new(source),
+        problem: problem(&source),
     }
+}
+
+/// A client error as one line: etcd's message, and which setting to check where one is at
+/// fault.
+fn problem(e: &etcd_client::Error) -> String {
+    let text = match e {
+        etcd_client::Error::GRpcStatus(s) => s.message().to_owned(),
+        other => crate::error::chain(other),
+    };
+    let text = text.trim_start_matches("etcdserver: ");
+    let hint = if text.contains("authentication failed") || text.contains("user name is empty") {
+        " (check [filter.source] user and password)"
+    } else if text.contains("certificate") || text.contains("tls") || text.contains("handshake") {
+        " (check [filter.source] ca, cert and key against the server's TLS setup)"
+    } else if text.contains("permission denied") {
+        " (the etcd user needs read and write on the prefix)"
+    } else {
+        ""
+    };
+    format!("{text}{hint}")
 }
 
 pub(super) fn timeout(endpoint: &str, what: &'static str) -> EtcdError {

@@ -57,15 +57,15 @@ pub enum EtcdError {
         source: std::io::Error,
     },
     /// etcd refused or failed a request.
-    #[error("etcd at {endpoint}: {what} failed")]
+    #[error("etcd at {endpoint}: {what} failed: {problem}")]
     Request {
         /// The endpoint asked.
         endpoint: String,
         /// What was asked.
         what: &'static str,
-        /// The client's error (boxed: it is large).
-        #[source]
-        source: Box<etcd_client::Error>,
+        /// The server's or the transport's message, with the setting to check if one is at
+        /// fault (gRPC's own rendering carries every response header).
+        problem: String,
     },
     /// No answer in time.
     #[error("etcd at {endpoint}: no answer to {what} within {REQUEST_TIMEOUT:?}")]
