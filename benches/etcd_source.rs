@@ -173,7 +173,7 @@ async fn run(n: usize, agents: usize, rate: usize, secs: usize) {
         };
         let tx = tx.clone();
         let report = Box::new(move |s: &SourceStatus| drop(tx.send((a, s.clone()))));
-        following.push(spawn(&source, filter, &state, report));
+        following.push(spawn(&source, filter, &state, report, None));
         hostsdirs.push(hostsdir);
     }
     let mut current = vec![false; agents];

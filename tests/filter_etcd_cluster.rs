@@ -3,7 +3,8 @@
 //! with one host's CLI reaches every host; one member lost changes nothing; every member lost,
 //! every host keeps serving the last policy and says it is stale; members back, what changed
 //! meanwhile arrives everywhere. A host's own override beats the fleet-wide key there only;
-//! keys not of the layout (per network) are named in every host's log.
+//! keys not of the layout (per network) are named in every host's log. iPXE rules come from
+//! the same prefix, a host's own beating the fleet's, and stay across a restart without etcd.
 
 mod fleet;
 mod lab;
@@ -29,7 +30,7 @@ fn one_policy_on_three_hosts_through_member_loss_and_total_outage() {
                 "etcd_cluster",
                 &cluster,
                 PREFIX,
-                &format!("host = \"agent{i}\"\n"),
+                &format!("host = \"agent{i}\"\n[http]\nenabled = true\n"),
             )
         })
         .collect();
@@ -144,4 +145,41 @@ fn one_policy_on_three_hosts_through_member_loss_and_total_outage() {
     wait_files(&agents, MAC_B, false, SPREAD);
     let (ok, out) = agents[0].cli(&["filter", "list", "--host", "agent2"]);
     assert!(!ok && out.contains("--host agent2"), "{out}");
+
+    // iPXE script rules from etcd: the fleet's on every host, agent3's own there.
+    let fleet_rule = "chain http://10.90.0.1/fleet.ipxe";
+    cluster.ctl(&["put", &format!("{PREFIX}/ipxe/macs/{MAC_A}"), fleet_rule]);
+    cluster.ctl(&[
+        "put",
+        &format!("{PREFIX}/hosts/agent3/ipxe/macs/{MAC_A}"),
+        "exit",
+    ]);
+    let url = format!("http://127.0.0.1:8067/boot.ipxe?mac={MAC_A}");
+    let wants = [
+        fleet_rule,
+        fleet_rule,
+        "mac rule for 52:54:00:89:00:0a\nexit\n",
+    ];
+    for (a, want) in agents.iter().zip(wants) {
+        let mut last = None;
+        let served = support::wait_until(SPREAD, || {
+            last = a.fetch(&url);
+            last.as_deref().is_some_and(|s| s.contains(want))
+        });
+        assert!(served, "{want:?} not served: {last:?}\n{}", a.log());
+    }
+    // agent3 restarted while etcd is gone: its rule is still served.
+    agents[2].stop();
+    cluster.kill_all();
+    agents[2].start();
+    agents[2].status_with("source stale since", SPREAD);
+    let mut last = None;
+    let served = support::wait_until(SPREAD, || {
+        last = agents[2].fetch(&url);
+        last.as_deref().is_some_and(|s| s.contains(wants[2]))
+    });
+    assert!(
+        served,
+        "the last iPXE rule is gone after a restart without etcd: {last:?}"
+    );
 }

@@ -337,6 +337,19 @@ impl Agent {
         (out.status.success(), text)
     }
 
+    /// GET `url` from the agent's namespace (Debian's python): the body, or None if no
+    /// 200 answer.
+    pub fn fetch(&self, url: &str) -> Option<String> {
+        let code = "import sys, urllib.request\n\
+            r = urllib.request.urlopen(sys.argv[1], timeout=3); print(r.read().decode(), end='')\n";
+        let mut cmd = self.lab.host_command("/usr/bin/python3");
+        cmd.args(["-c", code, url]);
+        let out = exec::run_bounded(&mut cmd, Duration::from_secs(10)).ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// The hostsdir file of `mac`.
     pub fn file_of(&self, mac: &str) -> PathBuf {
         self.lab.dir().join("hostsdir").join(mac.replace(':', "-"))

@@ -5,11 +5,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::layout::{self, Change, Ignored, Scope};
+use super::layout::{self, Change, Entry, Ignored, IpxeKey, Scope};
 use crate::filter::config::UnknownPolicy;
 use crate::filter::entry::Verdict;
 use crate::filter::policy::DesiredLists;
 use crate::model::MacAddr;
+use crate::pxe::overlay::RuleOverlay;
+use crate::pxe::script::{ScriptAction, ScriptRule};
 
 /// Both layers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -22,6 +24,10 @@ pub struct Layers {
     fleet_unknown: Option<UnknownPolicy>,
     /// `<prefix>/hosts/<host>/unknown`.
     host_unknown: Option<UnknownPolicy>,
+    /// `<prefix>/ipxe/...`.
+    fleet_ipxe: HashMap<IpxeKey, ScriptAction>,
+    /// `<prefix>/hosts/<host>/ipxe/...`.
+    host_ipxe: HashMap<IpxeKey, ScriptAction>,
 }
 
 impl Layers {
@@ -35,7 +41,7 @@ impl Layers {
         let mut ignored = Vec::new();
         for (key, value) in kvs {
             match layout::read(prefix, host, key, Some(value)) {
-                Ok(Some((scope, change))) => drop(layers.apply(scope, change)),
+                Ok(Some((scope, entry))) => drop(layers.apply(scope, entry)),
                 Ok(None) => {}
                 Err(i) => ignored.push(i),
             }
@@ -54,9 +60,57 @@ impl Layers {
         self.host_unknown.or(self.fleet_unknown)
     }
 
-    /// Applies one key's change to its layer; returns the effective change it makes (the
-    /// MAC's, or the unknown policy's, value after it, whether or not it differs).
-    pub fn apply(&mut self, scope: Scope, change: Change) -> Change {
+    /// Applies one key's entry to its layer; returns the effective change it makes (the
+    /// MAC's, the unknown policy's or the iPXE rule's value after it, changed or not).
+    pub fn apply(&mut self, scope: Scope, entry: Entry) -> Entry {
+        match entry {
+            Entry::Filter(change) => Entry::Filter(self.apply_filter(scope, change)),
+            Entry::Ipxe(key, action) => {
+                let layer = match scope {
+                    Scope::Fleet => &mut self.fleet_ipxe,
+                    Scope::Host => &mut self.host_ipxe,
+                };
+                match action {
+                    Some(a) => drop(layer.insert(key, a)),
+                    None => drop(layer.remove(&key)),
+                }
+                let now = self
+                    .host_ipxe
+                    .get(&key)
+                    .or_else(|| self.fleet_ipxe.get(&key));
+                Entry::Ipxe(key, now.cloned())
+            }
+        }
+    }
+
+    /// The iPXE rules of both layers, this host's beating the fleet's, in a stable order.
+    pub fn ipxe_overlay(&self) -> RuleOverlay {
+        let mut keys: Vec<&IpxeKey> = self
+            .fleet_ipxe
+            .keys()
+            .chain(self.host_ipxe.keys())
+            .collect();
+        keys.sort_by_key(|k| format!("{k:?}"));
+        keys.dedup();
+        let mut overlay = RuleOverlay::default();
+        for key in keys {
+            let action = self
+                .host_ipxe
+                .get(key)
+                .or_else(|| self.fleet_ipxe.get(key))
+                .cloned();
+            match (key, action) {
+                (IpxeKey::Client(k), Some(action)) => {
+                    overlay.rules.push(ScriptRule { key: *k, action })
+                }
+                (IpxeKey::Default, a) => overlay.default = a,
+                (_, None) => {}
+            }
+        }
+        overlay
+    }
+
+    fn apply_filter(&mut self, scope: Scope, change: Change) -> Change {
         match change {
             Change::Mac(mac, v) => {
                 let layer = match scope {
@@ -107,18 +161,21 @@ pub struct Batch {
     pub macs: BTreeMap<MacAddr, Option<Verdict>>,
     /// The unknown override's final value, when it changed.
     pub unknown: Option<Option<UnknownPolicy>>,
+    /// Whether an iPXE rule changed.
+    pub ipxe: bool,
 }
 
 impl Batch {
     /// Adds one change; later ones win.
-    pub fn push(&mut self, change: Change) {
-        match change {
-            Change::Mac(mac, v) => drop(self.macs.insert(mac, v)),
-            Change::Unknown(u) => self.unknown = Some(u),
+    pub fn push(&mut self, entry: Entry) {
+        match entry {
+            Entry::Filter(Change::Mac(mac, v)) => drop(self.macs.insert(mac, v)),
+            Entry::Filter(Change::Unknown(u)) => self.unknown = Some(u),
+            Entry::Ipxe(..) => self.ipxe = true,
         }
     }
 
-    /// Whether nothing changes.
+    /// Whether the filter's policy does not change.
     pub fn is_empty(&self) -> bool {
         self.macs.is_empty() && self.unknown.is_none()
     }
@@ -130,6 +187,10 @@ mod tests {
     use Verdict::{Allow, Deny};
 
     const P: &str = "/v/f";
+
+    fn unknown(u: Option<UnknownPolicy>) -> Entry {
+        Entry::Filter(Change::Unknown(u))
+    }
 
     fn mac(n: u8) -> MacAddr {
         format!("aa:00:00:00:00:{n:02x}").parse().unwrap()
@@ -150,28 +211,16 @@ mod tests {
         ];
         for (i, (scope, v, want)) in steps.into_iter().enumerate() {
             assert_eq!(
-                l.apply(scope, Change::Mac(m, v)),
-                Change::Mac(m, want),
+                l.apply(scope, Entry::Filter(Change::Mac(m, v))),
+                Entry::Filter(Change::Mac(m, want)),
                 "step {i}"
             );
         }
         let (d, a) = (UnknownPolicy::Deny, UnknownPolicy::Allow);
-        assert_eq!(
-            l.apply(Scope::Host, Change::Unknown(Some(a))),
-            Change::Unknown(Some(a))
-        );
-        assert_eq!(
-            l.apply(Scope::Fleet, Change::Unknown(Some(d))),
-            Change::Unknown(Some(a))
-        );
-        assert_eq!(
-            l.apply(Scope::Host, Change::Unknown(None)),
-            Change::Unknown(Some(d))
-        );
-        assert_eq!(
-            l.apply(Scope::Fleet, Change::Unknown(None)),
-            Change::Unknown(None)
-        );
+        assert_eq!(l.apply(Scope::Host, unknown(Some(a))), unknown(Some(a)));
+        assert_eq!(l.apply(Scope::Fleet, unknown(Some(d))), unknown(Some(a)));
+        assert_eq!(l.apply(Scope::Host, unknown(None)), unknown(Some(d)));
+        assert_eq!(l.apply(Scope::Fleet, unknown(None)), unknown(None));
     }
 
     #[test]
@@ -203,10 +252,38 @@ mod tests {
 
         let mut b = Batch::default();
         assert!(b.is_empty());
-        b.push(Change::Mac(mac(1), Some(Allow)));
-        b.push(Change::Mac(mac(1), None));
-        b.push(Change::Unknown(None));
+        b.push(Entry::Filter(Change::Mac(mac(1), Some(Allow))));
+        b.push(Entry::Filter(Change::Mac(mac(1), None)));
+        b.push(Entry::Filter(Change::Unknown(None)));
+        assert!(!b.ipxe);
         assert_eq!(b.macs[&mac(1)], None);
         assert_eq!(b.unknown, Some(None));
+    }
+
+    #[test]
+    fn ipxe_rules_host_beats_fleet() {
+        let kvs: [(&[u8], &[u8]); 4] = [
+            (b"/v/f/ipxe/macs/aa:00:00:00:00:01", b"chain http://e/fleet"),
+            (b"/v/f/hosts/me/ipxe/macs/aa:00:00:00:00:01", b"exit"),
+            (b"/v/f/ipxe/default", b"chain http://e/menu"),
+            (b"/v/f/hosts/you/ipxe/default", b"exit"),
+        ];
+        let (mut me, ignored) = Layers::snapshot(P, "me", kvs);
+        assert!(ignored.is_empty(), "{ignored:?}");
+        let o = me.ipxe_overlay();
+        assert_eq!(o.rules.len(), 1);
+        assert_eq!(o.rules[0].action, ScriptAction::Exit);
+        assert_eq!(
+            o.default,
+            Some(ScriptAction::Chain("http://e/menu".parse().unwrap()))
+        );
+        let key = IpxeKey::Client(crate::pxe::script::ClientKey::Mac(mac(1)));
+        let back = me.apply(Scope::Host, Entry::Ipxe(key, None));
+        let fleet = ScriptAction::Chain("http://e/fleet".parse().unwrap());
+        assert_eq!(back, Entry::Ipxe(key, Some(fleet.clone())));
+        assert_eq!(me.ipxe_overlay().rules[0].action, fleet);
+        let mut b = Batch::default();
+        b.push(back);
+        assert!(b.ipxe && b.is_empty());
     }
 }

@@ -15,6 +15,13 @@
 //! Precedence: a host's own key beats the fleet-wide one; deleting it returns the MAC (or the
 //! unknown policy) to the fleet-wide key, then to the unknown policy (or `[filter] unknown`).
 //!
+//! iPXE script rules for the daemon's endpoint (`[http]`), fleet-wide or under
+//! `hosts/<host>/` likewise, each value `chain <uri>`, `sanboot <uri>` or `exit`:
+//!
+//! * `<prefix>/ipxe/macs/<mac>`, `<prefix>/ipxe/uuids/<uuid>` (lower case, dashes): one
+//!   client's rule; `<prefix>/ipxe/default`: the default for clients without one. They lie
+//!   over the configuration's `[http]` rules ([`crate::pxe::overlay`]).
+//!
 //! Per network there is nothing: the filter's policy is one per host (one hostsdir, read by
 //! every dnsmasq it covers; `[filter] networks` chooses which), so `<prefix>/networks/...` and
 //! `<prefix>/hosts/<host>/networks/...` are refused by name, like every other key not of the
@@ -24,6 +31,8 @@
 use crate::filter::config::UnknownPolicy;
 use crate::filter::entry::Verdict;
 use crate::model::MacAddr;
+use crate::pxe::script::{ClientKey, ScriptAction};
+use crate::pxe::MachineUuid;
 
 /// One key's meaning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +41,24 @@ pub enum Change {
     Mac(MacAddr, Option<Verdict>),
     /// The unknown-MAC override set, or (None) removed.
     Unknown(Option<UnknownPolicy>),
+}
+
+/// Which iPXE rule a key sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IpxeKey {
+    /// One client's rule.
+    Client(ClientKey),
+    /// The default.
+    Default,
+}
+
+/// One key's meaning: a filter change or an iPXE rule set or (None) removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// The PXE filter's policy.
+    Filter(Change),
+    /// The iPXE endpoint's rules.
+    Ipxe(IpxeKey, Option<ScriptAction>),
 }
 
 /// Whose a key is.
@@ -89,14 +116,14 @@ const NO_NETWORKS: &str = "per-network policy is not supported: the filter's pol
     host (one hostsdir for every network it covers; [filter] networks chooses them); use \
     hosts/<host>/... for one host";
 
-/// What a put (`value` Some) or a delete (None) of `key` means on host `host`: a change and
+/// What a put (`value` Some) or a delete (None) of `key` means on host `host`: an entry and
 /// whose it is, or nothing (Ok(None)) for another host's key.
 pub fn read(
     prefix: &str,
     host: &str,
     key: &[u8],
     value: Option<&[u8]>,
-) -> Result<Option<(Scope, Change)>, Ignored> {
+) -> Result<Option<(Scope, Entry)>, Ignored> {
     let text = String::from_utf8_lossy(key);
     let ignored = |reason: String| Ignored {
         key: text.to_string(),
@@ -121,6 +148,10 @@ pub fn read(
     if rest == "networks" || rest.starts_with("networks/") {
         return Err(ignored(NO_NETWORKS.into()));
     }
+    if let Some(r) = rest.strip_prefix("ipxe/") {
+        let (key, action) = read_ipxe(r, value).map_err(ignored)?;
+        return Ok(Some((scope, Entry::Ipxe(key, action))));
+    }
     let word = match value {
         None => None,
         Some(b"allow") => Some(Verdict::Allow),
@@ -137,7 +168,7 @@ pub fn read(
             Verdict::Allow => UnknownPolicy::Allow,
             Verdict::Deny => UnknownPolicy::Deny,
         });
-        return Ok(Some((scope, Change::Unknown(policy))));
+        return Ok(Some((scope, Entry::Filter(Change::Unknown(policy)))));
     }
     let Some(mac_text) = rest.strip_prefix("macs/") else {
         return Err(ignored(match scope {
@@ -151,7 +182,36 @@ pub fn read(
     if mac.to_string() != mac_text {
         return Err(ignored(format!("write the MAC as {mac}")));
     }
-    Ok(Some((scope, Change::Mac(mac, word))))
+    Ok(Some((scope, Entry::Filter(Change::Mac(mac, word)))))
+}
+
+/// An iPXE key (after `ipxe/`) and its value.
+fn read_ipxe(rest: &str, value: Option<&[u8]>) -> Result<(IpxeKey, Option<ScriptAction>), String> {
+    let key = if rest == "default" {
+        IpxeKey::Default
+    } else if let Some(t) = rest.strip_prefix("macs/") {
+        let mac: MacAddr = t.parse().map_err(|e| format!("not a MAC: {e}"))?;
+        if mac.to_string() != t {
+            return Err(format!("write the MAC as {mac}"));
+        }
+        IpxeKey::Client(ClientKey::Mac(mac))
+    } else if let Some(t) = rest.strip_prefix("uuids/") {
+        let uuid: MachineUuid = t.parse().map_err(|e| format!("not a UUID: {e}"))?;
+        if uuid.to_string() != t {
+            return Err(format!("write the UUID as {uuid}"));
+        }
+        IpxeKey::Client(ClientKey::Uuid(uuid))
+    } else {
+        return Err("not ipxe/macs/<mac>, ipxe/uuids/<uuid> or ipxe/default".into());
+    };
+    let action = match value {
+        None => None,
+        Some(v) => {
+            let text = std::str::from_utf8(v).map_err(|_| "the value is not UTF-8".to_owned())?;
+            Some(text.parse::<ScriptAction>()?)
+        }
+    };
+    Ok((key, action))
 }
 
 #[cfg(test)]
@@ -160,7 +220,11 @@ mod tests {
 
     const P: &str = "/v/f";
 
-    type Want = Result<Option<(Scope, Change)>, &'static str>;
+    type Want = Result<Option<(Scope, Entry)>, &'static str>;
+
+    fn f(scope: Scope, c: Change) -> Option<(Scope, Entry)> {
+        Some((scope, Entry::Filter(c)))
+    }
 
     #[test]
     fn keys_and_values() {
@@ -170,37 +234,33 @@ mod tests {
             (
                 "/v/f/macs/aa:00:00:00:00:01",
                 Some("allow"),
-                Ok(Some((fleet, Change::Mac(m, Some(Verdict::Allow))))),
+                Ok(f(fleet, Change::Mac(m, Some(Verdict::Allow)))),
             ),
             (
                 "/v/f/macs/aa:00:00:00:00:01",
                 Some("deny"),
-                Ok(Some((fleet, Change::Mac(m, Some(Verdict::Deny))))),
+                Ok(f(fleet, Change::Mac(m, Some(Verdict::Deny)))),
             ),
             (
                 "/v/f/macs/aa:00:00:00:00:01",
                 None,
-                Ok(Some((fleet, Change::Mac(m, None)))),
+                Ok(f(fleet, Change::Mac(m, None))),
             ),
             (
                 "/v/f/unknown",
                 Some("deny"),
-                Ok(Some((fleet, Change::Unknown(Some(UnknownPolicy::Deny))))),
+                Ok(f(fleet, Change::Unknown(Some(UnknownPolicy::Deny)))),
             ),
-            (
-                "/v/f/unknown",
-                None,
-                Ok(Some((fleet, Change::Unknown(None)))),
-            ),
+            ("/v/f/unknown", None, Ok(f(fleet, Change::Unknown(None)))),
             (
                 "/v/f/hosts/me/macs/aa:00:00:00:00:01",
                 Some("deny"),
-                Ok(Some((host, Change::Mac(m, Some(Verdict::Deny))))),
+                Ok(f(host, Change::Mac(m, Some(Verdict::Deny)))),
             ),
             (
                 "/v/f/hosts/me/unknown",
                 None,
-                Ok(Some((host, Change::Unknown(None)))),
+                Ok(f(host, Change::Unknown(None))),
             ),
             (
                 "/v/f/hosts/other/macs/aa:00:00:00:00:01",
@@ -271,15 +331,76 @@ mod tests {
             };
             let k = mac_key(P, host, &m);
             let got = read(P, "me", k.as_bytes(), None).unwrap();
-            assert_eq!(got, Some((scope, Change::Mac(m, None))), "{k}");
+            assert_eq!(got, f(scope, Change::Mac(m, None)), "{k}");
             let k = unknown_key(P, host);
             let got = read(P, "me", k.as_bytes(), None).unwrap();
-            assert_eq!(got, Some((scope, Change::Unknown(None))), "{k}");
+            assert_eq!(got, f(scope, Change::Unknown(None)), "{k}");
         }
         assert_eq!(
             mac_key(P, Some("h1"), &m),
             "/v/f/hosts/h1/macs/aa:00:00:00:00:01"
         );
+    }
+
+    type IpxeWant = Result<(Scope, IpxeKey, Option<ScriptAction>), &'static str>;
+
+    #[test]
+    fn ipxe_keys() {
+        let m: MacAddr = "aa:00:00:00:00:01".parse().unwrap();
+        let chain = ScriptAction::Chain("http://10.0.0.1/a.ipxe".parse().unwrap());
+        let u = "4c4c4544-0000-1000-8000-000000000001";
+        let uuid: MachineUuid = u.parse().unwrap();
+        let cases: [(String, Option<&str>, IpxeWant); 7] = [
+            (
+                format!("{P}/ipxe/macs/{m}"),
+                Some("chain http://10.0.0.1/a.ipxe"),
+                Ok((
+                    Scope::Fleet,
+                    IpxeKey::Client(ClientKey::Mac(m)),
+                    Some(chain.clone()),
+                )),
+            ),
+            (
+                format!("{P}/hosts/me/ipxe/uuids/{u}"),
+                Some("exit"),
+                Ok((
+                    Scope::Host,
+                    IpxeKey::Client(ClientKey::Uuid(uuid)),
+                    Some(ScriptAction::Exit),
+                )),
+            ),
+            (
+                format!("{P}/ipxe/default"),
+                None,
+                Ok((Scope::Fleet, IpxeKey::Default, None)),
+            ),
+            (
+                format!("{P}/ipxe/default"),
+                Some("boot"),
+                Err("is not \"chain <uri>\""),
+            ),
+            (
+                format!("{P}/ipxe/macs/AA-00-00-00-00-01"),
+                None,
+                Err("write the MAC as"),
+            ),
+            (
+                format!("{P}/ipxe/uuids/{}", u.to_uppercase()),
+                None,
+                Err("write the UUID as"),
+            ),
+            (format!("{P}/ipxe/menu"), None, Err("not ipxe/macs/<mac>")),
+        ];
+        for (key, value, want) in cases {
+            let got = read(P, "me", key.as_bytes(), value.map(str::as_bytes));
+            match (got, want) {
+                (Ok(Some((s, Entry::Ipxe(k, a)))), Ok((ws, wk, wa))) => {
+                    assert_eq!((s, k, a), (ws, wk, wa), "{key}")
+                }
+                (Err(g), Err(w)) => assert!(g.reason.contains(w), "{key}: {}", g.reason),
+                (g, w) => panic!("{key}: got {g:?}, want {w:?}"),
+            }
+        }
     }
 
     #[test]

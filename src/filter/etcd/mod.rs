@@ -10,25 +10,33 @@
 //! Fail-static: every change lands in the filter's state directory before its files, so while
 //! etcd is unreachable, and after a restart without it, the last policy applied is served.
 //! The follower reports its state ([`SourceStatus`]): in contact, or stale since when.
+//!
+//! The same prefix may hold the iPXE endpoint's rules ([`layout`]); the follower hands them to
+//! the daemon's endpoint through an [`IpxeSink`] and keeps the last ones in the state
+//! directory, served again after a restart without etcd.
 
 mod client;
+mod error;
 pub mod layers;
 pub mod layout;
+mod record;
 
 pub use client::write;
+pub use error::EtcdError;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use etcd_client::{Client, GetOptions};
 use etcd_client::{EventType, WatchOptions, WatchResponse, WatchStream};
 use serde::{Deserialize, Serialize};
 
-use super::error::FilterError;
 use super::ops::PxeFilter;
 use super::source::SourceConfig;
+use crate::pxe::overlay::RuleOverlay;
 use layers::{Batch, Layers};
+use record::{now, read_applied, read_json, write_applied, Applied};
 
 /// Keys read per page of the first read (a page stays well below gRPC's 4 MiB message limit).
 const PAGE: i64 = 10_000;
@@ -39,68 +47,10 @@ pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// First and longest wait between attempts while etcd is unreachable.
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(2);
-/// The follower's record in the state directory: last revision applied and when.
-const STATE_FILE: &str = "filter-etcd.json";
+/// The iPXE rules last applied from etcd, served again by a daemon restarted without it.
+const IPXE_FILE: &str = "filter-etcd-ipxe.json";
 /// How often the revision applied is reported while changes stream in.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
-
-/// An error talking to etcd (the follower logs it, reports the source stale and retries).
-#[derive(Debug, thiserror::Error)]
-pub enum EtcdError {
-    /// A TLS file could not be read.
-    #[error("cannot read {} ([filter.source])", path.display())]
-    Tls {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// etcd refused or failed a request.
-    #[error("etcd at {endpoint}: {what} failed: {problem}")]
-    Request {
-        /// The endpoint asked.
-        endpoint: String,
-        /// What was asked.
-        what: &'static str,
-        /// The server's or the transport's message, with the setting to check if one is at
-        /// fault (gRPC's own rendering carries every response header).
-        problem: String,
-    },
-    /// No answer in time.
-    #[error("etcd at {endpoint}: no answer to {what} within {REQUEST_TIMEOUT:?}")]
-    Timeout {
-        /// The endpoint asked.
-        endpoint: String,
-        /// What was asked.
-        what: &'static str,
-    },
-    /// The watch's history is compacted away: a full read follows.
-    #[error("etcd compacted the history past revision {revision}; reading the whole prefix again")]
-    Compacted {
-        /// The oldest revision etcd still has.
-        revision: i64,
-    },
-    /// etcd ended or cancelled the watch.
-    #[error("etcd ended the watch: {reason}")]
-    WatchEnded {
-        /// etcd's reason, if any.
-        reason: String,
-    },
-    /// A `virtmasq filter` command names more MACs than one etcd transaction holds.
-    #[error(
-        "{count} changes do not fit in one etcd transaction (at most {max}); split the command"
-    )]
-    TooMany {
-        /// Changes asked for.
-        count: usize,
-        /// etcd's default limit (`--max-txn-ops`).
-        max: usize,
-    },
-    /// Applying the policy to the hostsdir failed.
-    #[error("applying etcd's policy")]
-    Apply(#[source] FilterError),
-}
 
 /// The source's state, for `status`, D-Bus and `STATUS=`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,23 +66,13 @@ pub struct SourceStatus {
     pub error: Option<String>,
 }
 
-/// What the follower last applied, kept in the state directory so that a daemon restarted
-/// without etcd can say since when its policy is stale.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
-struct Applied {
-    /// etcd revision.
-    revision: i64,
-    /// Unix time.
-    at: u64,
-}
-
 /// Follows one etcd prefix into one filter.
 pub struct Follower {
     /// `[filter.source]`, validated, kind etcd.
     cfg: SourceConfig,
     /// The filter the policy goes to (its state directory keeps it across outages).
     filter: Arc<PxeFilter>,
-    /// Where [`STATE_FILE`] lives.
+    /// Where its records live (the revision applied, the iPXE rules).
     state_dir: PathBuf,
     /// Told every change of [`SourceStatus`].
     report: Box<dyn Fn(&SourceStatus) + Send + Sync>,
@@ -148,16 +88,26 @@ pub struct Follower {
     host: String,
     /// The fleet-wide policy and this host's overrides, as last read and watched.
     layers: Layers,
+    /// Told the iPXE rules whenever they change (the daemon's HTTP endpoint), if it serves.
+    ipxe: Option<IpxeSink>,
 }
 
+/// Where the iPXE rules read from etcd go.
+pub type IpxeSink = Box<dyn Fn(RuleOverlay) + Send + Sync>;
+
 impl Follower {
-    /// A follower of `cfg` applying to `filter`, reporting through `report`.
+    /// A follower of `cfg` applying to `filter`, reporting through `report`, and handing the
+    /// iPXE rules to `ipxe` (at once the last ones applied, if any).
     pub fn new(
         cfg: SourceConfig,
         filter: Arc<PxeFilter>,
         state_dir: &Path,
         report: Box<dyn Fn(&SourceStatus) + Send + Sync>,
+        ipxe: Option<IpxeSink>,
     ) -> Self {
+        if let (Some(sink), Some(last)) = (&ipxe, read_json::<RuleOverlay>(state_dir, IPXE_FILE)) {
+            sink(last);
+        }
         let last = read_applied(state_dir);
         let status = SourceStatus {
             kind: "etcd".into(),
@@ -179,6 +129,7 @@ impl Follower {
             failures: 0,
             host: cfg_host,
             layers: Layers::default(),
+            ipxe,
         }
     }
 
@@ -322,12 +273,15 @@ impl Follower {
             last = Some(kv.mod_revision());
             let value = (ev.event_type() == EventType::Put).then(|| kv.value());
             match layout::read(&self.cfg.prefix, &self.host, kv.key(), value) {
-                Ok(Some((scope, change))) => batch.push(self.layers.apply(scope, change)),
+                Ok(Some((scope, entry))) => batch.push(self.layers.apply(scope, entry)),
                 Ok(None) => {}
                 Err(i) => tracing::warn!(key = %i.key, "etcd key ignored: {}", i.reason),
             }
         }
         let last = last?;
+        if batch.ipxe {
+            self.publish_ipxe();
+        }
         if batch.is_empty() {
             return Some(Ok(last));
         }
@@ -383,6 +337,7 @@ impl Follower {
                     .expect("the filter does not panic")
                     .map_err(EtcdError::Apply)?;
                 self.layers = layers;
+                self.publish_ipxe();
                 tracing::info!(
                     revision = rev,
                     allowed,
@@ -395,6 +350,26 @@ impl Follower {
                 return Ok(rev);
             }
         }
+    }
+
+    /// Hands the iPXE rules to the endpoint and keeps them in the state directory.
+    fn publish_ipxe(&self) {
+        let overlay = self.layers.ipxe_overlay();
+        let Some(sink) = &self.ipxe else {
+            if overlay != RuleOverlay::default() {
+                tracing::warn!(
+                    "iPXE rules under the etcd prefix are not served: [http] enabled = false"
+                );
+            }
+            return;
+        };
+        let text = serde_json::to_vec(&overlay).expect("serialises");
+        let path = self.state_dir.join(IPXE_FILE);
+        if let Err(e) = crate::fsutil::write_atomic(&path, &text, 0o644) {
+            tracing::warn!(error = %e, path = %path.display(), "iPXE rules from etcd not kept for a restart");
+        }
+        tracing::info!(rules = overlay.rules.len(), default = ?overlay.default.as_ref().map(|d| d.to_string()), "iPXE rules from etcd in force");
+        sink(overlay);
     }
 
     /// Waits for one linearizable read of the prefix (counted, not transferred).
@@ -468,32 +443,11 @@ pub fn spawn(
     filter: Arc<PxeFilter>,
     state_dir: &Path,
     report: Box<dyn Fn(&SourceStatus) + Send + Sync>,
+    ipxe: Option<IpxeSink>,
 ) -> Option<Following> {
     if cfg.kind != super::source::SourceKind::Etcd {
         return None;
     }
-    let follower = Follower::new(cfg.clone(), filter, state_dir, report);
+    let follower = Follower::new(cfg.clone(), filter, state_dir, report, ipxe);
     Some(Following(tokio::spawn(follower.run())))
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-fn read_applied(dir: &Path) -> Option<Applied> {
-    let text = std::fs::read_to_string(dir.join(STATE_FILE)).ok()?;
-    serde_json::from_str(&text).ok()
-}
-
-/// Not fsynced: the policy itself is durable in the store; this only dates it.
-fn write_applied(dir: &Path, applied: Applied) {
-    let text = serde_json::to_string(&applied).expect("serialises");
-    let temp = dir.join(format!(".{STATE_FILE}.tmp"));
-    let result =
-        std::fs::write(&temp, text).and_then(|()| std::fs::rename(&temp, dir.join(STATE_FILE)));
-    if let Err(e) = result {
-        tracing::warn!(error = %e, dir = %dir.display(), "etcd revision not recorded");
-    }
 }
