@@ -13,12 +13,16 @@ mod support;
 use std::time::Duration;
 
 use fleet::{offers, wait_files, Agent, Cluster};
+use lab::Client;
 
 const PREFIX: &str = "/vq/fleet";
 const MAC_A: &str = "52:54:00:89:00:0a";
 const MAC_B: &str = "52:54:00:89:00:0b";
 /// Longest wait for a change to reach every hostsdir.
 const SPREAD: Duration = Duration::from_secs(10);
+
+/// The clients: MAC_A and MAC_B on each host, in host order.
+type Clients<'a> = [&'a Client];
 
 #[test]
 fn one_policy_on_three_hosts_through_member_loss_and_total_outage() {
@@ -52,32 +56,45 @@ fn one_policy_on_three_hosts_through_member_loss_and_total_outage() {
         "unknown MACs are served on every host"
     );
 
+    cli_change_reaches_every_host(&agents, &all);
+    one_member_lost(&mut cluster, &agents, &all);
+    total_outage(&mut cluster, &agents, &all);
+    members_back(&mut cluster, &agents, &all);
+    host_override(&cluster, &agents, &all);
+    ipxe_rules(&mut cluster, &mut agents);
+}
+
+fn cli_change_reaches_every_host(agents: &[Agent], all: &Clients) {
     // One host's CLI denies two MACs: every hostsdir and every dnsmasq follows.
     let (ok, out) = agents[0].cli(&["filter", "deny", MAC_A, MAC_B]);
     assert!(ok && out.contains("written to etcd at revision"), "{out}");
-    let t = wait_files(&agents, MAC_A, true, SPREAD);
-    wait_files(&agents, MAC_B, true, SPREAD);
+    let t = wait_files(agents, MAC_A, true, SPREAD);
+    wait_files(agents, MAC_B, true, SPREAD);
     eprintln!("CLI deny on agent1 to all three hostsdirs: {t:?} after the command returned");
     assert_eq!(
-        offers(&all),
+        offers(all),
         [false; 6],
         "a MAC denied on one host got an offer somewhere"
     );
+}
 
+fn one_member_lost(cluster: &mut Cluster, agents: &[Agent], all: &Clients) {
     // One member killed: another host's CLI still writes, and every host still follows.
     cluster.kill(0);
     let (ok, out) = agents[1].cli(&["filter", "allow", MAC_A]);
     assert!(ok, "a write with one member of three down failed: {out}");
-    wait_files(&agents, MAC_A, false, SPREAD);
+    wait_files(agents, MAC_A, false, SPREAD);
     assert_eq!(
-        offers(&all),
+        offers(all),
         [true, false, true, false, true, false],
         "allow MAC_A on every host, MAC_B still denied"
     );
+}
 
+fn total_outage(cluster: &mut Cluster, agents: &[Agent], all: &Clients) {
     // Every member stopped: every host says stale and keeps serving the last policy.
     cluster.kill_all();
-    for a in &agents {
+    for a in agents {
         a.status_with("source stale since", Duration::from_secs(15));
         let (ok, out) = a.cli(&["status"]);
         assert!(ok && out.contains("etcd source stale since"), "{out}");
@@ -88,42 +105,46 @@ fn one_policy_on_three_hosts_through_member_loss_and_total_outage() {
         "a write without etcd must fail: {out}"
     );
     assert_eq!(
-        offers(&all),
+        offers(all),
         [true, false, true, false, true, false],
         "the last policy changed without etcd"
     );
+}
 
+fn members_back(cluster: &mut Cluster, agents: &[Agent], all: &Clients) {
     // Members back, out of the agents' reach at first: changes made then arrive once they
     // reach it again (the watches resume from the revision each applied).
-    for a in &agents {
+    for a in agents {
         a.lab.host_run(&["ip", "link", "set", "vqup", "down"]);
     }
     cluster.start_all();
     cluster.ctl(&["put", &format!("{PREFIX}/macs/{MAC_B}"), "allow"]);
     cluster.ctl(&["put", &format!("{PREFIX}/macs/{MAC_A}"), "deny"]);
-    for a in &agents {
+    for a in agents {
         a.lab.host_run(&["ip", "link", "set", "vqup", "up"]);
     }
-    let t = wait_files(&agents, MAC_B, false, Duration::from_secs(20));
-    wait_files(&agents, MAC_A, true, SPREAD);
+    let t = wait_files(agents, MAC_B, false, Duration::from_secs(20));
+    wait_files(agents, MAC_A, true, SPREAD);
     eprintln!("changes made during the outage on every host {t:?} after the links came back");
-    for a in &agents {
+    for a in agents {
         a.status_with("etcd revision", SPREAD);
         assert!(!a.log().contains("compacted"), "{}", a.log());
     }
     assert_eq!(
-        offers(&all),
+        offers(all),
         [false, true, false, true, false, true],
         "the changes made meanwhile are served on every host"
     );
+}
 
+fn host_override(cluster: &Cluster, agents: &[Agent], all: &Clients) {
     // One host's override, written from another host's CLI: only that host changes.
     let (ok, out) = agents[0].cli(&["filter", "deny", "--host", "agent2", MAC_B]);
     assert!(ok && out.contains("host agent2 applies it"), "{out}");
     wait_files(&agents[1..2], MAC_B, true, SPREAD);
     let per_network = format!("{PREFIX}/networks/lab/macs/{MAC_A}");
     cluster.ctl(&["put", &per_network, "allow"]);
-    for a in &agents {
+    for a in agents {
         let named = support::wait_until(SPREAD, || {
             a.log().contains(&per_network)
                 && a.log().contains("per-network policy is not supported")
@@ -135,17 +156,19 @@ fn one_policy_on_three_hosts_through_member_loss_and_total_outage() {
         );
     }
     assert_eq!(
-        offers(&all),
+        offers(all),
         [false, true, false, false, false, true],
         "MAC_B denied on agent2 only; the per-network key changed nothing"
     );
     // The override forgotten: agent2 follows the fleet-wide key again.
     let (ok, out) = agents[2].cli(&["filter", "forget", "--host", "agent2", MAC_B]);
     assert!(ok, "{out}");
-    wait_files(&agents, MAC_B, false, SPREAD);
+    wait_files(agents, MAC_B, false, SPREAD);
     let (ok, out) = agents[0].cli(&["filter", "list", "--host", "agent2"]);
     assert!(!ok && out.contains("--host agent2"), "{out}");
+}
 
+fn ipxe_rules(cluster: &mut Cluster, agents: &mut [Agent]) {
     // iPXE script rules from etcd: the fleet's on every host, agent3's own there.
     let fleet_rule = "chain http://10.90.0.1/fleet.ipxe";
     cluster.ctl(&["put", &format!("{PREFIX}/ipxe/macs/{MAC_A}"), fleet_rule]);
