@@ -103,7 +103,7 @@ fn main() {
     println!("virtmasq hook latency, spawn to exit ({HOOK_BIN}, as the shim runs it)");
     scenario("floor: /bin/true", "/bin/true", &private, &stdin, runs);
     scenario(
-        "full binary (loads libvirt), no daemon",
+        "full binary (virtmasq hook), no daemon",
         BIN,
         &private,
         &stdin,

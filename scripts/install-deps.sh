@@ -10,7 +10,7 @@ PACKAGES=(
   python3-scapy       # one-shot DHCP probes (PXE vendor class, no-offer checks)
   ndisc6              # rdisc6: router solicitations from lab clients (IPv6 tests)
   isc-dhcp-client     # dhclient -6: real DHCPv6 leases in the lab (IPv6 tests)
-  libvirt-dev         # the virt crate links libvirt
+  libvirt0            # libvirt's client library, loaded at run time
   libvirt-clients     # virsh
   libvirt-daemon      # the test driver and a real libvirtd
   pkg-config

@@ -56,6 +56,22 @@ fn lintian_reports_no_errors() {
     assert!(!text.lines().any(|l| l.starts_with("E:")), "{text}");
 }
 
+#[test]
+fn the_package_depends_on_the_libvirt_library_it_loads() {
+    // The binary loads libvirt.so.0 at run time, so dpkg-shlibdeps cannot see it.
+    let out = Command::new("dpkg-deb")
+        .args(["-f"])
+        .arg(deb())
+        .arg("Depends")
+        .output()
+        .unwrap();
+    let depends = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        depends.split(',').any(|d| d.trim().starts_with("libvirt0")),
+        "{depends}"
+    );
+}
+
 fn run(ct: &Container, args: &[&str]) -> String {
     ct.exec_ok(args)
 }

@@ -1,11 +1,11 @@
-//! Changing one network through the `virt` crate, for `adopt` and `release`: read its
+//! Changing one network through libvirt's client library ([`super::ffi`]), for `adopt` and `release`: read its
 //! persistent definition, define a new one, read back what libvirt kept, and restart it when
 //! it runs. These calls block (the command runs them on tokio's blocking pool) and must never
 //! be made from the libvirt hook, which libvirtd waits on.
 
 use thiserror::Error;
-use virt::connect::Connect;
-use virt::network::Network;
+
+use super::ffi::{Connection, Net, XML_INACTIVE};
 
 /// One network as `adopt` and `release` need it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,18 +59,16 @@ pub enum DefineError {
 
 /// A connection to libvirt, closed when dropped.
 pub struct Libvirt {
-    conn: Connect,
+    conn: Connection,
     uri: String,
 }
 
 impl Libvirt {
     /// Connects to `uri`.
     pub fn open(uri: &str) -> Result<Self, DefineError> {
-        // libvirt's default handler prints every error to stderr; they are returned instead.
-        virt::error::clear_error_callback();
-        let conn = Connect::open(Some(uri)).map_err(|e| DefineError::Connect {
+        let conn = Connection::open(uri).map_err(|message| DefineError::Connect {
             uri: uri.to_owned(),
-            message: e.message().to_owned(),
+            message,
         })?;
         Ok(Self {
             conn,
@@ -78,23 +76,21 @@ impl Libvirt {
         })
     }
 
-    fn call(&self, name: &str, what: &'static str) -> impl Fn(virt::error::Error) -> DefineError {
+    fn call(&self, name: &str, what: &'static str) -> impl Fn(String) -> DefineError {
         let (uri, name) = (self.uri.clone(), name.to_owned());
-        move |e| DefineError::Call {
+        move |message| DefineError::Call {
             uri: uri.clone(),
             name: name.clone(),
             what,
-            message: e.message().to_owned(),
+            message,
         }
     }
 
-    fn lookup(&self, name: &str) -> Result<Network, DefineError> {
-        self.conn
-            .lookup_network_by_name(name)
-            .map_err(|_| DefineError::NotFound {
-                uri: self.uri.clone(),
-                name: name.to_owned(),
-            })
+    fn lookup(&self, name: &str) -> Result<Net, DefineError> {
+        self.conn.lookup(name).map_err(|_| DefineError::NotFound {
+            uri: self.uri.clone(),
+            name: name.to_owned(),
+        })
     }
 
     /// The persistent definition and state of network `name`.
@@ -109,7 +105,7 @@ impl Libvirt {
         let xml = self.definition(&net, name)?;
         let active = net.is_active().map_err(self.call(name, "state"))?;
         let live = match active {
-            true => net.xml_desc(0).map_err(self.call(name, "live XML"))?,
+            true => net.xml(0).map_err(self.call(name, "live XML"))?,
             false => String::new(),
         };
         Ok(NetworkState {
@@ -122,19 +118,16 @@ impl Libvirt {
     /// Defines `xml` (replacing the definition of the network of that name and UUID) and
     /// returns the definition as libvirt kept it.
     pub fn define(&self, name: &str, xml: &str) -> Result<String, DefineError> {
-        let net = self
-            .conn
-            .define_network_xml(xml)
-            .map_err(self.call(name, "define"))?;
+        let net = self.conn.define(xml).map_err(self.call(name, "define"))?;
         self.definition(&net, name)
     }
 
     /// The persistent definition. libvirt's test driver knows no `--inactive` flag (its
     /// networks have one definition only), so its plain XML stands in there.
-    fn definition(&self, net: &Network, name: &str) -> Result<String, DefineError> {
-        net.xml_desc(virt::sys::VIR_NETWORK_XML_INACTIVE)
+    fn definition(&self, net: &Net, name: &str) -> Result<String, DefineError> {
+        net.xml(XML_INACTIVE)
             .or_else(|e| match self.uri.starts_with("test:") {
-                true => net.xml_desc(0),
+                true => net.xml(0),
                 false => Err(e),
             })
             .map_err(self.call(name, "definition"))

@@ -1,9 +1,10 @@
 //! libvirt: network and hookData XML, virtmasq's metadata namespace, and networks read through
-//! the `virt` crate.
+//! libvirt's client library, loaded on first use (`ffi`).
 
 pub mod adopt;
 pub mod define;
 pub mod depth;
+pub mod ffi;
 pub mod lease_status;
 pub mod metadata;
 pub mod probe;

@@ -1,9 +1,10 @@
-//! Reading networks from libvirt through the `virt` crate. These calls block: the daemon runs
-//! them on tokio's blocking pool. They must never be made from the libvirt hook, which libvirtd
-//! waits on.
+//! Reading networks from libvirt (its client library, loaded on first use: [`super::ffi`]).
+//! These calls block: the daemon runs them on tokio's blocking pool. They must never be made
+//! from the libvirt hook, which libvirtd waits on.
 
 use thiserror::Error;
-use virt::connect::Connect;
+
+use super::ffi::Connection;
 
 /// One network as libvirt reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,28 +42,23 @@ pub enum LibvirtError {
 
 /// Every network libvirt knows at `uri`, active or not.
 pub fn list_networks(uri: &str) -> Result<Vec<LibvirtNetwork>, LibvirtError> {
-    // libvirt's default error handler prints to stderr; errors are returned and logged instead.
-    virt::error::clear_error_callback();
-    let conn = Connect::open(Some(uri)).map_err(|e| LibvirtError::Connect {
+    let conn = Connection::open(uri).map_err(|message| LibvirtError::Connect {
         uri: uri.to_owned(),
-        message: e.message().to_owned(),
+        message,
     })?;
-    let call = |what: &str, e: virt::error::Error| LibvirtError::Call {
+    let call = |what: &str, message: String| LibvirtError::Call {
         uri: uri.to_owned(),
         what: what.to_owned(),
-        message: e.message().to_owned(),
+        message,
     };
     let mut out = Vec::new();
-    for net in conn
-        .list_all_networks(0)
-        .map_err(|e| call("list networks", e))?
-    {
+    for net in conn.networks().map_err(|e| call("list networks", e))? {
         let name = net.name().map_err(|e| call("network name", e))?;
         let active = net
             .is_active()
             .map_err(|e| call(&format!("state of network '{name}'"), e))?;
         let xml = net
-            .xml_desc(0)
+            .xml(0)
             .map_err(|e| call(&format!("XML of network '{name}'"), e))?;
         out.push(LibvirtNetwork { name, active, xml });
     }

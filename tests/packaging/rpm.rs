@@ -70,4 +70,10 @@ fn rpm_builds_from_the_spec() {
         assert!(list.lines().any(|l| l == path), "{path} missing:\n{list}");
     }
     assert_eq!(query("--configfiles").trim(), "/etc/virtmasq/virtmasq.toml");
+    // Loaded at run time: rpm's dependency generator cannot see it.
+    let requires = query("--requires");
+    assert!(
+        requires.lines().any(|l| l.starts_with("libvirt-libs")),
+        "{requires}"
+    );
 }

@@ -33,6 +33,7 @@ pub(super) async fn run_with<B: Backend>(
     tokio::pin!(shutdown);
     let mut bridges = reconcile(&cfg, &mut backend, &svc).await;
     crate::agent::memory::release_free();
+    let mut idle = Some(Instant::now() + IDLE_RELEASE);
     // Ready only now: the first reconcile and the filter's first sync are done.
     let _ = notify::ready();
     let mut watchdog = tokio::time::interval(
@@ -82,6 +83,7 @@ pub(super) async fn run_with<B: Backend>(
             _ = usr1.recv() => trigger(&mut due),
             Some(Request::Reconcile { why }) = svc.requests.recv() => {
                 tracing::info!(%why, "reconcile requested");
+                idle = idle.map(|_| Instant::now() + IDLE_RELEASE);
                 trigger(&mut due);
             }
             events = next_links(&mut links) => {
@@ -103,6 +105,11 @@ pub(super) async fn run_with<B: Backend>(
                 burst.applied();
                 bridges = reconcile(&cfg, &mut backend, &svc).await;
                 crate::agent::memory::release_free();
+                idle = Some(Instant::now() + IDLE_RELEASE);
+            }
+            _ = sleep_until(idle), if idle.is_some() && due.is_none() => {
+                idle = None;
+                crate::agent::memory::release_idle();
             }
         }
     }
@@ -112,6 +119,12 @@ pub(super) async fn run_with<B: Backend>(
     svc.bus.take();
     Ok(())
 }
+
+/// How long the daemon must have had nothing to do (no reconcile pending or just done, no
+/// request) before it releases the code pages the work touched
+/// ([`crate::agent::memory::release_idle`]): a burst of work never pays for faulting them in
+/// again.
+const IDLE_RELEASE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// How often libvirt's lease status files are brought up to date with the lease files.
 const LEASE_VIEW_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
