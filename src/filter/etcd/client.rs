@@ -130,16 +130,28 @@ pub async fn write(
             Change::Unknown(None) => TxnOp::delete(unknown_key(&cfg.prefix, host), None),
         })
         .collect();
-    // Each endpoint in turn until one answers. A transaction sent again is harmless: it
-    // only sets keys to the values asked for.
+    // The next endpoint only when this one was not reached: a transaction that may have been
+    // applied is not sent again, lest it undo another host's change made in between.
     let mut last = None;
     for index in 0..cfg.endpoints.len() {
         match txn_once(cfg, index, ops.clone()).await {
             Ok(revision) => return Ok(revision),
-            Err(e) => last = Some(e),
+            Err(e) if not_reached(&e) => last = Some(e),
+            Err(e) => return Err(e),
         }
     }
     Err(last.expect("endpoints are validated non-empty"))
+}
+
+/// Whether a request failed before reaching etcd (so that it was certainly not applied).
+fn not_reached(e: &EtcdError) -> bool {
+    match e {
+        EtcdError::Request { what, problem, .. } => {
+            *what == "connect" || problem.contains("tcp connect error")
+        }
+        EtcdError::Timeout { what, .. } => *what == "connect",
+        _ => false,
+    }
 }
 
 async fn txn_once(cfg: &SourceConfig, index: usize, ops: Vec<TxnOp>) -> Result<i64, EtcdError> {
@@ -150,5 +162,28 @@ async fn txn_once(cfg: &SourceConfig, index: usize, ops: Vec<TxnOp>) -> Result<i
         Ok(Ok(r)) => Ok(r.header().map_or(0, |h| h.revision())),
         Ok(Err(e)) => Err(request_error(endpoint, "transaction", e)),
         Err(_) => Err(timeout(endpoint, "transaction")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_requests_that_never_reached_etcd_go_to_the_next_endpoint() {
+        let request = |what, problem: &str| EtcdError::Request {
+            endpoint: "http://e:2379".into(),
+            what,
+            problem: problem.into(),
+        };
+        let timeout = |what| EtcdError::Timeout {
+            endpoint: "http://e:2379".into(),
+            what,
+        };
+        assert!(not_reached(&request("transaction", "tcp connect error")));
+        assert!(not_reached(&request("connect", "authentication failed")));
+        assert!(not_reached(&timeout("connect")));
+        assert!(!not_reached(&timeout("transaction")));
+        assert!(!not_reached(&request("transaction", "h2 protocol error")));
     }
 }
