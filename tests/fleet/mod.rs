@@ -167,6 +167,23 @@ impl Cluster {
         }
     }
 
+    /// Waits until the running members have a leader again (a put succeeds), as after a
+    /// member's loss: until then etcd answers no write, whoever sends it.
+    pub fn wait_writable(&self, within: Duration) -> Duration {
+        let start = std::time::Instant::now();
+        while self
+            .try_ctl(&["put", "/virtmasq-test/quorum-probe", "x"])
+            .is_err()
+        {
+            assert!(
+                start.elapsed() < within,
+                "the cluster had no leader within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        start.elapsed()
+    }
+
     /// etcdctl, which must succeed.
     pub fn ctl(&self, args: &[&str]) -> String {
         self.try_ctl(args)
