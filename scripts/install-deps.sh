@@ -24,6 +24,7 @@ PACKAGES=(
   shellcheck          # make lint checks every shell script (scripts/lint-shell.sh)
   protobuf-compiler   # protoc: the etcd-client crate generates etcd's gRPC API at build time
   etcd-server etcd-client  # a real etcd and etcdctl for the filter's etcd source (tests/filter_etcd.rs)
+  openssl             # a CA and certificates made at test time for etcd over TLS (tests/filter_etcd_tls.rs)
 )
 # Where package scripts look for the policy that keeps them from starting services; tests point
 # this elsewhere (tests/install_deps.rs), so that they never touch the host's.

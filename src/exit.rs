@@ -143,7 +143,7 @@ mod tests {
             ),
             (
                 crate::filter::etcd::EtcdError::Timeout {
-                    endpoints: "http://127.0.0.1:2379".into(),
+                    endpoint: "http://127.0.0.1:2379".into(),
                     what: "connect",
                 }
                 .into(),

@@ -120,6 +120,11 @@ pub async fn run(opts: DaemonOptions, shutdown: impl Future<Output = ()>) -> any
         filter.clone(),
         &cfg.paths.state_dir,
         source_reporter(status.clone()),
+        http_rules
+            .clone()
+            .map(|shared| -> crate::filter::etcd::IpxeSink {
+                Box::new(move |overlay| shared.set_overlay(overlay))
+            }),
     );
     let services = Services {
         status,

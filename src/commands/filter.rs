@@ -16,6 +16,10 @@ use crate::model::MacAddr;
 /// Options of `filter`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// With `[filter.source] kind = "etcd"`: write host NAME's overrides
+    /// (`<prefix>/hosts/NAME/...`), which beat the fleet-wide keys on that host only.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub host: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub op: Op,
@@ -75,12 +79,25 @@ pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     let cfg = cli.load_config()?;
     if cfg.filter.source.kind == crate::filter::SourceKind::Etcd {
         if let Some(changes) = etcd_changes(&args.op)? {
-            let rev = crate::filter::etcd::write(&cfg.filter.source, &changes).await?;
+            let host = args.host.as_deref();
+            if let Some(h) = host {
+                crate::filter::etcd::layout::check_host(h).map_err(anyhow::Error::msg)?;
+            }
+            let rev = crate::filter::etcd::write(&cfg.filter.source, host, &changes).await?;
+            let whom = match host {
+                Some(h) => format!("host {h} applies it (an override of the fleet-wide keys)"),
+                None => "every host following it applies it".into(),
+            };
             return print_out(&format!(
-                "written to etcd at revision {rev}: every host following {} applies it\n",
+                "written to etcd at revision {rev} under {}: {whom}\n",
                 cfg.filter.source.prefix
             ));
         }
+    }
+    if let Some(h) = &args.host {
+        anyhow::bail!(
+            "--host {h}: per-host overrides are etcd keys; they need [filter.source] kind = \"etcd\" and a change verb (allow, deny, forget, unknown)"
+        );
     }
     let filter = PxeFilter::new(cfg.filter.clone(), cfg.paths.state_dir.clone());
     let report = match &args.op {

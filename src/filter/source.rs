@@ -8,7 +8,9 @@
 //! * `<prefix>/macs/<mac>` = `allow` | `deny`: one MAC (lower case, colons); a deleted key
 //!   returns the MAC to the unknown-MAC policy;
 //! * `<prefix>/unknown` = `allow` | `deny`: the policy for other MACs; absent means
-//!   `[filter] unknown`.
+//!   `[filter] unknown`;
+//! * `<prefix>/hosts/<host>/macs/<mac>`, `<prefix>/hosts/<host>/unknown`: one host's
+//!   overrides of the two, `<host>` being `host` below (by default the host name).
 
 use std::path::PathBuf;
 
@@ -46,6 +48,9 @@ pub struct SourceConfig {
     pub user: Option<String>,
     /// Password of `user`. The configuration file is then a secret: keep it 0600.
     pub password: Option<String>,
+    /// This host's name in `<prefix>/hosts/<host>/...` (its overrides); default: the
+    /// machine's host name.
+    pub host: Option<String>,
 }
 
 impl SourceConfig {
@@ -74,6 +79,11 @@ impl SourceConfig {
                     "endpoint {e:?} must be a URL with a host and port only"
                 ));
             }
+            if self.ca.is_none() && e.starts_with("https://") {
+                return Err(format!(
+                    "endpoint {e:?}: https needs ca (the PEM CA that signed the etcd servers' certificates)"
+                ));
+            }
             if tls && e.starts_with("http://") {
                 return Err(format!(
                     "endpoint {e:?}: ca and cert need https:// endpoints"
@@ -97,7 +107,20 @@ impl SourceConfig {
         if self.user.is_some() != self.password.is_some() {
             return Err("user and password go together".into());
         }
+        if let Some(h) = &self.host {
+            super::etcd::layout::check_host(h)?;
+        }
         Ok(())
+    }
+
+    /// This host's name in the key layout: `host`, else the machine's host name (its first
+    /// label is not taken: a fleet's hosts may share one).
+    pub fn host_name(&self) -> String {
+        self.host.clone().unwrap_or_else(|| {
+            nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "localhost".into())
+        })
     }
 
     /// The etcd-only settings that are set, by name.
@@ -110,6 +133,7 @@ impl SourceConfig {
             ("key", self.key.is_some()),
             ("user", self.user.is_some()),
             ("password", self.password.is_some()),
+            ("host", self.host.is_some()),
         ]
         .into_iter()
         .filter_map(|(name, set)| set.then_some(name))
@@ -124,7 +148,7 @@ mod tests {
     #[test]
     fn table() {
         let etcd = "kind = \"etcd\"\nendpoints = [\"http://127.0.0.1:2379\"]\nprefix = \"/v/f\"\n";
-        let cases: [(String, Result<(), &str>); 12] = [
+        let cases: [(String, Result<(), &str>); 16] = [
             (String::new(), Ok(())),
             ("kind = \"local\"".into(), Ok(())),
             (etcd.into(), Ok(())),
@@ -145,10 +169,20 @@ mod tests {
             (format!("{etcd}ca = \"/ca.pem\""), Err("need https://")),
             (format!("{etcd}user = \"u\""), Err("user and password")),
             (
-                format!("{}cert = \"/c\"", etcd.replace("http:", "https:")),
+                format!(
+                    "{}ca = \"/a\"\ncert = \"/c\"",
+                    etcd.replace("http:", "https:")
+                ),
                 Err("cert and key"),
             ),
             (format!("{etcd}kind2 = 1"), Err("unknown field")),
+            (format!("{etcd}host = \"agent1\""), Ok(())),
+            (etcd.replace("http:", "https:"), Err("https needs ca")),
+            (
+                format!("{etcd}host = \"a/b\""),
+                Err("host \"a/b\" may not hold '/'"),
+            ),
+            ("host = \"a\"".into(), Err("host is an etcd setting")),
         ];
         for (text, want) in cases {
             let got = toml::from_str::<SourceConfig>(&text)

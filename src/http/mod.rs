@@ -31,6 +31,7 @@ pub use config::{HttpConfig, DEFAULT_PORT};
 pub use limit::Limits;
 pub use query::{parse_query, ClientQuery, QueryError, MAX_QUERY};
 
+use crate::pxe::overlay::RuleOverlay;
 use crate::pxe::script::{client_script, identify_script, ScriptRules, SCRIPT_PATH};
 use limit::BoundedListener;
 use summary::{Event, Summary};
@@ -47,24 +48,53 @@ struct AppState {
     summary: Arc<Summary>,
 }
 
-/// The rules the endpoint answers by, replaceable while it serves (a configuration reload).
+/// The rules the endpoint answers by, replaceable while it serves: the configuration's
+/// (replaced by a reload) with the rules of an outside source laid over them (etcd).
 #[derive(Debug, Default)]
-pub struct SharedRules(RwLock<Arc<ScriptRules>>);
+pub struct SharedRules(RwLock<Rules>);
+
+#[derive(Debug, Default)]
+struct Rules {
+    /// The configuration's `[http]` rules.
+    base: ScriptRules,
+    /// The outside source's rules.
+    overlay: RuleOverlay,
+    /// `overlay` over `base`, as served.
+    current: Arc<ScriptRules>,
+}
 
 impl SharedRules {
     /// Starts with `rules`.
     pub fn new(rules: ScriptRules) -> Self {
-        Self(RwLock::new(Arc::new(rules)))
+        let current = Arc::new(rules.clone());
+        Self(RwLock::new(Rules {
+            base: rules,
+            overlay: RuleOverlay::default(),
+            current,
+        }))
     }
 
-    /// Replaces the rules; requests already answered keep what they got.
+    /// Replaces the configuration's rules; requests already answered keep what they got.
     pub fn replace(&self, rules: ScriptRules) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(rules);
+        let mut r = self.0.write().unwrap_or_else(|p| p.into_inner());
+        r.current = Arc::new(r.overlay.over(&rules));
+        r.base = rules;
+    }
+
+    /// Replaces the outside source's rules.
+    pub fn set_overlay(&self, overlay: RuleOverlay) {
+        let mut r = self.0.write().unwrap_or_else(|p| p.into_inner());
+        r.current = Arc::new(overlay.over(&r.base));
+        r.overlay = overlay;
     }
 
     /// The rules in force now.
     pub fn current(&self) -> Arc<ScriptRules> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .current
+            .clone()
     }
 }
 

@@ -10,6 +10,7 @@
 pub mod check;
 pub mod error;
 pub mod lines;
+pub mod overlay;
 pub mod script;
 
 pub use crate::model::pxe::{arch, profile, values};

@@ -263,6 +263,19 @@ impl ScriptRules {
         Ok(out)
     }
 
+    /// Sets (or replaces) the rule for one client.
+    pub fn set(&mut self, key: ClientKey, action: ScriptAction) {
+        match key {
+            ClientKey::Mac(m) => drop(self.by_mac.insert(m, action)),
+            ClientKey::Uuid(u) => drop(self.by_uuid.insert(u, action)),
+        }
+    }
+
+    /// Sets the default.
+    pub fn set_default(&mut self, action: ScriptAction) {
+        self.default = action;
+    }
+
     /// The action for a client, and which rule chose it.
     pub fn choose(&self, mac: &MacAddr, uuid: Option<&MachineUuid>) -> (&ScriptAction, Matched) {
         if let Some(a) = self.by_mac.get(mac) {

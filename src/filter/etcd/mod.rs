@@ -10,24 +10,33 @@
 //! Fail-static: every change lands in the filter's state directory before its files, so while
 //! etcd is unreachable, and after a restart without it, the last policy applied is served.
 //! The follower reports its state ([`SourceStatus`]): in contact, or stale since when.
+//!
+//! The same prefix may hold the iPXE endpoint's rules ([`layout`]); the follower hands them to
+//! the daemon's endpoint through an [`IpxeSink`] and keeps the last ones in the state
+//! directory, served again after a restart without etcd.
 
 mod client;
+mod error;
+pub mod layers;
 pub mod layout;
+mod record;
 
 pub use client::write;
+pub use error::EtcdError;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use etcd_client::{Client, GetOptions};
 use etcd_client::{EventType, WatchOptions, WatchResponse, WatchStream};
 use serde::{Deserialize, Serialize};
 
-use super::error::FilterError;
 use super::ops::PxeFilter;
 use super::source::SourceConfig;
-use layout::Batch;
+use crate::pxe::overlay::RuleOverlay;
+use layers::{Batch, Layers};
+use record::{now, read_applied, read_json, write_applied, Applied};
 
 /// Keys read per page of the first read (a page stays well below gRPC's 4 MiB message limit).
 const PAGE: i64 = 10_000;
@@ -38,68 +47,10 @@ pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// First and longest wait between attempts while etcd is unreachable.
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(2);
-/// The follower's record in the state directory: last revision applied and when.
-const STATE_FILE: &str = "filter-etcd.json";
+/// The iPXE rules last applied from etcd, served again by a daemon restarted without it.
+const IPXE_FILE: &str = "filter-etcd-ipxe.json";
 /// How often the revision applied is reported while changes stream in.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
-
-/// An error talking to etcd (the follower logs it, reports the source stale and retries).
-#[derive(Debug, thiserror::Error)]
-pub enum EtcdError {
-    /// A TLS file could not be read.
-    #[error("cannot read {} ([filter.source])", path.display())]
-    Tls {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// etcd refused or failed a request.
-    #[error("etcd at {endpoints}: {what} failed")]
-    Request {
-        /// The endpoints, as configured.
-        endpoints: String,
-        /// What was asked.
-        what: &'static str,
-        /// The client's error (boxed: it is large).
-        #[source]
-        source: Box<etcd_client::Error>,
-    },
-    /// No answer in time.
-    #[error("etcd at {endpoints}: no answer to {what} within {REQUEST_TIMEOUT:?}")]
-    Timeout {
-        /// The endpoints, as configured.
-        endpoints: String,
-        /// What was asked.
-        what: &'static str,
-    },
-    /// The watch's history is compacted away: a full read follows.
-    #[error("etcd compacted the history past revision {revision}; reading the whole prefix again")]
-    Compacted {
-        /// The oldest revision etcd still has.
-        revision: i64,
-    },
-    /// etcd ended or cancelled the watch.
-    #[error("etcd ended the watch: {reason}")]
-    WatchEnded {
-        /// etcd's reason, if any.
-        reason: String,
-    },
-    /// A `virtmasq filter` command names more MACs than one etcd transaction holds.
-    #[error(
-        "{count} changes do not fit in one etcd transaction (at most {max}); split the command"
-    )]
-    TooMany {
-        /// Changes asked for.
-        count: usize,
-        /// etcd's default limit (`--max-txn-ops`).
-        max: usize,
-    },
-    /// Applying the policy to the hostsdir failed.
-    #[error("applying etcd's policy")]
-    Apply(#[source] FilterError),
-}
 
 /// The source's state, for `status`, D-Bus and `STATUS=`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,23 +66,13 @@ pub struct SourceStatus {
     pub error: Option<String>,
 }
 
-/// What the follower last applied, kept in the state directory so that a daemon restarted
-/// without etcd can say since when its policy is stale.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
-struct Applied {
-    /// etcd revision.
-    revision: i64,
-    /// Unix time.
-    at: u64,
-}
-
 /// Follows one etcd prefix into one filter.
 pub struct Follower {
     /// `[filter.source]`, validated, kind etcd.
     cfg: SourceConfig,
     /// The filter the policy goes to (its state directory keeps it across outages).
     filter: Arc<PxeFilter>,
-    /// Where [`STATE_FILE`] lives.
+    /// Where its records live (the revision applied, the iPXE rules).
     state_dir: PathBuf,
     /// Told every change of [`SourceStatus`].
     report: Box<dyn Fn(&SourceStatus) + Send + Sync>,
@@ -139,16 +80,34 @@ pub struct Follower {
     status: SourceStatus,
     /// When it was reported.
     reported: Instant,
+    /// The endpoint in use (index into `cfg.endpoints`); the next one after a failure.
+    endpoint: usize,
+    /// Sessions failed in a row: the source is stale once every endpoint failed.
+    failures: usize,
+    /// This host's name in `<prefix>/hosts/<host>/...` (`[filter.source] host`).
+    host: String,
+    /// The fleet-wide policy and this host's overrides, as last read and watched.
+    layers: Layers,
+    /// Told the iPXE rules whenever they change (the daemon's HTTP endpoint), if it serves.
+    ipxe: Option<IpxeSink>,
 }
 
+/// Where the iPXE rules read from etcd go.
+pub type IpxeSink = Box<dyn Fn(RuleOverlay) + Send + Sync>;
+
 impl Follower {
-    /// A follower of `cfg` applying to `filter`, reporting through `report`.
+    /// A follower of `cfg` applying to `filter`, reporting through `report`, and handing the
+    /// iPXE rules to `ipxe` (at once the last ones applied, if any).
     pub fn new(
         cfg: SourceConfig,
         filter: Arc<PxeFilter>,
         state_dir: &Path,
         report: Box<dyn Fn(&SourceStatus) + Send + Sync>,
+        ipxe: Option<IpxeSink>,
     ) -> Self {
+        if let (Some(sink), Some(last)) = (&ipxe, read_json::<RuleOverlay>(state_dir, IPXE_FILE)) {
+            sink(last);
+        }
         let last = read_applied(state_dir);
         let status = SourceStatus {
             kind: "etcd".into(),
@@ -158,6 +117,7 @@ impl Follower {
             error: Some("not yet read from etcd".into()),
         };
         report(&status);
+        let cfg_host = cfg.host_name();
         Self {
             cfg,
             filter,
@@ -165,6 +125,11 @@ impl Follower {
             report,
             status,
             reported: Instant::now(),
+            endpoint: 0,
+            failures: 0,
+            host: cfg_host,
+            layers: Layers::default(),
+            ipxe,
         }
     }
 
@@ -177,6 +142,14 @@ impl Follower {
             if let EtcdError::Compacted { .. } = err {
                 tracing::warn!(error = %crate::error::chain(&err), "PXE filter source");
                 revision = None;
+                continue;
+            }
+            self.failures += 1;
+            self.endpoint = (self.endpoint + 1) % self.cfg.endpoints.len();
+            if self.failures < self.cfg.endpoints.len() {
+                // Another member may serve: try it at once, the policy still current.
+                tracing::info!(error = %crate::error::chain(&err), "PXE filter source: trying the next etcd endpoint");
+                tokio::time::sleep(RETRY_MIN).await;
                 continue;
             }
             tracing::warn!(error = %crate::error::chain(&err), "PXE filter source etcd unreachable; the last policy applied stays in force");
@@ -221,6 +194,7 @@ impl Follower {
         // The watch is established: the policy is current (a compacted start revision is
         // reported next, and a full read follows at once).
         *wait = RETRY_MIN;
+        self.failures = 0;
         self.applied(start);
         loop {
             // Every response already received is applied as one batch: under a stream of
@@ -289,7 +263,7 @@ impl Follower {
 
     /// Applies watch events as one batch; the revision of the last event, if any.
     async fn apply_events<'e>(
-        &self,
+        &mut self,
         events: impl IntoIterator<Item = &'e etcd_client::Event>,
     ) -> Option<Result<i64, EtcdError>> {
         let mut batch = Batch::default();
@@ -298,12 +272,16 @@ impl Follower {
             let Some(kv) = ev.kv() else { continue };
             last = Some(kv.mod_revision());
             let value = (ev.event_type() == EventType::Put).then(|| kv.value());
-            match layout::read(&self.cfg.prefix, kv.key(), value) {
-                Ok(change) => batch.push(change),
+            match layout::read(&self.cfg.prefix, &self.host, kv.key(), value) {
+                Ok(Some((scope, entry))) => batch.push(self.layers.apply(scope, entry)),
+                Ok(None) => {}
                 Err(i) => tracing::warn!(key = %i.key, "etcd key ignored: {}", i.reason),
             }
         }
         let last = last?;
+        if batch.ipxe {
+            self.publish_ipxe();
+        }
         if batch.is_empty() {
             return Some(Ok(last));
         }
@@ -318,8 +296,8 @@ impl Follower {
     }
 
     /// Reads the whole prefix at one revision, in pages, and applies it; returns the revision.
-    async fn full_read(&self, client: &mut Client) -> Result<i64, EtcdError> {
-        let prefix = &self.cfg.prefix;
+    async fn full_read(&mut self, client: &mut Client) -> Result<i64, EtcdError> {
+        let prefix = &self.cfg.prefix.clone();
         // Every key under "<prefix>/" sorts below "<prefix>0" ('0' follows '/').
         let end = format!("{prefix}0");
         let mut from = format!("{prefix}/").into_bytes();
@@ -346,25 +324,52 @@ impl Follower {
             kvs.append(&mut page);
             if !more {
                 let pairs = kvs.iter().map(|kv| (kv.key(), kv.value()));
-                let (lists, unknown, ignored) = layout::snapshot(prefix, pairs);
+                let (layers, ignored) = Layers::snapshot(prefix, &self.host, pairs);
                 for i in &ignored {
                     tracing::warn!(key = %i.key, "etcd key ignored: {}", i.reason);
                 }
+                let (lists, unknown) = layers.effective();
                 let (allowed, denied) = (lists.allow.len(), lists.deny.len());
+                let (fleet, host) = layers.counts();
                 let filter = self.filter.clone();
                 tokio::task::spawn_blocking(move || filter.replace_policy(lists, unknown))
                     .await
                     .expect("the filter does not panic")
                     .map_err(EtcdError::Apply)?;
+                self.layers = layers;
+                self.publish_ipxe();
                 tracing::info!(
                     revision = rev,
                     allowed,
                     denied,
+                    fleet_keys = fleet,
+                    host_keys = host,
+                    host = %self.host,
                     "PXE filter policy read from etcd"
                 );
                 return Ok(rev);
             }
         }
+    }
+
+    /// Hands the iPXE rules to the endpoint and keeps them in the state directory.
+    fn publish_ipxe(&self) {
+        let overlay = self.layers.ipxe_overlay();
+        let Some(sink) = &self.ipxe else {
+            if overlay != RuleOverlay::default() {
+                tracing::warn!(
+                    "iPXE rules under the etcd prefix are not served: [http] enabled = false"
+                );
+            }
+            return;
+        };
+        let text = serde_json::to_vec(&overlay).expect("serialises");
+        let path = self.state_dir.join(IPXE_FILE);
+        if let Err(e) = crate::fsutil::write_atomic(&path, &text, 0o644) {
+            tracing::warn!(error = %e, path = %path.display(), "iPXE rules from etcd not kept for a restart");
+        }
+        tracing::info!(rules = overlay.rules.len(), default = ?overlay.default.as_ref().map(|d| d.to_string()), "iPXE rules from etcd in force");
+        sink(overlay);
     }
 
     /// Waits for one linearizable read of the prefix (counted, not transferred).
@@ -379,15 +384,15 @@ impl Follower {
     }
 
     async fn connect(&self) -> Result<Client, EtcdError> {
-        client::connect(&self.cfg).await
+        client::connect(&self.cfg, self.endpoint).await
     }
 
     fn request_error(&self, what: &'static str, source: etcd_client::Error) -> EtcdError {
-        client::request_error(&self.cfg, what, source)
+        client::request_error(&self.cfg.endpoints[self.endpoint], what, source)
     }
 
     fn timeout(&self, what: &'static str) -> EtcdError {
-        client::timeout(&self.cfg, what)
+        client::timeout(&self.cfg.endpoints[self.endpoint], what)
     }
 
     /// Records `revision` as applied and the source as current.
@@ -438,32 +443,11 @@ pub fn spawn(
     filter: Arc<PxeFilter>,
     state_dir: &Path,
     report: Box<dyn Fn(&SourceStatus) + Send + Sync>,
+    ipxe: Option<IpxeSink>,
 ) -> Option<Following> {
     if cfg.kind != super::source::SourceKind::Etcd {
         return None;
     }
-    let follower = Follower::new(cfg.clone(), filter, state_dir, report);
+    let follower = Follower::new(cfg.clone(), filter, state_dir, report, ipxe);
     Some(Following(tokio::spawn(follower.run())))
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-fn read_applied(dir: &Path) -> Option<Applied> {
-    let text = std::fs::read_to_string(dir.join(STATE_FILE)).ok()?;
-    serde_json::from_str(&text).ok()
-}
-
-/// Not fsynced: the policy itself is durable in the store; this only dates it.
-fn write_applied(dir: &Path, applied: Applied) {
-    let text = serde_json::to_string(&applied).expect("serialises");
-    let temp = dir.join(format!(".{STATE_FILE}.tmp"));
-    let result =
-        std::fs::write(&temp, text).and_then(|()| std::fs::rename(&temp, dir.join(STATE_FILE)));
-    if let Err(e) = result {
-        tracing::warn!(error = %e, dir = %dir.display(), "etcd revision not recorded");
-    }
 }
