@@ -1,6 +1,7 @@
 //! Reading and writing the hostsdir: the effects behind [`super::plan`]. Files are written
 //! under a dot-name and renamed into place, so dnsmasq (which skips dotfiles and reacts to
-//! IN_MOVED_TO) never reads a half-written file; durability comes from one `syncfs` per batch
+//! IN_MOVED_TO) never reads a half-written file; a new file is created under its own name
+//! (dnsmasq reads it at IN_CLOSE_WRITE, once written); durability comes from one `syncfs` per batch
 //! or one `fsync` per file, as configured.
 
 use std::fs::{self, File, Permissions};
@@ -168,11 +169,14 @@ pub fn apply(
                 replaces,
             } => {
                 let content = target.content(*verdict, form);
-                at.write(
-                    &target.file_name(),
-                    content.as_bytes(),
-                    (durability, fix_mode),
-                )?;
+                let name = target.file_name();
+                let options = (durability, fix_mode);
+                // A file that is not there yet is created under its name: dnsmasq reads it at
+                // its close (IN_CLOSE_WRITE), so it never sees it half-written, and the rename
+                // is saved. A file that turns out to be there after all is replaced.
+                if *replaces || !at.create(&name, content.as_bytes(), options)? {
+                    at.write(&name, content.as_bytes(), options)?;
+                }
                 done.written += 1;
                 done.rewritten += usize::from(*replaces);
             }
@@ -236,6 +240,48 @@ impl DirAt<'_> {
             let _ = unlinkat(self.handle, temp.as_str(), UnlinkatFlags::NoRemoveDir);
         }
         result
+    }
+
+    /// Creates `name`, which must not exist, with `content`; false if it exists. A crash in
+    /// between leaves a short file under the name, which a later sync's content check (or
+    /// the start-up rebuild) replaces, as it does a file emptied by a crash before `syncfs`.
+    fn create(
+        &self,
+        name: &str,
+        content: &[u8],
+        (durability, fix_mode): (Durability, bool),
+    ) -> Result<bool, FilterError> {
+        let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC;
+        let fd = match openat(
+            self.handle,
+            name,
+            flags,
+            Mode::from_bits_truncate(FILE_MODE),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::EEXIST) => return Ok(false),
+            Err(e) => return Err(self.err("create", name)(e)),
+        };
+        let path = || self.dir.join(name);
+        let written = (|| {
+            let mut file = File::from(fd);
+            if fix_mode {
+                file.set_permissions(Permissions::from_mode(FILE_MODE))
+                    .map_err(FilterError::io("set the mode of", path()))?;
+            }
+            file.write_all(content)
+                .map_err(FilterError::io("write", path()))?;
+            if durability == Durability::FsyncEach {
+                file.sync_data().map_err(FilterError::io("fsync", path()))?;
+            }
+            Ok(true)
+        })();
+        if written.is_err() {
+            // Best effort, as for a temporary file: a short file left here is found by its
+            // content and replaced.
+            let _ = unlinkat(self.handle, name, UnlinkatFlags::NoRemoveDir);
+        }
+        written
     }
 
     /// Removes `name`; false if it was already gone.
@@ -306,6 +352,28 @@ mod tests {
             assert_eq!(seen.leftovers, [".virtmasq-tmp.aa-00-00-00-00-09"]);
             assert_eq!(seen.foreign, ["README", "aa-00-00-00-00-04"]);
         }
+    }
+
+    #[test]
+    fn a_file_planned_as_new_but_present_is_replaced_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("hd");
+        ensure_dir(&d).unwrap();
+        let a = Target::Mac(MacAddr::new([0xaa, 0, 0, 0, 0, 2]));
+        // Another writer (or a crash) left a longer, different file under the name.
+        fs::write(
+            d.join(a.file_name()),
+            "left here by something else, much longer\n",
+        )
+        .unwrap();
+        let actions = [FileAction::Write {
+            target: a,
+            verdict: Verdict::Allow,
+            replaces: false,
+        }];
+        apply(&d, &actions, DenyLine::Tagged, Durability::Syncfs).unwrap();
+        let text = fs::read_to_string(d.join(a.file_name())).unwrap();
+        assert_eq!(text, a.content(Verdict::Allow, DenyLine::Tagged));
     }
 
     #[test]
