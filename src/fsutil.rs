@@ -101,6 +101,20 @@ pub fn secure_dir(path: &Path, mode: u32, uid: u32, gid: u32) -> io::Result<()> 
 /// Writes `contents` to `path` atomically with the given mode. Leaves no temporary file behind
 /// on error.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    replace(path, contents, mode, true)
+}
+
+/// Replaces `path` atomically (a temporary dotfile renamed over it) without making it durable:
+/// for files that mean nothing after a reboot, such as times of the monotonic clock. A crash
+/// of the process leaves the old file or the new one; a power loss may leave either, or an
+/// empty one.
+pub fn replace_volatile(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    replace(path, contents, mode, false)
+}
+
+/// A temporary dotfile in `path`'s directory with `contents`, renamed over `path`; with
+/// `durable`, the file is synced before and the directory after the rename.
+fn replace(path: &Path, contents: &[u8], mode: u32, durable: bool) -> io::Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -114,34 +128,15 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     let result = (|| {
         f.set_permissions(fs::Permissions::from_mode(mode))?;
         f.write_all(contents)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
+        if durable {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// Replaces `path` atomically (a temporary dotfile renamed over it) without making it durable:
-/// for files that mean nothing after a reboot, such as times of the monotonic clock. A crash
-/// of the process leaves the old file or the new one; a power loss may leave either, or an
-/// empty one.
-pub fn replace_volatile(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let prefix = format!(".{}.virtmasq-tmp.", name.to_string_lossy());
-    let (mut f, tmp) = create_temp(dir, &prefix, mode)?;
-    let result = f
-        .set_permissions(fs::Permissions::from_mode(mode))
-        .and_then(|()| f.write_all(contents))
-        .and_then(|()| fs::rename(&tmp, path));
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
