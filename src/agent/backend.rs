@@ -42,6 +42,11 @@ pub trait Backend {
     fn reread(&mut self, cfg: &Config) -> impl std::future::Future<Output = anyhow::Result<()>>;
     /// The agent is stopping.
     fn shutdown(&mut self) -> impl std::future::Future<Output = ()>;
+    /// Bridges beyond those served whose appearance needs a reconcile: those a stopped
+    /// network's lines still wait on in the system dnsmasq ([`crate::system::linger`]).
+    fn watched_bridges(&self, _cfg: &Config) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The PXE filter's lines for `net`'s dnsmasq, if the filter covers it.

@@ -141,8 +141,10 @@ pub async fn run(opts: DaemonOptions, shutdown: impl Future<Output = ()>) -> any
     let result = match mode {
         Mode::System => match systemd {
             Some(systemd) => {
-                let backend =
-                    PerNetworkBackend::new(SystemBackend::new(systemd, opts.host.clone()), &cfg);
+                let backend = PerNetworkBackend::new(
+                    SystemBackend::new(systemd, opts.host.clone()).lingering(),
+                    &cfg,
+                );
                 run_with(backend, cfg, &opts, services, shutdown).await
             }
             None => Err(anyhow::anyhow!(

@@ -98,6 +98,10 @@ impl Backend for PerNetworkBackend {
         outcome
     }
 
+    fn watched_bridges(&self, cfg: &Config) -> Vec<String> {
+        self.system.watched_bridges(cfg)
+    }
+
     fn served_by(&self, net: &ManagedNetwork, cfg: &Config) -> String {
         match (self.placed.get(&net.name), &self.private) {
             (Some(Placement::Private(r)), Ok(p)) => {

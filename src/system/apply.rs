@@ -241,9 +241,25 @@ impl<'a> Apply<'a> {
         };
         failpoint::hit("staged");
         let state_dir = r.state_dir.to_owned();
-        let mut journal = tokio::task::spawn_blocking(move || commit_new_set(journal, &state_dir))
-            .await
-            .map_err(|e| io("write", r.state_dir)(std::io::Error::other(e.to_string())))??;
+        // Lines that stay loaded are recorded before their fragment goes (a kill in between
+        // leaves a record too many, which costs one restart, never one too few); a restart
+        // clears the record once it is done.
+        let linger = match (restart, active) {
+            (false, true) => plan.lingering_changed.then(|| plan.lingering.clone()),
+            (false, false) => Some(Default::default()),
+            (true, _) => None,
+        };
+        let mut journal = tokio::task::spawn_blocking(move || {
+            if let Some(set) = linger {
+                if let Err(e) = super::linger::store(&state_dir, &set) {
+                    let path = super::linger::record_path(&state_dir);
+                    return Err(undo(&journal, &state_dir, io("write", &path)(e)));
+                }
+            }
+            commit_new_set(journal, &state_dir)
+        })
+        .await
+        .map_err(|e| io("write", r.state_dir)(std::io::Error::other(e.to_string())))??;
         drop(journaling);
         applied.changed = journal.files.iter().map(|e| e.path.clone()).collect();
         if restart {
@@ -251,6 +267,9 @@ impl<'a> Apply<'a> {
             let report = r.restart_or_roll_back(&mut journal).await?;
             applied.restarted = true;
             applied.restart_time = Some(report.elapsed);
+            if let Err(e) = super::linger::store(r.state_dir, &Default::default()) {
+                tracing::warn!(error = %e, "the lingering record could not be cleared: a bridge of it created again will restart dnsmasq once more");
+            }
         }
         let finishing = phase("finish");
         applied.changed.extend(r.finish(&journal)?);
@@ -374,9 +393,14 @@ impl<'a> Restarter<'a> {
         let log = RestartLog::new(self.state_dir);
         log.wait_for_room(limit, 0).await;
         log.record(limit);
-        self.systemd
+        let report = self
+            .systemd
             .restart_and_wait(self.unit, self.restart_timeout)
-            .await
+            .await?;
+        if let Err(e) = super::linger::store(self.state_dir, &Default::default()) {
+            tracing::warn!(error = %e, "the lingering record could not be cleared");
+        }
+        Ok(report)
     }
 
     /// Restarts the unit on the restored files, resetting a start limit that refuses it;

@@ -10,6 +10,7 @@ pub mod domains;
 pub mod effective;
 pub mod failpoint;
 pub mod journal;
+pub mod linger;
 pub mod placement;
 pub mod plan;
 pub mod ports;

@@ -9,6 +9,7 @@ use crate::dnsmasq::fragment::{self, FragmentContext};
 use crate::model::{ManagedNetwork, NetworkName};
 
 use super::effective::{BindMode, EffectiveConfig};
+use super::linger::{self, Linger};
 
 /// What the files hold now.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -50,12 +51,45 @@ pub struct Plan {
     pub hangup: bool,
     /// Fragments that cannot be written because a file virtmasq did not write is in the way.
     pub refused: Vec<PathBuf>,
+    /// The networks whose lines the running dnsmasq holds without a fragment once this plan
+    /// is carried out ([`super::linger`]); empty after a restart.
+    pub lingering: BTreeSet<Linger>,
+    /// Whether [`Self::lingering`] differs from the record: it is to be stored.
+    pub lingering_changed: bool,
 }
 
 impl Plan {
     /// Whether nothing is to be done.
     pub fn is_empty(&self) -> bool {
-        self.writes.is_empty() && self.removals.is_empty() && self.stale_hosts.is_empty()
+        self.writes.is_empty()
+            && self.removals.is_empty()
+            && self.stale_hosts.is_empty()
+            && !self.restart
+            && !self.lingering_changed
+    }
+}
+
+/// What the running system dnsmasq holds beyond its files, and what may be left in it.
+pub struct Loaded<'a> {
+    /// The lingering record ([`super::linger::load`]).
+    pub lingering: &'a BTreeSet<Linger>,
+    /// Whether a removed fragment may linger: only where something follows link events and
+    /// reconciles when a lingering bridge is created again (the daemon).
+    pub may_linger: bool,
+    /// Whether an interface of that name exists now.
+    pub bridge_exists: &'a dyn Fn(&str) -> bool,
+}
+
+impl Loaded<'_> {
+    /// Nothing lingers and nothing may: every removal restarts (the hook without a daemon,
+    /// `sync`, tests of the rest).
+    pub fn none() -> Loaded<'static> {
+        static EMPTY: BTreeSet<Linger> = BTreeSet::new();
+        Loaded {
+            lingering: &EMPTY,
+            may_linger: false,
+            bridge_exists: &|_| true,
+        }
     }
 }
 
@@ -204,8 +238,9 @@ pub fn excluded(effective: &EffectiveConfig, bridge: &str) -> Option<String> {
     None
 }
 
-/// The changes from `observed` to `desired`.
-pub fn plan(observed: &Observed, desired: &Desired) -> Plan {
+/// The changes from `observed` to `desired`, given what the running dnsmasq holds beyond
+/// its files (`loaded`).
+pub fn plan(observed: &Observed, desired: &Desired, loaded: &Loaded) -> Plan {
     let mut p = Plan::default();
     for (path, text) in &desired.hosts {
         if observed.hosts.get(path).map(Vec::as_slice) != Some(text.as_bytes()) {
@@ -223,21 +258,57 @@ pub fn plan(observed: &Observed, desired: &Desired) -> Plan {
             p.restart = true;
         }
     }
-    for path in observed.fragments.keys() {
-        if !desired.fragments.contains_key(path) {
-            p.removals.push(path.clone());
-            p.restart = true;
+    let mut lingering = loaded.lingering.clone();
+    for (path, text) in &observed.fragments {
+        if desired.fragments.contains_key(path) {
+            continue;
+        }
+        p.removals.push(path.clone());
+        match lingers(text, observed, loaded) {
+            Some(l) => {
+                lingering.insert(l);
+            }
+            None => p.restart = true,
         }
     }
+    // A bridge created again must not meet the lines still loaded for it.
+    if (loaded.lingering.iter()).any(|l| (loaded.bridge_exists)(&l.bridge)) {
+        p.restart = true;
+    }
+    if p.restart {
+        lingering.clear();
+    }
     for path in observed.hosts.keys() {
-        if !desired.hosts.contains_key(path) {
+        let still_read = lingering.iter().any(|l| l.hosts.as_ref() == Some(path));
+        if !desired.hosts.contains_key(path) && !still_read {
             p.stale_hosts.push(path.clone());
         }
     }
+    p.lingering_changed = lingering != *loaded.lingering;
+    p.lingering = lingering;
     if p.restart {
         p.hangup = false;
     }
     p
+}
+
+/// How a removed fragment's lines may stay in the running dnsmasq, if they may: all inert
+/// ([`linger::inert`]), its bridge gone, its hosts file scoped to it.
+fn lingers(text: &[u8], observed: &Observed, loaded: &Loaded) -> Option<Linger> {
+    if !loaded.may_linger {
+        return None;
+    }
+    let l = linger::inert(std::str::from_utf8(text).ok()?)?;
+    if (loaded.bridge_exists)(&l.bridge) {
+        return None;
+    }
+    if let Some(hosts) = &l.hosts {
+        let text = observed.hosts.get(hosts)?;
+        if !linger::hosts_scoped(text, &l.bridge) {
+            return None;
+        }
+    }
+    Some(l)
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use crate::model::{ManagedNetwork, NetworkName};
 use crate::system::apply::{observe, Applied, Apply};
 use crate::system::detect::Detection;
 use crate::system::effective::EffectiveConfig;
-use crate::system::plan::{desired, plan, Target};
+use crate::system::plan::{desired, plan, Loaded, Target};
 use crate::system::version::DnsmasqVersion;
 use crate::systemd::Systemd;
 use crate::timing::phase;
@@ -74,6 +74,8 @@ pub struct SystemBackend {
     deferred: std::sync::Mutex<Vec<(NetworkName, LeftOut)>>,
     /// The trees the system is observed in.
     host: Host,
+    /// A stopped network's inert lines may stay loaded ([`crate::system::linger`]).
+    may_linger: bool,
 }
 
 impl SystemBackend {
@@ -88,7 +90,16 @@ impl SystemBackend {
             systemd,
             host,
             deferred: std::sync::Mutex::new(Vec::new()),
+            may_linger: false,
         }
+    }
+
+    /// Lets a stopped network's inert lines stay in the running dnsmasq instead of restarting
+    /// it ([`crate::system::linger`]): for the daemon, which follows link events and
+    /// reconciles when a lingering bridge is created again.
+    pub fn lingering(mut self) -> Self {
+        self.may_linger = true;
+        self
     }
 }
 
@@ -185,7 +196,14 @@ impl SystemBackend {
             observed.hosts.retain(|p, _| *p == hosts);
         }
         keep_as_they_are(&keep, cfg, &observed, &mut want);
-        let plan = plan(&observed, &want);
+        let record = crate::system::linger::load(&cfg.paths.state_dir);
+        let exists = |b: &str| view.host.interface_exists(b);
+        let loaded = Loaded {
+            lingering: &record,
+            may_linger: self.may_linger,
+            bridge_exists: &exists,
+        };
+        let plan = plan(&observed, &want, &loaded);
         drop(planning);
         for p in &plan.refused {
             tracing::error!(path = %p.display(), "a file virtmasq did not write is in the way; left alone");
@@ -194,6 +212,14 @@ impl SystemBackend {
             .run(&plan)
             .await?;
         let mut notes: Vec<String> = deferred;
+        if applied.changed.iter().any(|p| plan.removals.contains(p)) && !applied.restarted {
+            notes.extend(plan.lingering.difference(&record).map(|l| {
+                format!(
+                    "bridge {} is gone: its network's lines stay in the running {} until its next restart",
+                    l.bridge, cfg.system.unit
+                )
+            }));
+        }
         notes.extend(refusals.into_iter().map(|r| format!("refused: {r}")));
         notes.extend(plan.refused.iter().map(|p| {
             format!(
@@ -334,6 +360,12 @@ impl Backend for SystemBackend {
 
     /// Fragments stay: the system dnsmasq keeps serving the networks while the agent is down.
     async fn shutdown(&mut self) {}
+
+    fn watched_bridges(&self, cfg: &Config) -> Vec<String> {
+        (crate::system::linger::load(&cfg.paths.state_dir).into_iter())
+            .map(|l| l.bridge)
+            .collect()
+    }
 }
 
 impl SystemBackend {

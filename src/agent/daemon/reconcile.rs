@@ -40,7 +40,8 @@ pub async fn read_libvirt(uri: &str) -> Result<Vec<LibvirtNetwork>, LibvirtError
     }
 }
 
-/// One reconcile; updates the status and returns the bridges served, for the link watcher.
+/// One reconcile; updates the status and returns the bridges served and those the backend
+/// watches ([`Backend::watched_bridges`]), for the link watcher.
 pub(super) async fn reconcile<B: Backend>(
     cfg: &Config,
     backend: &mut B,
@@ -51,10 +52,9 @@ pub(super) async fn reconcile<B: Backend>(
         Err(e) => {
             tracing::error!(error = %e, "libvirt not read; what is served stays as it is");
             record_errors(svc, vec![e.to_string()]);
-            return snapshot(&svc.status)
-                .networks
-                .into_iter()
-                .map(|n| n.bridge)
+            let served = snapshot(&svc.status).networks.into_iter();
+            return (served.map(|n| n.bridge))
+                .chain(backend.watched_bridges(cfg))
                 .collect();
         }
     };
@@ -145,10 +145,8 @@ pub(super) async fn reconcile<B: Backend>(
             tracing::warn!(error = %e, "NetworksChanged not sent");
         }
     }
-    want.served
-        .iter()
-        .map(|s| s.network.bridge.to_string())
-        .collect()
+    let served = want.served.iter().map(|s| s.network.bridge.to_string());
+    served.chain(backend.watched_bridges(cfg)).collect()
 }
 
 pub(super) fn record_errors(svc: &Services, errors: Vec<String>) {
