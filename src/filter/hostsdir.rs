@@ -220,18 +220,12 @@ impl DirAt<'_> {
             let mode = Mode::from_bits_truncate(FILE_MODE);
             let fd = openat(self.handle, temp.as_str(), flags, mode)
                 .map_err(self.err("create", &temp))?;
-            let mut file = File::from(fd);
-            if fix_mode {
-                file.set_permissions(Permissions::from_mode(FILE_MODE))
-                    .map_err(FilterError::io("set the mode of", self.dir.join(&temp)))?;
-            }
-            file.write_all(content)
-                .map_err(FilterError::io("write", self.dir.join(&temp)))?;
-            if durability == Durability::FsyncEach {
-                file.sync_data()
-                    .map_err(FilterError::io("fsync", self.dir.join(&temp)))?;
-            }
-            drop(file);
+            fill(
+                File::from(fd),
+                content,
+                (durability, fix_mode),
+                &self.dir.join(&temp),
+            )?;
             renameat(self.handle, temp.as_str(), self.handle, name)
                 .map_err(self.err("rename into place", name))
         })();
@@ -262,20 +256,13 @@ impl DirAt<'_> {
             Err(Errno::EEXIST) => return Ok(false),
             Err(e) => return Err(self.err("create", name)(e)),
         };
-        let path = || self.dir.join(name);
-        let written = (|| {
-            let mut file = File::from(fd);
-            if fix_mode {
-                file.set_permissions(Permissions::from_mode(FILE_MODE))
-                    .map_err(FilterError::io("set the mode of", path()))?;
-            }
-            file.write_all(content)
-                .map_err(FilterError::io("write", path()))?;
-            if durability == Durability::FsyncEach {
-                file.sync_data().map_err(FilterError::io("fsync", path()))?;
-            }
-            Ok(true)
-        })();
+        let written = fill(
+            File::from(fd),
+            content,
+            (durability, fix_mode),
+            &self.dir.join(name),
+        )
+        .map(|()| true);
         if written.is_err() {
             // Best effort, as for a temporary file: a short file left here is found by its
             // content and replaced.
@@ -292,6 +279,27 @@ impl DirAt<'_> {
             Err(e) => Err(self.err("remove", name)(e)),
         }
     }
+}
+
+/// Gives a new `file` (at `path`, for errors) its mode where the umask stripped it, `content`,
+/// and with `FsyncEach` a sync of its data.
+fn fill(
+    mut file: File,
+    content: &[u8],
+    (durability, fix_mode): (Durability, bool),
+    path: &std::path::Path,
+) -> Result<(), FilterError> {
+    if fix_mode {
+        file.set_permissions(Permissions::from_mode(FILE_MODE))
+            .map_err(|e| FilterError::io("set the mode of", path)(e))?;
+    }
+    file.write_all(content)
+        .map_err(|e| FilterError::io("write", path)(e))?;
+    if durability == Durability::FsyncEach {
+        file.sync_data()
+            .map_err(|e| FilterError::io("fsync", path)(e))?;
+    }
+    Ok(())
 }
 
 /// Whether the process umask removes any bit of `mode`. Read from /proc (Linux 4.7+) rather
