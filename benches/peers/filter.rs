@@ -206,6 +206,39 @@ fn row(what: String, ours: Duration, peer: Option<(&str, Duration)>, target: &'s
     }
 }
 
+/// The first sync with the files on tmpfs (`/dev/shm`) on both sides: ironic never syncs its
+/// files to disk and virtmasq's `syncfs` is most of its time on a disk, so this compares the
+/// work each does on the same footing (a `syncfs` of tmpfs returns at once).
+fn tmpfs_rows(scale: Scale, json: &Path) -> Vec<Row> {
+    let base = tempfile::Builder::new()
+        .prefix("virtmasq-peers.")
+        .tempdir_in("/dev/shm")
+        .unwrap();
+    let python = std::env::var("IRONIC_PYTHON").ok();
+    let (mut ours, mut inner) = (Vec::new(), Vec::new());
+    for i in 0..scale.rounds {
+        let dir = base.path().join(format!("round{i}"));
+        fs::create_dir_all(dir.join("ours")).unwrap();
+        ours.push(cli(&config(&dir.join("ours")), json).0);
+        if let Some(python) = &python {
+            fs::create_dir_all(dir.join("ironic")).unwrap();
+            inner.push(ironic(python, &dir.join("ironic"), json).1);
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+    let what = format!("filter sync --from, {} MACs, CLI, all on tmpfs", scale.macs);
+    let ours = median(ours);
+    match inner.is_empty() {
+        true => vec![row(what, ours, None, "")],
+        false => vec![row(
+            what,
+            ours,
+            Some(("ironic 39.0.0, in-process, on tmpfs", median(inner))),
+            ">= 2x faster",
+        )],
+    }
+}
+
 /// The filter rows of the table.
 pub fn rows(scale: Scale) -> Vec<Row> {
     let base = tempfile::Builder::new()
@@ -280,5 +313,6 @@ pub fn rows(scale: Scale) -> Vec<Row> {
             ));
         }
     }
+    rows.extend(tmpfs_rows(scale, &jsons[0]));
     rows
 }
