@@ -332,7 +332,7 @@ fn record_adopted(cfg: &Config, name: &NetworkName, direction: Direction) {
 }
 
 /// How long `release` waits for virtmasq's service of a stopped network to go: the daemon's
-/// debounce and a dnsmasq stop take well under a second.
+/// debounce (1 s at most after the last change of a burst) and a dnsmasq stop.
 const STOP_WAIT: Duration = Duration::from_secs(15);
 
 /// Waits until nothing of virtmasq's serves network `name`: no live private instance, no

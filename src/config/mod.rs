@@ -174,8 +174,10 @@ pub struct SystemConfig {
     pub unit: String,
     /// Seconds a restart may take before it counts as failed (and is rolled back).
     pub restart_timeout_secs: u64,
-    /// Milliseconds the daemon waits for more network changes before applying them, so a
-    /// burst of changes costs one restart.
+    /// The debounce window in milliseconds: a change after this long a quiet time is applied
+    /// at once; changes closer to each other than this are applied once they stop, so a
+    /// burst of changes costs one more restart. A script's `virsh net-start` loop is about
+    /// 300-750 ms a network: the default of 1 s covers it.
     pub debounce_ms: u64,
 }
 
@@ -184,7 +186,7 @@ impl Default for SystemConfig {
         Self {
             unit: "dnsmasq.service".into(),
             restart_timeout_secs: 20,
-            debounce_ms: 500,
+            debounce_ms: 1000,
         }
     }
 }
