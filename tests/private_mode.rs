@@ -517,3 +517,49 @@ fn dns_held_on_the_bridge_address_leaves_dhcp_served() {
         "the instance was restarted"
     );
 }
+
+/// A private instance serves one network, so private mode waits for no burst: with a window
+/// of a minute, a network's stop and its start again right after are each applied at once
+/// (a system-mode debounce would hold the second for the whole minute).
+#[test]
+fn private_mode_applies_every_trigger_at_once_whatever_the_window() {
+    let lab = Lab::new("private_no_debounce");
+    lab.add_bridge("vqa0", "10.91.0.1/24");
+    let net = || TestNet {
+        name: "lab",
+        bridge: "vqa0",
+        ip: "10.91.0.1/24",
+        dhcp: Some(RANGE),
+    };
+    let uri = write_node(lab.dir(), "node.xml", &[net()]);
+    // A window of a minute, and no libvirt poll to stand in for the triggers.
+    let cfg_path = write_config(lab.dir(), &uri, "[system]\ndebounce_ms = 60000\n");
+    let text = std::fs::read_to_string(&cfg_path).unwrap();
+    let text = text.replace("poll_interval_secs = 1\n", "poll_interval_secs = 3600\n");
+    std::fs::write(&cfg_path, text).unwrap();
+    let agent = lab.spawn_host(&[BIN, "--config", cfg_path.to_str().unwrap(), "daemon"]);
+    let pid_file = lab.dir().join("run/lab/pid/dnsmasq.pid");
+    assert!(
+        wait_until(Duration::from_secs(10), || live_pid(&pid_file).is_some()),
+        "not served at start:\n{}",
+        lab.process_log(agent)
+    );
+    let poke = || signal(agent, nix::sys::signal::Signal::SIGUSR1);
+    // Stopped, then started again, each told as the hook tells a daemon without a bus.
+    write_node(lab.dir(), "node.xml", &[]);
+    poke();
+    assert!(
+        wait_until(Duration::from_secs(10), || live_pid(&pid_file).is_none()),
+        "the stop waited:\n{}",
+        lab.process_log(agent)
+    );
+    write_node(lab.dir(), "node.xml", &[net()]);
+    poke();
+    assert!(
+        wait_until(Duration::from_secs(10), || live_pid(&pid_file).is_some()),
+        "the start right after the stop waited:\n{}",
+        lab.process_log(agent)
+    );
+    let client = lab.add_client("vqa0", "52:54:00:91:00:07");
+    assert!(client.lease().is_some(), "no lease after the start again");
+}

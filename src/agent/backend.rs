@@ -47,6 +47,12 @@ pub trait Backend {
     fn watched_bridges(&self, _cfg: &Config) -> Vec<String> {
         Vec::new()
     }
+    /// Whether a reconcile may restart a dnsmasq that serves other networks too (the
+    /// system's): then a burst of triggers is debounced into one reconcile. A private
+    /// instance serves one network, so private mode applies each trigger at once.
+    fn restarts_shared(&self) -> bool {
+        false
+    }
 }
 
 /// The PXE filter's lines for `net`'s dnsmasq, if the filter covers it.

@@ -1,8 +1,8 @@
 //! The daemon loop: decide the mode, read networks from libvirt, reconcile through the mode's
 //! backend, follow SIGHUP (reload configuration; a broken one is reported and the old state
 //! keeps serving) and SIGUSR1 (reconcile now), and stop cleanly when `shutdown` completes.
-//! Triggers are debounced: a burst of changes within `system.debounce_ms` is one reconcile,
-//! so one restart of a system dnsmasq.
+//! In system mode triggers are debounced: a burst of changes within `system.debounce_ms` is
+//! one more reconcile, so one more restart of the system dnsmasq; private mode applies each.
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -98,6 +98,10 @@ impl Backend for PerNetworkBackend {
         outcome
     }
 
+    fn restarts_shared(&self) -> bool {
+        true
+    }
+
     fn watched_bridges(&self, cfg: &Config) -> Vec<String> {
         self.system.watched_bridges(cfg)
     }

@@ -361,6 +361,10 @@ impl Backend for SystemBackend {
     /// Fragments stay: the system dnsmasq keeps serving the networks while the agent is down.
     async fn shutdown(&mut self) {}
 
+    fn restarts_shared(&self) -> bool {
+        true
+    }
+
     fn watched_bridges(&self, cfg: &Config) -> Vec<String> {
         (crate::system::linger::load(&cfg.paths.state_dir).into_iter())
             .map(|l| l.bridge)

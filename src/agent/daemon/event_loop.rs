@@ -45,7 +45,12 @@ pub(super) async fn run_with<B: Backend>(
     let mut burst = Burst::default();
     let mut leases = tokio::time::interval(LEASE_VIEW_INTERVAL);
     loop {
-        let debounce = cfg.system.debounce();
+        // Only a shared dnsmasq's restarts are worth waiting for more triggers.
+        let debounce = match backend.restarts_shared() {
+            true => cfg.system.debounce(),
+            false => std::time::Duration::ZERO,
+        };
+        let link_delay = cfg.system.debounce().min(LINK_DELAY);
         let mut trigger = |due: &mut Option<Instant>| {
             *due = Some(burst.event(Instant::now(), debounce, *due));
         };
@@ -91,7 +96,7 @@ pub(super) async fn run_with<B: Backend>(
                 // created again needs its dnsmasq restarted, see dnsmasq::private).
                 let lost = events.iter().any(|e| e.index == 0 && e.name.is_none());
                 if lost || events.iter().any(|e| e.name.as_ref().is_some_and(|n| bridges.contains(n))) {
-                    let soon = Instant::now() + debounce.min(LINK_DELAY);
+                    let soon = Instant::now() + link_delay;
                     due = Some(due.map_or(soon, |d| d.min(soon)));
                 }
             }
@@ -235,6 +240,17 @@ pub(super) async fn sleep_until(due: Option<Instant>) {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    /// Without a window (private mode) every trigger is applied at once, pending or not.
+    #[test]
+    fn no_window_no_wait() {
+        let t0 = Instant::now();
+        let mut b = Burst::default();
+        assert_eq!(b.event(t0, Duration::ZERO, None), t0);
+        let t1 = t0 + Duration::from_millis(1);
+        assert_eq!(b.event(t1, Duration::ZERO, None), t1);
+        assert_eq!(b.event(t1, Duration::ZERO, Some(t1)), t1);
+    }
 
     /// A first trigger is applied at once; a stream of triggers 300 ms apart (a script's loop
     /// of 20 `virsh net-start`) is one more reconcile after they stop, within the cap; a
