@@ -5,14 +5,12 @@
 mod lab;
 mod support;
 
-use std::cell::Cell;
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lab::{Client, Lab, ProbeOptions};
+use support::notify::StatusLines;
 use support::*;
 
 const PREFIX: &str = "/vq/filter";
@@ -112,31 +110,15 @@ impl<'a> Etcd<'a> {
 struct Daemon {
     pid: u32,
     log: PathBuf,
-    /// Every STATUS= line so far, read by a thread as they come: an unread notify socket
-    /// fills up and blocks the daemon, as it would under a stalled systemd.
-    lines: Arc<Mutex<Vec<String>>>,
-    /// How many of `lines` were looked at already.
-    seen: Cell<usize>,
+    /// Its STATUS= lines.
+    status: StatusLines,
 }
 
 impl Daemon {
     fn start(lab: &Lab, cfg: &Path, n: usize) -> Self {
         let sock_path = lab.dir().join(format!("notify-{n}.sock"));
-        let notify = UnixDatagram::bind(&sock_path).unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = notify.recv(&mut buf) {
-                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-                let mut all = sink.lock().unwrap();
-                all.extend(
-                    msg.lines()
-                        .filter(|l| l.starts_with("STATUS="))
-                        .map(String::from),
-                );
-            }
-        });
+        let status = StatusLines::default();
+        status.listen(&sock_path);
         let log = lab.dir().join(format!("daemon-{n}.log"));
         let file = std::fs::File::create(&log).unwrap();
         let mut cmd = lab.host_command(BIN);
@@ -153,32 +135,12 @@ impl Daemon {
         .stdout(file.try_clone().unwrap())
         .stderr(file);
         let pid = lab.spawn(&mut cmd);
-        Self {
-            pid,
-            log,
-            lines,
-            seen: Cell::new(0),
-        }
+        Self { pid, log, status }
     }
 
     /// Waits for a STATUS= line containing `want`, after those already looked at; the line.
     fn status_with(&self, want: &str, within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            {
-                let all = self.lines.lock().unwrap();
-                if let Some(i) = (self.seen.get()..all.len()).find(|&i| all[i].contains(want)) {
-                    self.seen.set(i + 1);
-                    return all[i].clone();
-                }
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let all = self.lines.lock().unwrap();
-        panic!(
-            "no STATUS= with {want:?} within {within:?}: {all:?}\n{}",
-            self.log()
-        );
+        self.status.wait(want, within, || self.log())
     }
 
     fn log(&self) -> String {

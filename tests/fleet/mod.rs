@@ -10,14 +10,13 @@
 pub mod tls;
 
 use std::cell::Cell;
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::lab::{exec, Client, Lab, ProbeOptions};
 use crate::support::bus::PrivateBus;
+use crate::support::notify::StatusLines;
 use crate::support::{live_pid, wait_until, write_config, write_node, TestNet, BIN};
 
 /// The cluster's bridge address; member `i` listens on ports `2379 + 100 i` (clients) and
@@ -228,10 +227,8 @@ pub struct Agent {
     pub bus: PrivateBus,
     pid: Option<u32>,
     log: PathBuf,
-    /// Every STATUS= line, read by a thread as they come (an unread notify socket would
-    /// block the daemon).
-    lines: Arc<Mutex<Vec<String>>>,
-    seen: Cell<usize>,
+    /// Its STATUS= lines, across restarts.
+    status: StatusLines,
 }
 
 impl Agent {
@@ -265,25 +262,14 @@ impl Agent {
             bus: PrivateBus::start(),
             pid: None,
             log,
-            lines: Arc::new(Mutex::new(Vec::new())),
-            seen: Cell::new(0),
+            status: StatusLines::default(),
         }
     }
 
     /// Starts the daemon with a notify socket and its own bus.
     pub fn start(&mut self) {
         let sock_path = self.lab.dir().join("notify.sock");
-        let _ = std::fs::remove_file(&sock_path);
-        let notify = UnixDatagram::bind(&sock_path).unwrap();
-        let sink = self.lines.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = notify.recv(&mut buf) {
-                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-                let status = msg.lines().filter(|l| l.starts_with("STATUS="));
-                sink.lock().unwrap().extend(status.map(String::from));
-            }
-        });
+        self.status.listen(&sock_path);
         let file = std::fs::File::create(&self.log).unwrap();
         let mut cmd = self.lab.host_command(BIN);
         cmd.args(["--config", self.cfg.to_str().unwrap(), "daemon"])
@@ -320,22 +306,7 @@ impl Agent {
 
     /// Waits for a STATUS= line containing `want`, after those already looked at.
     pub fn status_with(&self, want: &str, within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            {
-                let all = self.lines.lock().unwrap();
-                if let Some(i) = (self.seen.get()..all.len()).find(|&i| all[i].contains(want)) {
-                    self.seen.set(i + 1);
-                    return all[i].clone();
-                }
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let all = self.lines.lock().unwrap();
-        panic!(
-            "no STATUS= with {want:?} within {within:?}: {all:?}\n{}",
-            self.log()
-        );
+        self.status.wait(want, within, || self.log())
     }
 
     /// Runs this host's `virtmasq` with its configuration and bus; (success, stdout+stderr).

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod bus;
+pub mod notify;
 
 use std::fs;
 use std::path::{Path, PathBuf};
