@@ -13,6 +13,14 @@ use crate::model::MacAddr;
 use crate::pxe::overlay::RuleOverlay;
 use crate::pxe::script::{ScriptAction, ScriptRule};
 
+/// Sets `key` in `layer` to `value`, or removes it for None.
+fn set<K: std::hash::Hash + Eq, V>(layer: &mut HashMap<K, V>, key: K, value: Option<V>) {
+    match value {
+        Some(v) => drop(layer.insert(key, v)),
+        None => drop(layer.remove(&key)),
+    }
+}
+
 /// Both layers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Layers {
@@ -70,17 +78,17 @@ impl Layers {
                     Scope::Fleet => &mut self.fleet_ipxe,
                     Scope::Host => &mut self.host_ipxe,
                 };
-                match action {
-                    Some(a) => drop(layer.insert(key, a)),
-                    None => drop(layer.remove(&key)),
-                }
-                let now = self
-                    .host_ipxe
-                    .get(&key)
-                    .or_else(|| self.fleet_ipxe.get(&key));
-                Entry::Ipxe(key, now.cloned())
+                set(layer, key, action);
+                Entry::Ipxe(key, self.ipxe_rule(&key))
             }
         }
+    }
+
+    /// `key`'s iPXE rule: this host's, else the fleet's.
+    fn ipxe_rule(&self, key: &IpxeKey) -> Option<ScriptAction> {
+        (self.host_ipxe.get(key))
+            .or_else(|| self.fleet_ipxe.get(key))
+            .cloned()
     }
 
     /// The iPXE rules of both layers, this host's beating the fleet's, in a stable order.
@@ -94,12 +102,7 @@ impl Layers {
         keys.dedup();
         let mut overlay = RuleOverlay::default();
         for key in keys {
-            let action = self
-                .host_ipxe
-                .get(key)
-                .or_else(|| self.fleet_ipxe.get(key))
-                .cloned();
-            match (key, action) {
+            match (key, self.ipxe_rule(key)) {
                 (IpxeKey::Client(k), Some(action)) => {
                     overlay.rules.push(ScriptRule { key: *k, action })
                 }
@@ -117,10 +120,7 @@ impl Layers {
                     Scope::Fleet => &mut self.fleet,
                     Scope::Host => &mut self.host,
                 };
-                match v {
-                    Some(v) => drop(layer.insert(mac, v)),
-                    None => drop(layer.remove(&mac)),
-                }
+                set(layer, mac, v);
                 Change::Mac(mac, self.verdict(&mac))
             }
             Change::Unknown(u) => {
