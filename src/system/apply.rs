@@ -267,9 +267,7 @@ impl<'a> Apply<'a> {
             let report = r.restart_or_roll_back(&mut journal).await?;
             applied.restarted = true;
             applied.restart_time = Some(report.elapsed);
-            if let Err(e) = super::linger::store(r.state_dir, &Default::default()) {
-                tracing::warn!(error = %e, "the lingering record could not be cleared: a bridge of it created again will restart dnsmasq once more");
-            }
+            super::linger::restarted(r.state_dir);
         }
         let finishing = phase("finish");
         applied.changed.extend(r.finish(&journal)?);
@@ -397,9 +395,7 @@ impl<'a> Restarter<'a> {
             .systemd
             .restart_and_wait(self.unit, self.restart_timeout)
             .await?;
-        if let Err(e) = super::linger::store(self.state_dir, &Default::default()) {
-            tracing::warn!(error = %e, "the lingering record could not be cleared");
-        }
+        super::linger::restarted(self.state_dir);
         Ok(report)
     }
 
@@ -480,24 +476,4 @@ fn not_restored(err: ApplyError, failures: Vec<String>) -> ApplyError {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A restore that fails is part of the error, never only a log line under a message that
-    /// says nothing changed.
-    #[test]
-    fn a_restore_that_fails_is_reported() {
-        let err = not_restored(
-            ApplyError::Invalid {
-                message: "bad line".into(),
-            },
-            vec!["/etc/dnsmasq.d/virtmasq-lab.conf: No such file or directory".into()],
-        );
-        let text = err.to_string();
-        assert!(matches!(err, ApplyError::NotRestored { .. }), "{text}");
-        assert!(
-            text.contains("virtmasq-lab.conf") && text.contains("bad line"),
-            "{text}"
-        );
-    }
-}
+mod tests;

@@ -114,6 +114,14 @@ pub fn store(state_dir: &Path, set: &BTreeSet<Linger>) -> std::io::Result<()> {
     crate::fsutil::replace_volatile(&path, &text, 0o644)
 }
 
+/// The system dnsmasq restarted on the files as they are: nothing lingers any more. A record
+/// that cannot be cleared costs one restart more when a bridge of it is created again.
+pub fn restarted(state_dir: &Path) {
+    if let Err(e) = store(state_dir, &BTreeSet::new()) {
+        tracing::warn!(error = %e, "the lingering record could not be cleared");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
