@@ -93,10 +93,11 @@ pub async fn run(opts: DaemonOptions, shutdown: impl Future<Output = ()>) -> any
     // Before anything is written or started: a second daemon must change nothing.
     let _lock = super::lock::take(&cfg.paths.run_dir)?;
     crate::system::recover::at_start(&cfg).await?;
-    let filter = Arc::new(PxeFilter::new(
-        cfg.filter.clone(),
-        cfg.paths.state_dir.clone(),
-    ));
+    // A change over D-Bus or from etcd returns once the policy is durable and the files are
+    // written; the hostsdir's syncfs follows off the caller's path.
+    let filter = Arc::new(
+        PxeFilter::new(cfg.filter.clone(), cfg.paths.state_dir.clone()).with_deferred_flush(),
+    );
     if cfg.filter.enabled {
         first_filter_sync(&cfg, &filter).await?;
     }
@@ -130,7 +131,7 @@ pub async fn run(opts: DaemonOptions, shutdown: impl Future<Output = ()>) -> any
         status,
         requests,
         bus,
-        filter,
+        filter: filter.clone(),
         http_rules,
         _http_stop: http_stop,
         lease_view: std::sync::Mutex::new(super::lease_view::LeaseView::new(
@@ -159,6 +160,9 @@ pub async fn run(opts: DaemonOptions, shutdown: impl Future<Output = ()>) -> any
             }
         }
     };
+    if let Err(e) = filter.flush() {
+        tracing::warn!(error = %crate::error::chain(&e), "PXE filter: the last sync of the hostsdir failed; the next start repairs it");
+    }
     let _ = std::fs::remove_file(&pid);
     let _ = notify::stopping();
     result

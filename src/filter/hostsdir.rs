@@ -143,13 +143,14 @@ fn file_state(
 }
 
 /// Carries out `actions` in order (deny lines in `form`), then makes them durable as
-/// `durability` says. Files are handled relative to one open directory handle, so each
+/// `durability` says; `None` leaves that to the caller ([`sync_fs`] later: the filter's
+/// deferred flush). Files are handled relative to one open directory handle, so each
 /// operation resolves one name instead of a whole path.
 pub fn apply(
     dir: &Path,
     actions: &[FileAction],
     form: DenyLine,
-    durability: Durability,
+    durability: Option<Durability>,
 ) -> Result<Applied, FilterError> {
     let mut done = Applied::default();
     if actions.is_empty() {
@@ -161,6 +162,8 @@ pub fn apply(
         handle: &handle,
     };
     let fix_mode = umask_strips(FILE_MODE);
+    // Files are synced one by one only for `FsyncEach`; `None` syncs nothing here.
+    let per_file = durability.unwrap_or(Durability::Syncfs);
     for action in actions {
         match action {
             FileAction::Write {
@@ -170,7 +173,7 @@ pub fn apply(
             } => {
                 let content = target.content(*verdict, form);
                 let name = target.file_name();
-                let options = (durability, fix_mode);
+                let options = (per_file, fix_mode);
                 // A file that is not there yet is created under its name: dnsmasq reads it at
                 // its close (IN_CLOSE_WRITE), so it never sees it half-written, and the rename
                 // is saved. A file that turns out to be there after all is replaced.
@@ -187,8 +190,17 @@ pub fn apply(
             }
         }
     }
-    flush(&at, durability)?;
+    if let Some(durability) = durability {
+        flush(&at, durability)?;
+    }
     Ok(done)
+}
+
+/// Makes everything written under `dir` durable (one `syncfs` of its file system): the
+/// deferred half of [`apply`] with `None`.
+pub fn sync_fs(dir: &Path) -> Result<(), FilterError> {
+    let handle = File::open(dir).map_err(FilterError::io("open", dir))?;
+    nix::unistd::syncfs(&handle).map_err(|e| FilterError::io("syncfs", dir)(e.into()))
 }
 
 /// A directory and an open handle on it.
@@ -379,7 +391,7 @@ mod tests {
             verdict: Verdict::Allow,
             replaces: false,
         }];
-        apply(&d, &actions, DenyLine::Tagged, Durability::Syncfs).unwrap();
+        apply(&d, &actions, DenyLine::Tagged, Some(Durability::Syncfs)).unwrap();
         let text = fs::read_to_string(d.join(a.file_name())).unwrap();
         assert_eq!(text, a.content(Verdict::Allow, DenyLine::Tagged));
     }
@@ -390,7 +402,7 @@ mod tests {
         let d = dir.path().join("hd");
         ensure_dir(&d).unwrap();
         let a = Target::Mac(MacAddr::new([0xaa, 0, 0, 0, 0, 1]));
-        for durability in [Durability::Syncfs, Durability::FsyncEach] {
+        for durability in [Some(Durability::Syncfs), Some(Durability::FsyncEach), None] {
             let actions = [
                 FileAction::Write {
                     target: a,

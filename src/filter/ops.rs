@@ -59,6 +59,8 @@ pub struct PxeFilter {
     /// change in a long-lived process (the daemon) then parses nothing and compares only what
     /// it changes.
     state: Arc<Mutex<Option<(PolicyVersion, StoredPolicy)>>>,
+    /// With [`PxeFilter::with_deferred_flush`]: the changes whose files are not synced yet.
+    deferred: Option<Arc<flush::Deferred>>,
 }
 
 /// What an edit of the stored policy did.
@@ -89,6 +91,7 @@ impl PxeFilter {
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             list_cache: Arc::default(),
             state: Arc::default(),
+            deferred: None,
         }
     }
 
@@ -213,7 +216,7 @@ impl PxeFilter {
     pub fn purge_and_rebuild(&self, proxy: bool) -> Result<SyncReport, FilterError> {
         let start = Instant::now();
         let _lock = self.store.lock(self.lock_timeout)?;
-        let mut stored = self.take_state()?;
+        let (mut stored, _) = self.take_state()?;
         if stored.deny_line != DenyLine::for_proxy(proxy) {
             stored.deny_line = DenyLine::for_proxy(proxy);
             self.store.save(&stored)?;
@@ -230,7 +233,7 @@ impl PxeFilter {
             tracing::warn!(file = %dir.join(name).display(), "removing a file the PXE filter did not write");
         }
         let actions = plan_purge(&observed, &policy);
-        let applied = hostsdir::apply(dir, &actions, policy.deny_line, self.cfg.durability)?;
+        let applied = hostsdir::apply(dir, &actions, policy.deny_line, Some(self.cfg.durability))?;
         // dnsmasq starts afresh: nothing is stale any more, and nothing is left half-written.
         self.store.set_rewrites(0)?;
         self.store.clear_pending()?;
@@ -288,9 +291,13 @@ impl PxeFilter {
     ) -> Result<SyncReport, FilterError> {
         let start = Instant::now();
         let _lock = self.store.lock(self.lock_timeout)?;
-        let mut stored = self.take_state()?;
+        let (mut stored, from_memory) = self.take_state()?;
         let edited = edit(&mut stored);
-        let interrupted = self.cfg.enabled && self.store.pending()?;
+        // The mark is this filter's own while its policy is the one on disk and a flush is
+        // owed: its changes all finished writing, only their sync is to come.
+        let deferred = self.deferred.as_deref();
+        let ours = from_memory && deferred.is_some_and(flush::Deferred::owes);
+        let interrupted = self.cfg.enabled && !ours && self.store.pending()?;
         if edited.changed {
             if self.cfg.enabled {
                 // Made durable with the policy by the save's directory fsync.
@@ -317,9 +324,14 @@ impl PxeFilter {
             only.as_deref(),
         )?;
         let actions = plan(&observed, &policy);
-        let applied = hostsdir::apply(dir, &actions, policy.deny_line, self.cfg.durability)?;
-        if edited.changed || interrupted {
-            self.store.clear_pending()?;
+        let durability = deferred.is_none().then_some(self.cfg.durability);
+        let applied = hostsdir::apply(dir, &actions, policy.deny_line, durability)?;
+        let moved = edited.changed || interrupted;
+        match deferred {
+            // The mark stays until the flush has synced these files.
+            Some(d) if moved || applied != Applied::default() => d.owe(),
+            None if moved => self.store.clear_pending()?,
+            _ => {}
         }
         self.keep_state(stored)?;
         let needs_compaction = self.count(&applied)?;
@@ -337,12 +349,13 @@ impl PxeFilter {
     /// The stored policy, from memory when the file on disk is still the one this filter last
     /// read or wrote (a stat, not a parse). The caller holds the lock and hands the policy back
     /// with [`PxeFilter::keep_state`]; an error in between leaves nothing in memory.
-    fn take_state(&self) -> Result<StoredPolicy, FilterError> {
+    /// Also says whether it came from memory.
+    fn take_state(&self) -> Result<(StoredPolicy, bool), FilterError> {
         let version = self.store.version()?;
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match state.take() {
-            Some((seen, stored)) if Some(seen) == version => Ok(stored),
-            _ => self.store.load(),
+            Some((seen, stored)) if Some(seen) == version => Ok((stored, true)),
+            _ => Ok((self.store.load()?, false)),
         }
     }
 
@@ -406,6 +419,7 @@ fn inotify_safe_batch() -> u64 {
         / 4
 }
 
+mod flush;
 mod outside;
 
 #[cfg(test)]

@@ -311,3 +311,51 @@ fn a_long_lived_filter_sees_another_writers_changes() {
     f.filter.deny(&[mac(4)]).unwrap();
     assert_eq!(f.filter.list().unwrap().allow, [mac(1), mac(2)].into());
 }
+
+#[test]
+fn a_deferred_flush_keeps_the_mark_until_the_files_are_synced() {
+    let f = fixture(UnknownPolicy::Deny, 1000);
+    let filter = f.filter.clone().with_deferred_flush();
+    let hd = filter.hostsdir().to_owned();
+    let store = Store::new(f._dir.path().join("state"));
+    filter.allow(&[mac(1)]).unwrap();
+    assert_eq!(listing(&hd), [ALLOW_1, WILD_DENY]);
+    // The flush thread may already have run; written again, the mark is owed again.
+    filter.allow(&[mac(2)]).unwrap();
+    filter.flush().unwrap();
+    assert!(!store.pending().unwrap(), "the flush left the mark");
+    assert_eq!(listing(&hd), [ALLOW_1, ALLOW_2, WILD_DENY]);
+}
+
+/// A crash before the flush (power lost: a written file comes back empty) is repaired by the
+/// next process's first change, although that change touches another MAC.
+#[test]
+fn a_crash_before_the_deferred_flush_is_repaired_by_the_next_process() {
+    let f = fixture(UnknownPolicy::Deny, 1000);
+    let state = f._dir.path().join("state");
+    let cfg = f.filter.cfg.clone();
+    let hd = f.filter.hostsdir().to_owned();
+    let mut daemon = PxeFilter::new(cfg.clone(), &state);
+    daemon.deferred = Some(Arc::default()); // no flush thread: the process dies first
+    daemon.allow(&[mac(1)]).unwrap();
+    assert!(
+        Store::new(&state).pending().unwrap(),
+        "a change cleared the mark before its sync"
+    );
+    // Its own next change trusts its own writes: it looks at its MACs only.
+    fs::write(hd.join("aa-00-00-00-00-01"), "").unwrap();
+    daemon.allow(&[mac(3)]).unwrap();
+    assert_eq!(
+        fs::read_to_string(hd.join("aa-00-00-00-00-01")).unwrap(),
+        ""
+    );
+    drop(daemon);
+    let next = PxeFilter::new(cfg, &state);
+    next.allow(&[mac(2)]).unwrap();
+    let listed = listing(&hd);
+    assert!(
+        listed.contains(&ALLOW_1.to_owned()),
+        "not repaired: {listed:?}"
+    );
+    assert!(!Store::new(&state).pending().unwrap());
+}
