@@ -55,6 +55,60 @@ pub async fn tell_daemon(network: &str, op: &str, pid: i32) -> String {
     }
 }
 
+/// What the running daemon did with a list handed to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HandedOver {
+    /// Files written.
+    pub written: u32,
+    /// How long the change took in the daemon.
+    pub elapsed: std::time::Duration,
+}
+
+/// Hands the open list `input` (a regular file or memfd; `origin` names it) to the running
+/// daemon's `FilterSyncFrom`, which parses and applies it with the policy it keeps in memory.
+/// `Ok(None)`: the daemon cannot take it (no bus, no daemon on it, an older daemon, a caller
+/// it refuses); the caller then applies the list itself. An error is the daemon's verdict on
+/// the list or on the change, and nothing more is to be done.
+pub async fn filter_sync_from(
+    input: std::os::fd::BorrowedFd<'_>,
+    origin: &str,
+) -> anyhow::Result<Option<HandedOver>> {
+    let conn = match zbus::Connection::system().await {
+        Ok(conn) => conn,
+        Err(e) => {
+            tracing::debug!(error = %e, "no system bus: the list is applied here");
+            return Ok(None);
+        }
+    };
+    let reply = conn
+        .call_method(
+            Some(dbus::NAME),
+            dbus::PATH,
+            Some(dbus::NAME),
+            "FilterSyncFrom",
+            &(zbus::zvariant::Fd::from(input), origin),
+        )
+        .await;
+    let message = match reply {
+        Ok(message) => message,
+        Err(zbus::Error::MethodError(name, text, _))
+            if name.as_str() == "org.freedesktop.DBus.Error.InvalidArgs"
+                || name.as_str() == "org.freedesktop.DBus.Error.Failed" =>
+        {
+            anyhow::bail!("{}", text.unwrap_or_default())
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "the daemon did not take the list: it is applied here");
+            return Ok(None);
+        }
+    };
+    let (written, micros): (u32, u64) = message.body().deserialize()?;
+    Ok(Some(HandedOver {
+        written,
+        elapsed: std::time::Duration::from_micros(micros),
+    }))
+}
+
 /// Whether `virtmasq.service` is enabled to start at boot (its `multi-user.target` link): read
 /// from the file system, as the hook must answer quickly and never wait on D-Bus.
 pub fn service_enabled() -> bool {

@@ -66,6 +66,59 @@ fn parse_macs(macs: &[String]) -> fdo::Result<Vec<MacAddr>> {
         .collect()
 }
 
+/// The most [`Agent::filter_sync_from`] reads: far above 50,000 MACs as pretty-printed JSON
+/// (about 1.2 MB), far below what would strain the daemon.
+const MAX_LIST_BYTES: u64 = 256 << 20;
+
+/// Reads a list handed over as a file descriptor: only a regular file (or memfd), so that
+/// the daemon never waits on a pipe or a terminal held by its caller.
+fn read_list(fd: std::os::fd::OwnedFd, origin: &str) -> Result<String, FilterError> {
+    use std::io::Read;
+    let bad = |reason: String| FilterError::BadEntry {
+        origin: origin.to_owned(),
+        at: "as handed over".into(),
+        reason,
+    };
+    let file = std::fs::File::from(fd);
+    let meta = file
+        .metadata()
+        .map_err(|e| bad(format!("cannot read what was handed over: {e}")))?;
+    if !meta.file_type().is_file() {
+        return Err(bad(
+            "not a regular file: hand over a file or a memfd, not a pipe or a terminal".into(),
+        ));
+    }
+    if meta.len() > MAX_LIST_BYTES {
+        return Err(bad(format!(
+            "{} bytes, more than the {MAX_LIST_BYTES} a list may hold",
+            meta.len()
+        )));
+    }
+    let mut text = String::with_capacity(meta.len() as usize);
+    // From the start whatever the descriptor's offset: pread through a shared reference.
+    let mut reader = std::io::BufReader::new(ReadAt { file: &file, at: 0 });
+    reader
+        .read_to_string(&mut text)
+        .map_err(|e| bad(format!("cannot read it: {e}")))?;
+    Ok(text)
+}
+
+/// Reads a file from offset 0 with `pread`, leaving the descriptor's own offset alone (the
+/// caller may share it).
+struct ReadAt<'a> {
+    file: &'a std::fs::File,
+    at: u64,
+}
+
+impl std::io::Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let n = self.file.read_at(buf, self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
 impl Agent {
     fn ask(&self, why: String) -> fdo::Result<()> {
         self.requests
@@ -80,7 +133,9 @@ impl Agent {
         emitter: &SignalEmitter<'_>,
     ) -> fdo::Result<()> {
         let macs = parse_macs(&macs)?;
-        self.filter_change(move |f| op(f, &macs), emitter).await
+        self.filter_change(move |f| op(f, &macs), emitter)
+            .await
+            .map(drop)
     }
 
     /// Runs one change of the filter off the event loop, then announces it.
@@ -88,14 +143,18 @@ impl Agent {
         &self,
         change: impl FnOnce(&PxeFilter) -> Result<SyncReport, FilterError> + Send + 'static,
         emitter: &SignalEmitter<'_>,
-    ) -> fdo::Result<()> {
+    ) -> fdo::Result<SyncReport> {
         let filter = self.filter.clone();
-        tokio::task::spawn_blocking(move || change(&filter))
+        let report = tokio::task::spawn_blocking(move || change(&filter))
             .await
             .map_err(|e| fdo::Error::Failed(e.to_string()))?
-            .map_err(|e| fdo::Error::Failed(crate::error::chain(&e)))?;
+            .map_err(|e| match e.is_bad_input() {
+                true => fdo::Error::InvalidArgs(crate::error::chain(&e)),
+                false => fdo::Error::Failed(crate::error::chain(&e)),
+            })?;
         Agent::filter_changed(emitter).await?;
-        self.ask("filter changed over D-Bus".into())
+        self.ask("filter changed over D-Bus".into())?;
+        Ok(report)
     }
 }
 
@@ -174,6 +233,37 @@ impl Agent {
             .map_err(|e| fdo::Error::InvalidArgs(crate::error::chain(&e)))?;
         self.filter_change(move |f| f.replace_all(desired), &emitter)
             .await
+            .map(drop)
+    }
+
+    /// Replaces both lists with those in `input`, an open regular file (or memfd) holding
+    /// the list the CLI's `filter sync` reads from its file (JSON or one MAC a line); `origin` names it
+    /// in errors. The daemon reads and parses it: a list of any length costs no D-Bus
+    /// message of its size. Returns the files written and the time the change took (µs).
+    #[zbus(out_args("written", "elapsed_us"))]
+    async fn filter_sync_from(
+        &self,
+        input: zbus::zvariant::OwnedFd,
+        origin: &str,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> fdo::Result<(u32, u64)> {
+        require_root(conn, &hdr).await?;
+        let origin = origin.to_owned();
+        let report = self
+            .filter_change(
+                move |f| {
+                    let text = read_list(std::os::fd::OwnedFd::from(input), &origin)?;
+                    f.replace_all(DesiredLists::parse(&text, &origin)?)
+                },
+                &emitter,
+            )
+            .await?;
+        Ok((
+            u32::try_from(report.applied.written).unwrap_or(u32::MAX),
+            u64::try_from(report.elapsed.as_micros()).unwrap_or(u64::MAX),
+        ))
     }
 
     /// The allowed MACs, the denied MACs and the policy for the others.

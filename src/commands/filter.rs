@@ -105,16 +105,32 @@ pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<()> {
         Op::Deny { macs } => filter.deny(macs)?,
         Op::Forget { macs } => filter.forget(macs)?,
         Op::Sync { from } => {
-            let (text, origin) = if from.as_os_str() == "-" {
-                (
-                    std::io::read_to_string(std::io::stdin())?,
-                    "standard input".to_owned(),
-                )
-            } else {
-                let text = std::fs::read_to_string(from)
-                    .with_context(|| format!("reading {}", from.display()))?;
-                (text, from.display().to_string())
-            };
+            let (input, origin) = open_list(from)?;
+            // A running daemon applies it with the policy it keeps in memory, and syncs the
+            // hostsdir after answering.
+            if let Some(pid) = crate::agent::client::running_daemon(&cfg) {
+                use std::os::fd::AsFd;
+                let done = crate::agent::client::filter_sync_from(input.as_fd(), &origin)
+                    .await
+                    .with_context(|| format!("the daemon applying {origin}"))?;
+                if let Some(done) = done {
+                    let report = SyncReport {
+                        applied: crate::filter::hostsdir::Applied {
+                            written: done.written as usize,
+                            ..Default::default()
+                        },
+                        elapsed: done.elapsed,
+                        ..SyncReport::default()
+                    };
+                    let text = summary(&report, cfg.filter.enabled).replacen(
+                        '\n',
+                        &format!(" by the daemon (pid {pid})\n"),
+                        1,
+                    );
+                    return print_out(&text);
+                }
+            }
+            let text = read_from_start(&input).with_context(|| format!("reading {origin}"))?;
             filter.replace_all(DesiredLists::parse(&text, &origin)?)?
         }
         Op::Unknown { policy } => filter.set_unknown(match policy.as_str() {
@@ -148,6 +164,42 @@ pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     // dnsmasq) at its next reconcile.
     crate::agent::client::poke(&cfg);
     print_out(&summary(&report, cfg.filter.enabled))
+}
+
+/// The list `from` names (`-`: standard input) as a regular file or memfd, which the daemon
+/// can read without waiting on anyone, and its name for messages.
+fn open_list(from: &std::path::Path) -> anyhow::Result<(std::fs::File, String)> {
+    use std::io::{Seek, Write};
+    let (origin, mut source): (String, Box<dyn std::io::Read>) = if from.as_os_str() == "-" {
+        ("standard input".to_owned(), Box::new(std::io::stdin()))
+    } else {
+        let origin = from.display().to_string();
+        let file = std::fs::File::open(from).with_context(|| format!("reading {origin}"))?;
+        if file.metadata().is_ok_and(|m| m.file_type().is_file()) {
+            return Ok((file, origin));
+        }
+        (origin, Box::new(file))
+    };
+    // A pipe, a terminal, a FIFO: copied into memory once.
+    let fd = nix::sys::memfd::memfd_create(
+        c"virtmasq-filter-list",
+        nix::sys::memfd::MFdFlags::MFD_CLOEXEC,
+    )
+    .context("creating a memfd for the list")?;
+    let mut copy = std::fs::File::from(fd);
+    std::io::copy(&mut source, &mut copy).with_context(|| format!("reading {origin}"))?;
+    copy.flush()?;
+    copy.rewind()?;
+    Ok((copy, origin))
+}
+
+/// All of `file` from its start, as text.
+fn read_from_start(mut file: &std::fs::File) -> std::io::Result<String> {
+    use std::io::{Read, Seek};
+    file.rewind()?;
+    let mut text = String::new();
+    file.read_to_string(&mut text)?;
+    Ok(text)
 }
 
 /// A change verb as etcd key changes, when the source is etcd (`list` reads the policy this

@@ -82,6 +82,17 @@ pub enum FilterError {
 }
 
 impl FilterError {
+    /// Whether the request itself is at fault (its lists), not the host.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            Self::Duplicate { .. }
+                | Self::Conflict { .. }
+                | Self::BadEntry { .. }
+                | Self::BadJson { .. }
+        )
+    }
+
     /// Wraps an I/O error with the action and the path it concerned.
     pub(crate) fn io(
         action: &'static str,
