@@ -6,6 +6,7 @@
 
 use std::fs::{self, File, Permissions};
 use std::io::{ErrorKind, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -152,6 +153,21 @@ pub fn apply(
     form: DenyLine,
     durability: Option<Durability>,
 ) -> Result<Applied, FilterError> {
+    apply_keeping(dir, actions, form, durability, &mut Vec::new(), 0)
+}
+
+/// [`apply`], keeping up to `keep` of the files it replaces open (`O_PATH`) in `retired`:
+/// a rename over a file frees the file it replaces, which on some disks costs more than the
+/// write (~0.13 ms a file on ext4 mounted with `discard`); closing them later moves that
+/// cost off the caller's path.
+pub fn apply_keeping(
+    dir: &Path,
+    actions: &[FileAction],
+    form: DenyLine,
+    durability: Option<Durability>,
+    retired: &mut Vec<OwnedFd>,
+    keep: usize,
+) -> Result<Applied, FilterError> {
     let mut done = Applied::default();
     if actions.is_empty() {
         return Ok(done);
@@ -178,6 +194,13 @@ pub fn apply(
                 // its close (IN_CLOSE_WRITE), so it never sees it half-written, and the rename
                 // is saved. A file that turns out to be there after all is replaced.
                 if *replaces || !at.create(&name, content.as_bytes(), options)? {
+                    if retired.len() < keep {
+                        // Best effort: without it, the rename frees the old file at once.
+                        let path = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+                        if let Ok(fd) = openat(at.handle, name.as_str(), path, Mode::empty()) {
+                            retired.push(fd);
+                        }
+                    }
                     at.write(&name, content.as_bytes(), options)?;
                 }
                 done.written += 1;

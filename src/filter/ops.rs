@@ -112,7 +112,8 @@ impl PxeFilter {
     }
 
     /// [`PxeFilter::list`], from memory while the stored policy is the one last read (a stat,
-    /// not a parse). A save between the stat and the read is caught by the next call.
+    /// not a parse). A save between the stat and the read is caught by the next call. After
+    /// this filter's own change, the policy it kept is used: no parse either.
     pub fn list_cached(&self) -> Result<Arc<Policy>, FilterError> {
         let version = self.store.version()?;
         let mut cache = self.list_cache.lock().unwrap_or_else(|p| p.into_inner());
@@ -121,7 +122,19 @@ impl PxeFilter {
                 return Ok(policy.clone());
             }
         }
-        let policy = Arc::new(self.list()?);
+        let kept = {
+            let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            match state.as_ref() {
+                Some((seen, stored)) if Some(*seen) == version => {
+                    Some(self.effective(stored, None))
+                }
+                _ => None,
+            }
+        };
+        let policy = Arc::new(match kept {
+            Some(policy) => policy,
+            None => self.list()?,
+        });
         *cache = Some((version, policy.clone()));
         Ok(policy)
     }
@@ -324,8 +337,17 @@ impl PxeFilter {
             only.as_deref(),
         )?;
         let actions = plan(&observed, &policy);
-        let durability = deferred.is_none().then_some(self.cfg.durability);
-        let applied = hostsdir::apply(dir, &actions, policy.deny_line, durability)?;
+        let applied = match deferred {
+            Some(d) => {
+                let mut retired = Vec::new();
+                let form = policy.deny_line;
+                let applied =
+                    hostsdir::apply_keeping(dir, &actions, form, None, &mut retired, d.room())?;
+                d.retire(retired);
+                applied
+            }
+            None => hostsdir::apply(dir, &actions, policy.deny_line, Some(self.cfg.durability))?,
+        };
         let moved = edited.changed || interrupted;
         match deferred {
             // The mark stays until the flush has synced these files.

@@ -10,6 +10,7 @@
 //! (its policy is the one on disk and its writes finished), its changes look only at the
 //! MACs they touch.
 
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -23,8 +24,14 @@ use crate::filter::hostsdir;
 /// one `syncfs`, and a change right after another does not wait for one.
 const QUIET: Duration = Duration::from_millis(100);
 
+/// The longest the hostsdir waits for a sync while changes keep coming.
+const MAX_WAIT: Duration = Duration::from_secs(1);
+
 /// After a failed flush, how long until the next try.
 const RETRY: Duration = Duration::from_secs(1);
+
+/// The most replaced files kept open until the flush (each is an open descriptor).
+pub(super) const MAX_RETIRED: usize = 512;
 
 /// Changes written but not yet synced, and the flusher's wake-up.
 #[derive(Debug, Default)]
@@ -34,6 +41,9 @@ pub(super) struct Deferred {
     /// Set by [`Deferred::owe`], cleared by the flusher when it wakes.
     wake: Mutex<bool>,
     cond: Condvar,
+    /// Files replaced by changes since the last flush, kept open so that freeing them
+    /// happens in the flush, not in the change ([`hostsdir::apply_keeping`]).
+    retired: Mutex<Vec<OwnedFd>>,
 }
 
 impl Deferred {
@@ -49,7 +59,19 @@ impl Deferred {
         self.cond.notify_one();
     }
 
-    /// Waits for [`Deferred::owe`], then for the changes to pause for [`QUIET`].
+    /// How many more replaced files may be kept open.
+    pub(super) fn room(&self) -> usize {
+        MAX_RETIRED.saturating_sub(self.retired.lock().unwrap_or_else(|p| p.into_inner()).len())
+    }
+
+    /// Keeps `files` open until the next flush.
+    pub(super) fn retire(&self, files: Vec<OwnedFd>) {
+        let mut retired = self.retired.lock().unwrap_or_else(|p| p.into_inner());
+        retired.extend(files);
+    }
+
+    /// Waits for [`Deferred::owe`], then for the changes to pause for [`QUIET`] (at most
+    /// [`MAX_WAIT`]).
     fn wait(&self) {
         let mut woken = self.wake.lock().unwrap_or_else(|p| p.into_inner());
         while !*woken {
@@ -57,10 +79,11 @@ impl Deferred {
         }
         *woken = false;
         drop(woken);
+        let start = std::time::Instant::now();
         loop {
             let seen = self.owed.load(Ordering::SeqCst);
             std::thread::sleep(QUIET);
-            if self.owed.load(Ordering::SeqCst) == seen {
+            if self.owed.load(Ordering::SeqCst) == seen || start.elapsed() >= MAX_WAIT {
                 return;
             }
         }
@@ -108,6 +131,10 @@ impl PxeFilter {
             return Ok(());
         }
         // Not under the lock: a change may go on meanwhile; it then owes a flush of its own.
+        // The replaced files are freed first, so that the sync covers that too.
+        drop(std::mem::take(
+            &mut *deferred.retired.lock().unwrap_or_else(|p| p.into_inner()),
+        ));
         hostsdir::sync_fs(&self.cfg.hostsdir)?;
         let _lock = self.store.lock(self.lock_timeout)?;
         let settled = deferred

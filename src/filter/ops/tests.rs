@@ -359,3 +359,22 @@ fn a_crash_before_the_deferred_flush_is_repaired_by_the_next_process() {
     );
     assert!(!Store::new(&state).pending().unwrap());
 }
+
+#[test]
+fn files_a_change_replaced_are_freed_by_the_flush() {
+    let f = fixture(UnknownPolicy::Deny, 1000);
+    let mut filter = f.filter.clone();
+    let deferred: Arc<flush::Deferred> = Arc::default(); // no thread: flushed by hand
+    filter.deferred = Some(deferred.clone());
+    filter.allow(&[mac(1)]).unwrap();
+    assert_eq!(
+        deferred.room(),
+        flush::MAX_RETIRED,
+        "a new file replaced nothing"
+    );
+    filter.deny(&[mac(1)]).unwrap();
+    assert_eq!(deferred.room(), flush::MAX_RETIRED - 1);
+    assert_eq!(listing(filter.hostsdir()), [DENY_1, WILD_DENY]);
+    filter.flush().unwrap();
+    assert_eq!(deferred.room(), flush::MAX_RETIRED);
+}
