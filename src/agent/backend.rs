@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use crate::agent::desired::pxe_lines;
 use crate::config::Config;
 use crate::dnsmasq::render::RenderOptions;
-use crate::filter::PxeFilter;
 use crate::host::Host;
 use crate::model::{ManagedNetwork, NetworkName};
 use crate::pxe::LinesFor;
@@ -82,9 +81,9 @@ pub fn sighup_safe(cfg: &Config) -> bool {
 /// As [`sighup_safe`], with dnsmasq's version already known.
 pub fn sighup_safe_with(cfg: &Config, version: Option<&DnsmasqVersion>) -> bool {
     let tagged = cfg.filter.enabled
-        && PxeFilter::new(cfg.filter.clone(), cfg.paths.state_dir.clone())
-            .list()
-            .is_ok_and(|p| p.deny_line != crate::filter::entry::DenyLine::Plain);
+        && crate::filter::store::Store::new(&cfg.paths.state_dir)
+            .deny_line()
+            .is_ok_and(|line| line != crate::filter::entry::DenyLine::Plain);
     let version = version.map_or((0, 0), |v| v.numeric);
     crate::filter::ops::sighup_is_safe(version, tagged)
 }

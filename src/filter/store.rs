@@ -80,14 +80,31 @@ impl StoredPolicy {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StateFile {
+/// The state file as written.
+#[derive(Serialize)]
+struct StateFile<'a> {
     /// Format version, so a later format is refused rather than misread.
     version: u32,
     /// The policy itself, at the top level of the JSON object.
     #[serde(flatten)]
-    policy: StoredPolicy,
+    policy: &'a StoredPolicy,
+}
+
+/// The state file as read: the same fields, the lists read as vectors and then sorted into
+/// their sets (much faster than inserting 50,000 MACs one by one, or buffering the object
+/// for a flattened field).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateFileIn {
+    version: u32,
+    #[serde(default)]
+    unknown: Option<UnknownPolicy>,
+    #[serde(default)]
+    allow: Vec<MacAddr>,
+    #[serde(default)]
+    deny: Vec<MacAddr>,
+    #[serde(default)]
+    deny_line: DenyLine,
 }
 
 /// The state directory.
@@ -195,6 +212,26 @@ impl Store {
         }
     }
 
+    /// The stored policy's deny-line form, remembered (for the whole process) while the state
+    /// file is unchanged: journal appends never change it, and each reconcile asks.
+    pub fn deny_line(&self) -> Result<DenyLine, FilterError> {
+        type Seen = (PathBuf, (u64, u64, i64, i64, u64), DenyLine);
+        static SEEN: std::sync::Mutex<Option<Seen>> = std::sync::Mutex::new(None);
+        let Some(v) = self.version()? else {
+            return Ok(DenyLine::default());
+        };
+        let file = (v.0, v.1, v.2, v.3, v.4);
+        let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((dir, at, line)) = seen.as_ref() {
+            if *dir == self.dir && *at == file {
+                return Ok(*line);
+            }
+        }
+        let line = self.load()?.deny_line;
+        *seen = Some((self.dir.clone(), file, line));
+        Ok(line)
+    }
+
     /// The stored policy; empty if none was ever stored.
     pub fn load(&self) -> Result<StoredPolicy, FilterError> {
         let path = self.path(STATE_FILE);
@@ -207,16 +244,21 @@ impl Store {
             path: path.clone(),
             source,
         };
-        let state: StateFile = serde_json::from_str(&text).map_err(bad)?;
+        let state: StateFileIn = serde_json::from_str(&text).map_err(bad)?;
         if state.version != STATE_VERSION {
             let msg = format!("unsupported version {}", state.version);
             return Err(bad(serde::de::Error::custom(msg)));
         }
-        if let Some(mac) = state.policy.allow.intersection(&state.policy.deny).next() {
+        let mut policy = StoredPolicy {
+            unknown: state.unknown,
+            allow: state.allow.into_iter().collect(),
+            deny: state.deny.into_iter().collect(),
+            deny_line: state.deny_line,
+        };
+        if let Some(mac) = policy.allow.intersection(&policy.deny).next() {
             let msg = format!("{mac} is both allowed and denied");
             return Err(bad(serde::de::Error::custom(msg)));
         }
-        let mut policy = state.policy;
         self.replay(&mut policy)?;
         Ok(policy)
     }
@@ -280,7 +322,7 @@ impl Store {
     pub fn save(&self, policy: &StoredPolicy) -> Result<(), FilterError> {
         let state = StateFile {
             version: STATE_VERSION,
-            policy: policy.clone(),
+            policy,
         };
         let mut text = serde_json::to_string_pretty(&state).expect("a policy always serialises");
         text.push('\n');
@@ -385,114 +427,4 @@ fn sync_dir(dir: &Path) -> Result<(), FilterError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn round_trip_and_damage() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::new(dir.path().join("state"));
-        assert_eq!(store.load().unwrap(), StoredPolicy::default());
-        assert_eq!(store.rewrites().unwrap(), 0);
-        let policy = StoredPolicy {
-            unknown: Some(UnknownPolicy::Deny),
-            allow: [MacAddr::new([0xaa, 0, 0, 0, 0, 1])].into(),
-            deny: BTreeSet::new(),
-            deny_line: DenyLine::Tagged,
-        };
-        store.save(&policy).unwrap();
-        assert_eq!(store.load().unwrap(), policy);
-        store.set_rewrites(7).unwrap();
-        assert_eq!(store.rewrites().unwrap(), 7);
-        let state = dir.path().join("state").join(STATE_FILE);
-        let cases = [
-            ("{", "damaged"),
-            ("{\"version\": 2}", "version 2"),
-            (
-                "{\"version\":1,\"allow\":[\"aa:00:00:00:00:01\"],\"deny\":[\"aa:00:00:00:00:01\"]}",
-                "both allowed and denied",
-            ),
-            ("{\"version\":1,\"allow\":[\"nope\"]}", "nope"),
-        ];
-        for (text, want) in cases {
-            fs::write(&state, text).unwrap();
-            let err = store.load().unwrap_err();
-            let chain = format!("{err} / {}", std::error::Error::source(&err).unwrap());
-            assert!(chain.contains(want), "{text}: {chain}");
-        }
-    }
-
-    fn journals(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with(journal::PREFIX))
-            .collect();
-        names.sort();
-        names
-    }
-
-    #[test]
-    fn changes_go_to_the_journal_until_it_outgrows_the_policy() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::new(dir.path());
-        let mac = |i: u32| MacAddr::new([0xaa, 0, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
-        let mut policy = StoredPolicy::default();
-        policy.allow.extend((0..100).map(mac));
-        store.save(&policy).unwrap();
-        let whole = fs::read(dir.path().join(STATE_FILE)).unwrap();
-        policy.allow.remove(&mac(1));
-        policy.deny.insert(mac(1));
-        policy.allow.remove(&mac(2));
-        store.save_change(&policy, &[mac(1), mac(2)]).unwrap();
-        assert_eq!(fs::read(dir.path().join(STATE_FILE)).unwrap(), whole);
-        assert_eq!(journals(dir.path()).len(), 1);
-        assert_eq!(store.load().unwrap(), policy);
-        // A torn append: ignored when read, and the next change writes the policy whole.
-        let journal = dir.path().join(&journals(dir.path())[0]);
-        let mut f = OpenOptions::new().append(true).open(&journal).unwrap();
-        f.write_all(b"deny aa:00:00:00:00:0").unwrap();
-        assert_eq!(store.load().unwrap(), policy);
-        policy.deny.insert(mac(200));
-        store.save_change(&policy, &[mac(200)]).unwrap();
-        assert!(journals(dir.path()).is_empty());
-        assert_eq!(store.load().unwrap(), policy);
-        // Past the size limit: the whole policy again, no journal.
-        let many: Vec<MacAddr> = (1000..5000).map(mac).collect();
-        policy.deny.extend(many.iter().copied());
-        store.save_change(&policy, &many).unwrap();
-        assert!(journals(dir.path()).is_empty());
-        assert_eq!(store.load().unwrap(), policy);
-    }
-
-    #[test]
-    fn a_journal_of_an_older_state_file_is_never_read() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::new(dir.path());
-        let mut policy = StoredPolicy::default();
-        store.save(&policy).unwrap();
-        let stale = store.journal_path(store.version().unwrap().unwrap().1);
-        policy.allow.insert(MacAddr::new([0xaa, 0, 0, 0, 0, 1]));
-        store.save(&policy).unwrap();
-        // As if a stop came between writing the state file and removing the old journal.
-        fs::write(&stale, "forget aa:00:00:00:00:01\n").unwrap();
-        assert_eq!(store.load().unwrap(), policy);
-    }
-
-    #[test]
-    fn lock_times_out_with_a_clear_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::new(dir.path());
-        let held = store.lock(Duration::from_millis(50)).unwrap();
-        let err = store
-            .lock(Duration::from_millis(50))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("filter.lock") && err.contains("another virtmasq process"),
-            "{err}"
-        );
-        drop(held);
-        assert!(store.lock(Duration::from_millis(50)).is_ok());
-    }
-}
+mod tests;

@@ -163,7 +163,7 @@ pub(super) async fn follow_proxy(
 ) {
     let proxy = filter_proxy(cfg, managed);
     let tagged = filter
-        .list()
+        .list_cached()
         .is_ok_and(|p| p.deny_line != crate::filter::entry::DenyLine::Plain);
     if proxy == tagged {
         return;
