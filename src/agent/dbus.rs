@@ -254,8 +254,14 @@ impl Agent {
         let report = self
             .filter_change(
                 move |f| {
+                    let read = crate::timing::phase("filter list read");
                     let text = read_list(std::os::fd::OwnedFd::from(input), &origin)?;
-                    f.replace_all(DesiredLists::parse(&text, &origin)?)
+                    drop(read);
+                    let parse = crate::timing::phase("filter list parsed");
+                    let desired = DesiredLists::parse(&text, &origin)?;
+                    drop(parse);
+                    let _change = crate::timing::phase("filter list applied");
+                    f.replace_all(desired)
                 },
                 &emitter,
             )
