@@ -22,9 +22,11 @@ pub enum UnknownPolicy {
 #[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Durability {
-    /// One `syncfs` on the hostsdir's file system per batch. The rename already keeps dnsmasq
-    /// from reading a half-written file; a crash before the `syncfs` can leave empty or stale
-    /// files, which the start-up purge-and-rebuild (it compares contents) repairs.
+    /// One `syncfs` on the hostsdir's file system per batch: before the command returns, or,
+    /// in the daemon, just after its reply (100 ms after the last change, at most 1 s). The
+    /// rename already keeps dnsmasq from reading a half-written file; a crash before the
+    /// `syncfs` can leave empty or stale files, which the start-up purge-and-rebuild (it
+    /// compares contents, prompted by the policy's pending mark) repairs.
     #[default]
     Syncfs,
     /// One `fsync` per file before its rename, one on the directory per batch. Each file is
