@@ -98,6 +98,43 @@ fn sync_from(cfg: &str, bus: &PrivateBus, from: &str, stdin: Option<&str>) -> (b
     (out.status.success(), text)
 }
 
+/// The `FilterChanged` signals the daemon sends while `during` runs (and within 1 s after).
+fn filter_signals(bus: &PrivateBus, during: impl FnOnce()) -> usize {
+    use zbus::export::futures_core::Stream;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let conn = zbus::connection::Builder::address(bus.address.as_str())
+            .unwrap()
+            .build()
+            .await
+            .expect("connect to the test bus");
+        let rule = zbus::MatchRule::builder()
+            .msg_type(zbus::message::Type::Signal)
+            .interface("org.virtmasq.Agent1")
+            .unwrap()
+            .member("FilterChanged")
+            .unwrap()
+            .build();
+        let mut stream = zbus::MessageStream::for_match_rule(rule, &conn, Some(64))
+            .await
+            .expect("subscribe to FilterChanged");
+        tokio::task::block_in_place(during);
+        let mut seen = 0;
+        loop {
+            let next = std::future::poll_fn(|cx| std::pin::Pin::new(&mut stream).poll_next(cx));
+            match tokio::time::timeout(Duration::from_secs(1), next).await {
+                Ok(Some(_)) => seen += 1,
+                _ => break,
+            }
+        }
+        seen
+    })
+}
+
 /// `filter sync --from` with the daemon running hands the list to it (`FilterSyncFrom`, the
 /// file itself or a memfd for standard input): the daemon parses it, dnsmasq answers as it
 /// says, a bad list is refused by name and changes nothing, and the hostsdir's deferred sync
@@ -172,10 +209,21 @@ fn a_list_is_handed_to_the_running_daemon() {
         .collect::<Vec<_>>();
     assert_eq!(before, after, "a refused list changed the hostsdir");
 
-    // Standard input goes over as a memfd.
-    let (ok, out) = sync_from(cfg, &bus, "-", Some(&format!("{mac}\n")));
-    assert!(ok, "{out}");
-    assert!(out.contains("by the daemon"), "{out}");
+    // The first list again changes nothing, and is not announced (nor reconciled); the
+    // allow that follows, through standard input (a memfd), is announced once.
+    let same = lab.dir().join("same.json");
+    std::fs::write(&same, format!("{{\"allow\": [], \"deny\": [\"{mac}\"]}}\n")).unwrap();
+    let signals = filter_signals(&bus, || {
+        let (ok, out) = sync_from(cfg, &bus, same.to_str().unwrap(), None);
+        assert!(ok && out.contains("0 file(s) written"), "{out}");
+        let (ok, out) = sync_from(cfg, &bus, "-", Some(&format!("{mac}\n")));
+        assert!(ok, "{out}");
+        assert!(out.contains("by the daemon"), "{out}");
+    });
+    assert_eq!(
+        signals, 1,
+        "FilterChanged signals for one change and one no-change sync"
+    );
     assert!(
         client.probe(&quick).is_some(),
         "an allowed MAC got no offer"

@@ -152,8 +152,12 @@ impl Agent {
                 true => fdo::Error::InvalidArgs(crate::error::chain(&e)),
                 false => fdo::Error::Failed(crate::error::chain(&e)),
             })?;
-        Agent::filter_changed(emitter).await?;
-        self.ask("filter changed over D-Bus".into())?;
+        // A sync that found everything in line (a periodic one with the same list) changes
+        // nothing anyone sees: no signal, and no reconcile competing with the next call.
+        if report.did_anything() {
+            Agent::filter_changed(emitter).await?;
+            self.ask("filter changed over D-Bus".into())?;
+        }
         Ok(report)
     }
 }

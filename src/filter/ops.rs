@@ -37,6 +37,16 @@ pub struct SyncReport {
     pub needs_compaction: bool,
     /// Time spent, lock wait included.
     pub elapsed: Duration,
+    /// Whether the stored policy changed.
+    pub changed: bool,
+}
+
+impl SyncReport {
+    /// Whether the change did anything anyone could see: the policy, a file, or a
+    /// compaction now due. A sync that finds everything in line does not.
+    pub fn did_anything(&self) -> bool {
+        self.changed || self.applied != Applied::default() || self.needs_compaction
+    }
 }
 
 /// An effective policy and the version of the stored policy it was made from.
@@ -230,7 +240,8 @@ impl PxeFilter {
         let start = Instant::now();
         let _lock = self.store.lock(self.lock_timeout)?;
         let (mut stored, _) = self.take_state()?;
-        if stored.deny_line != DenyLine::for_proxy(proxy) {
+        let stored_changed = stored.deny_line != DenyLine::for_proxy(proxy);
+        if stored_changed {
             stored.deny_line = DenyLine::for_proxy(proxy);
             self.store.save(&stored)?;
         }
@@ -260,6 +271,7 @@ impl PxeFilter {
             foreign: Vec::new(),
             needs_compaction: false,
             elapsed: start.elapsed(),
+            changed: stored_changed,
         })
     }
 
@@ -325,6 +337,7 @@ impl PxeFilter {
             self.keep_state(stored)?;
             return Ok(SyncReport {
                 elapsed: start.elapsed(),
+                changed: edited.changed,
                 ..SyncReport::default()
             });
         }
@@ -365,6 +378,7 @@ impl PxeFilter {
             foreign: observed.foreign,
             needs_compaction,
             elapsed: start.elapsed(),
+            changed: edited.changed,
         })
     }
 
