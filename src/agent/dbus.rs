@@ -261,11 +261,8 @@ impl Agent {
                     let read = crate::timing::phase("filter list read");
                     let text = read_list(std::os::fd::OwnedFd::from(input), &origin)?;
                     drop(read);
-                    let parse = crate::timing::phase("filter list parsed");
-                    let desired = DesiredLists::parse(&text, &origin)?;
-                    drop(parse);
                     let _change = crate::timing::phase("filter list applied");
-                    f.replace_all(desired)
+                    f.replace_all_from(&text, &origin)
                 },
                 &emitter,
             )

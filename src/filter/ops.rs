@@ -71,6 +71,8 @@ pub struct PxeFilter {
     state: Arc<Mutex<Option<(PolicyVersion, StoredPolicy)>>>,
     /// With [`PxeFilter::with_deferred_flush`]: the changes whose files are not synced yet.
     deferred: Option<Arc<flush::Deferred>>,
+    /// The last list applied whole from its text ([`PxeFilter::replace_all_from`]).
+    last_list: Arc<same_list::LastList>,
 }
 
 /// What an edit of the stored policy did.
@@ -80,6 +82,8 @@ struct Edited {
     /// The MACs whose entry may have changed; `None`: anything may have, the whole directory
     /// is looked at.
     touched: Option<Vec<MacAddr>>,
+    /// The text the new policy was read from, when it replaced the lists whole.
+    list: Option<same_list::ListKey>,
 }
 
 impl Edited {
@@ -88,6 +92,7 @@ impl Edited {
         Self {
             changed,
             touched: (!changed).then(Vec::new),
+            list: None,
         }
     }
 }
@@ -102,6 +107,7 @@ impl PxeFilter {
             list_cache: Arc::default(),
             state: Arc::default(),
             deferred: None,
+            last_list: Arc::default(),
         }
     }
 
@@ -175,6 +181,7 @@ impl PxeFilter {
             Edited {
                 changed,
                 touched: Some(macs.to_vec()),
+                list: None,
             }
         };
         self.change(edit)
@@ -184,6 +191,15 @@ impl PxeFilter {
     /// fall back to the unknown-MAC policy. Only the MACs whose entry changes are looked at
     /// in the hostsdir: a sync costs what it changes, not what the lists hold.
     pub fn replace_all(&self, desired: DesiredLists) -> Result<SyncReport, FilterError> {
+        self.replace_all_keyed(desired, None)
+    }
+
+    /// [`PxeFilter::replace_all`] of the lists read from the text `list`.
+    fn replace_all_keyed(
+        &self,
+        desired: DesiredLists,
+        list: Option<same_list::ListKey>,
+    ) -> Result<SyncReport, FilterError> {
         let edit = |stored: &mut StoredPolicy| {
             let mut touched: Vec<MacAddr> = (stored.allow.symmetric_difference(&desired.allow))
                 .chain(stored.deny.symmetric_difference(&desired.deny))
@@ -196,6 +212,7 @@ impl PxeFilter {
             Edited {
                 changed: !touched.is_empty(),
                 touched: Some(touched),
+                list,
             }
         };
         self.change(edit)
@@ -224,6 +241,7 @@ impl PxeFilter {
         self.change(|_| Edited {
             changed: false,
             touched: None,
+            list: None,
         })
     }
 
@@ -334,7 +352,8 @@ impl PxeFilter {
             }
         }
         if !self.cfg.enabled {
-            self.keep_state(stored)?;
+            let version = self.keep_state(stored)?;
+            self.remember_list(edited.list, version);
             return Ok(SyncReport {
                 elapsed: start.elapsed(),
                 changed: edited.changed,
@@ -368,7 +387,8 @@ impl PxeFilter {
             None if moved => self.store.clear_pending()?,
             _ => {}
         }
-        self.keep_state(stored)?;
+        let version = self.keep_state(stored)?;
+        self.remember_list(edited.list, version);
         let needs_compaction = self.count(&applied)?;
         for name in &observed.foreign {
             tracing::warn!(file = %dir.join(name).display(), "file not written by the PXE filter in its hostsdir; it is removed at the next start");
@@ -396,11 +416,20 @@ impl PxeFilter {
     }
 
     /// Keeps `stored`, which is what the state file now holds, for the next change.
-    fn keep_state(&self, stored: StoredPolicy) -> Result<(), FilterError> {
-        if let Some(version) = self.store.version()? {
+    /// Returns the state file's version.
+    fn keep_state(&self, stored: StoredPolicy) -> Result<Option<PolicyVersion>, FilterError> {
+        let version = self.store.version()?;
+        if let Some(version) = version {
             *self.state.lock().unwrap_or_else(|p| p.into_inner()) = Some((version, stored));
         }
-        Ok(())
+        Ok(version)
+    }
+
+    /// Under the lock, once the change succeeded: remembers the text its lists came from.
+    fn remember_list(&self, list: Option<same_list::ListKey>, version: Option<PolicyVersion>) {
+        if let (Some(key), Some(version)) = (list, version) {
+            self.last_list.record(key, version);
+        }
     }
 
     /// Adds this batch to the rewrite counter; true if a compaction is now due.
@@ -457,6 +486,7 @@ fn inotify_safe_batch() -> u64 {
 
 mod flush;
 mod outside;
+mod same_list;
 
 #[cfg(test)]
 mod tests;

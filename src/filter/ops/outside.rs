@@ -30,6 +30,7 @@ impl PxeFilter {
             Edited {
                 changed: unknown_changed || !touched.is_empty(),
                 touched: (!unknown_changed).then_some(touched),
+                list: None,
             }
         })
     }
@@ -51,6 +52,7 @@ impl PxeFilter {
             Edited {
                 changed: changed || unknown_changed,
                 touched: (!unknown_changed).then(|| macs.iter().map(|(m, _)| *m).collect()),
+                list: None,
             }
         })
     }

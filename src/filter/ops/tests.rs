@@ -378,3 +378,55 @@ fn files_a_change_replaced_are_freed_by_the_flush() {
     filter.flush().unwrap();
     assert_eq!(deferred.room(), flush::MAX_RETIRED);
 }
+
+/// The same list's text again is recognised while the policy is the one it left, and only
+/// then: another writer's change, another text or a mark left by an interrupted change send
+/// it through the parse and the comparison again, which put things right.
+#[test]
+fn the_same_list_again_is_answered_only_while_the_policy_is_its_own() {
+    let f = fixture(UnknownPolicy::Deny, 1000);
+    let hd = f.filter.hostsdir().to_owned();
+    let text = "aa:00:00:00:00:01\n";
+    let key = same_list::ListKey::of(text);
+    assert!(!f.filter.still_in_line(key).unwrap(), "nothing applied yet");
+    let first = f.filter.replace_all_from(text, "list").unwrap();
+    assert_eq!(first.applied.written, 2, "the allowed MAC and the wildcard");
+    assert!(f.filter.still_in_line(key).unwrap());
+    assert!(!f
+        .filter
+        .still_in_line(same_list::ListKey::of("aa:00:00:00:00:02\n"))
+        .unwrap());
+    let again = f.filter.replace_all_from(text, "list").unwrap();
+    assert!(!again.did_anything());
+
+    // Another process denies the MAC: the same text must allow it again.
+    let other = PxeFilter::new(f.filter.cfg.clone(), f._dir.path().join("state"));
+    other.deny(&[mac(1)]).unwrap();
+    assert!(
+        !f.filter.still_in_line(key).unwrap(),
+        "another writer's change went unseen"
+    );
+    let back = f.filter.replace_all_from(text, "list").unwrap();
+    assert_eq!(back.applied.written, 1);
+    assert_eq!(listing(&hd), [ALLOW_1, WILD_DENY]);
+
+    // A process stopped between its mark and its save: the whole directory is looked at.
+    Store::new(f._dir.path().join("state"))
+        .set_pending()
+        .unwrap();
+    fs::write(hd.join("aa-00-00-00-00-01"), "").unwrap();
+    assert!(
+        !f.filter.still_in_line(key).unwrap(),
+        "a foreign pending mark was ignored"
+    );
+    f.filter.replace_all_from(text, "list").unwrap();
+    assert_eq!(listing(&hd), [ALLOW_1, WILD_DENY]);
+
+    // A bad text is refused by name and remembered as nothing.
+    let err = f
+        .filter
+        .replace_all_from("not-a-mac\n", "list")
+        .unwrap_err();
+    assert!(err.to_string().contains("list"), "{err}");
+    assert!(f.filter.still_in_line(key).unwrap());
+}

@@ -1,0 +1,89 @@
+//! A whole list handed over again unchanged (a periodic sync of the same file, as
+//! provisioning services run one): recognised by a keyed hash of its bytes while the stored
+//! policy is still the one that list left, and answered without parsing it.
+//!
+//! The record is made under the filter's lock, with the version of the policy the change
+//! saved; any later change of the policy, by this process or another, changes that version
+//! (inode, mtime, size, journal length), so the record no longer matches and the list is
+//! parsed and compared as usual.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
+
+use super::{PxeFilter, SyncReport};
+use crate::filter::error::FilterError;
+use crate::filter::policy::DesiredLists;
+use crate::filter::store::PolicyVersion;
+
+/// What identifies a list's text: its length and a hash under keys drawn at random once per
+/// process (so no one can prepare two lists that look the same to it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ListKey {
+    len: usize,
+    hash: u64,
+}
+
+impl ListKey {
+    pub(super) fn of(text: &str) -> Self {
+        static KEYS: OnceLock<RandomState> = OnceLock::new();
+        Self {
+            len: text.len(),
+            hash: KEYS.get_or_init(RandomState::new).hash_one(text.as_bytes()),
+        }
+    }
+}
+
+/// The last list applied whole, and the version of the policy it left.
+#[derive(Debug, Default)]
+pub(super) struct LastList(Mutex<Option<(ListKey, PolicyVersion)>>);
+
+impl LastList {
+    /// Called under the lock, with the version the change's save left.
+    pub(super) fn record(&self, key: ListKey, version: PolicyVersion) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((key, version));
+    }
+
+    fn matches(&self, key: ListKey, version: PolicyVersion) -> bool {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) == Some((key, version))
+    }
+}
+
+impl PxeFilter {
+    /// [`PxeFilter::replace_all`] with the lists as the user's text (JSON or one MAC a line;
+    /// `origin` names it in errors). The same text as the last one applied, with the policy
+    /// unchanged since, is answered at once: nothing to write, nothing announced.
+    pub fn replace_all_from(&self, text: &str, origin: &str) -> Result<SyncReport, FilterError> {
+        let start = Instant::now();
+        let key = ListKey::of(text);
+        if self.still_in_line(key)? {
+            return Ok(SyncReport {
+                elapsed: start.elapsed(),
+                ..SyncReport::default()
+            });
+        }
+        let parse = crate::timing::phase("filter list parsed");
+        let desired = DesiredLists::parse(text, origin)?;
+        drop(parse);
+        let mut report = self.replace_all_keyed(desired, Some(key))?;
+        report.elapsed = start.elapsed();
+        Ok(report)
+    }
+
+    /// Whether the policy is still what the list `key` left, with nothing interrupted since
+    /// (a pending mark that is not this process's own asks for a look at the whole directory).
+    pub(super) fn still_in_line(&self, key: ListKey) -> Result<bool, FilterError> {
+        let Some(version) = self.store.version()? else {
+            return Ok(false);
+        };
+        if !self.last_list.matches(key, version) {
+            return Ok(false);
+        }
+        let ours = self
+            .deferred
+            .as_deref()
+            .is_some_and(super::flush::Deferred::owes);
+        Ok(ours || !self.cfg.enabled || !self.store.pending()?)
+    }
+}
