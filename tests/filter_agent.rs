@@ -228,4 +228,11 @@ fn a_list_is_handed_to_the_running_daemon() {
         client.probe(&quick).is_some(),
         "an allowed MAC got no offer"
     );
+    // The allow swapped the deny file out; once synced, that file is freed: the hostsdir
+    // holds the MAC's file and nothing else.
+    assert!(
+        wait_until(Duration::from_secs(5), || !pending.exists()),
+        "the hostsdir was never synced after the allow"
+    );
+    assert_eq!(tree(&hostsdir), ["52-54-00-84-00-01"]);
 }

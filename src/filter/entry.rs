@@ -176,6 +176,12 @@ pub fn temp_name(final_name: &str) -> String {
     format!("{TEMP_PREFIX}{final_name}")
 }
 
+/// A temporary name of its own for `final_name`, the `n`th swap of process `pid`: the
+/// replaced file lies under it until it is freed.
+pub fn swap_name(final_name: &str, pid: u32, n: u64) -> String {
+    format!("{TEMP_PREFIX}{final_name}.{pid}.{n}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

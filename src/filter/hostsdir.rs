@@ -1,8 +1,9 @@
 //! Reading and writing the hostsdir: the effects behind [`super::plan`]. Files are written
-//! under a dot-name and renamed into place, so dnsmasq (which skips dotfiles and reacts to
-//! IN_MOVED_TO) never reads a half-written file; a new file is created under its own name
-//! (dnsmasq reads it at IN_CLOSE_WRITE, once written); durability comes from one `syncfs` per batch
-//! or one `fsync` per file, as configured.
+//! under a dot-name and renamed into place (or, in the daemon, swapped into place, the old
+//! file left under the dot-name for its deferred flush to free), so dnsmasq (which skips
+//! dotfiles and reacts to IN_MOVED_TO) never reads a half-written file; a new file is created
+//! under its own name (dnsmasq reads it at IN_CLOSE_WRITE, once written); durability comes
+//! from one `syncfs` per batch or one `fsync` per file, as configured.
 
 use std::fs::{self, File, Permissions};
 use std::io::{ErrorKind, Write};
@@ -11,14 +12,18 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use nix::errno::Errno;
-use nix::fcntl::{openat, renameat, OFlag};
+use nix::fcntl::{openat, renameat, renameat2, OFlag, RenameFlags};
 use nix::sys::stat::Mode;
 use nix::unistd::{unlinkat, UnlinkatFlags};
 
 use super::config::Durability;
-use super::entry::{classify, temp_name, DenyLine, NameKind, Target};
+use super::entry::{classify, swap_name, temp_name, DenyLine, NameKind, Target};
 use super::error::FilterError;
 use super::plan::{FileAction, FileState, ObservedDir};
+
+/// Swaps made by this process: each swap's temporary name is new, so that freeing the file
+/// swapped out under it never races with a later change.
+static SWAPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Mode of files and of a directory we create: dnsmasq reads them after dropping to `nobody`.
 const FILE_MODE: u32 = 0o644;
@@ -44,6 +49,58 @@ pub struct Applied {
     pub rewritten: usize,
     /// Files removed.
     pub removed: usize,
+}
+
+/// Files a change replaced or removed and left for later to free ([`apply_keeping`]).
+#[derive(Debug, Default)]
+pub struct Retired {
+    /// Files removed or replaced by a rename, kept open (`O_PATH`): closing frees them.
+    open: Vec<OwnedFd>,
+    /// Replaced files, swapped out under these temporary names in the hostsdir.
+    names: Vec<String>,
+}
+
+impl Retired {
+    /// How many files are held.
+    pub fn len(&self) -> usize {
+        self.open.len() + self.names.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Takes over `other`'s files.
+    pub fn append(&mut self, other: Retired) {
+        self.open.extend(other.open);
+        self.names.extend(other.names);
+    }
+
+    /// Frees them all: removes the swapped-out names from `dir` (one already gone was removed
+    /// as a leftover by a sync of the whole directory) and closes the open files. Best
+    /// effort: a name that cannot be removed is a leftover dotfile, which dnsmasq skips and
+    /// the next sync of the whole directory removes.
+    pub fn free(self, dir: &Path) {
+        if !self.names.is_empty() {
+            match File::open(dir) {
+                Ok(handle) => {
+                    for name in &self.names {
+                        match unlinkat(&handle, name.as_str(), UnlinkatFlags::NoRemoveDir) {
+                            Ok(()) | Err(Errno::ENOENT) => {}
+                            Err(e) => {
+                                tracing::warn!(file = %dir.join(name).display(), error = %e, "PXE filter: a replaced file stays in the hostsdir until its next full sync");
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "PXE filter: replaced files stay in the hostsdir until its next full sync");
+                }
+            }
+        }
+        drop(self.open);
+    }
 }
 
 /// Creates the hostsdir (mode 0755) if it is missing.
@@ -153,19 +210,20 @@ pub fn apply(
     form: DenyLine,
     durability: Option<Durability>,
 ) -> Result<Applied, FilterError> {
-    apply_keeping(dir, actions, form, durability, &mut Vec::new(), 0)
+    apply_keeping(dir, actions, form, durability, &mut Retired::default(), 0)
 }
 
-/// [`apply`], keeping up to `keep` of the files it replaces open (`O_PATH`) in `retired`:
-/// a rename over a file frees the file it replaces, which on some disks costs more than the
-/// write (~0.13 ms a file on ext4 mounted with `discard`); closing them later moves that
-/// cost off the caller's path.
+/// [`apply`], leaving up to `keep` of the files it replaces or removes in `retired`, for the
+/// caller to free later ([`Retired::free`]): on some disks freeing a file costs more than
+/// writing one (~0.1 ms a file on ext4 mounted with `discard`), and so does a rename over a
+/// file on ext4, which allocates the new file's blocks at once (`auto_da_alloc`). A replaced
+/// file is swapped out instead (`RENAME_EXCHANGE`); a removed one is kept open.
 pub fn apply_keeping(
     dir: &Path,
     actions: &[FileAction],
     form: DenyLine,
     durability: Option<Durability>,
-    retired: &mut Vec<OwnedFd>,
+    retired: &mut Retired,
     keep: usize,
 ) -> Result<Applied, FilterError> {
     let mut done = Applied::default();
@@ -195,18 +253,18 @@ pub fn apply_keeping(
                 // is saved. A file that turns out to be there after all is replaced.
                 if *replaces || !at.create(&name, content.as_bytes(), options)? {
                     if retired.len() < keep {
-                        // Best effort: without it, the rename frees the old file at once.
-                        let path = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-                        if let Ok(fd) = openat(at.handle, name.as_str(), path, Mode::empty()) {
-                            retired.push(fd);
-                        }
+                        at.swap(&name, content.as_bytes(), options, retired)?;
+                    } else {
+                        at.write(&name, content.as_bytes(), options)?;
                     }
-                    at.write(&name, content.as_bytes(), options)?;
                 }
                 done.written += 1;
                 done.rewritten += usize::from(*replaces);
             }
             FileAction::Remove { name } => {
+                if retired.len() < keep {
+                    at.keep_open(name, retired);
+                }
                 if at.remove(name)? {
                     done.removed += 1;
                 }
@@ -247,28 +305,95 @@ impl DirAt<'_> {
         &self,
         name: &str,
         content: &[u8],
-        (durability, fix_mode): (Durability, bool),
+        options: (Durability, bool),
     ) -> Result<(), FilterError> {
         let temp = temp_name(name);
-        let result = (|| {
-            let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_CLOEXEC;
-            let mode = Mode::from_bits_truncate(FILE_MODE);
-            let fd = openat(self.handle, temp.as_str(), flags, mode)
-                .map_err(self.err("create", &temp))?;
-            fill(
-                File::from(fd),
-                content,
-                (durability, fix_mode),
-                &self.dir.join(&temp),
-            )?;
-            renameat(self.handle, temp.as_str(), self.handle, name)
-                .map_err(self.err("rename into place", name))
-        })();
-        if result.is_err() {
-            // Best effort: a temporary file left here is removed by the next sync anyway.
-            let _ = unlinkat(self.handle, temp.as_str(), UnlinkatFlags::NoRemoveDir);
+        self.stage(&temp, content, options)?;
+        self.rename_staged(&temp, name)
+    }
+
+    /// [`DirAt::write`] with the file it replaces left in `retired`: the new file, written
+    /// under a name of its own, is swapped with the old one (`RENAME_EXCHANGE`, atomic as a
+    /// rename is: dnsmasq sees IN_MOVED_TO for `name` and for a dotfile it skips), which then
+    /// lies under that name until [`Retired::free`]. Where the file system cannot swap or
+    /// `name` is gone, a rename, with the old file kept open.
+    fn swap(
+        &self,
+        name: &str,
+        content: &[u8],
+        options: (Durability, bool),
+        retired: &mut Retired,
+    ) -> Result<(), FilterError> {
+        let n = SWAPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let temp = swap_name(name, std::process::id(), n);
+        self.stage(&temp, content, options)?;
+        let swapped = renameat2(
+            self.handle,
+            temp.as_str(),
+            self.handle,
+            name,
+            RenameFlags::RENAME_EXCHANGE,
+        );
+        match swapped {
+            Ok(()) => {
+                retired.names.push(temp);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::trace!(file = name, error = %e, "no swap: a rename instead");
+                self.keep_open(name, retired);
+                self.rename_staged(&temp, name)
+            }
         }
-        result
+    }
+
+    /// Keeps `name` open in `retired`, so that removing or replacing it does not free it.
+    /// Best effort: without it, the file is freed at once.
+    fn keep_open(&self, name: &str, retired: &mut Retired) {
+        let path = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        if let Ok(fd) = openat(self.handle, name, path, Mode::empty()) {
+            retired.open.push(fd);
+        }
+    }
+
+    /// Creates (or truncates) the temporary file `temp` with `content`.
+    fn stage(
+        &self,
+        temp: &str,
+        content: &[u8],
+        (durability, fix_mode): (Durability, bool),
+    ) -> Result<(), FilterError> {
+        let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_CLOEXEC;
+        let mode = Mode::from_bits_truncate(FILE_MODE);
+        let staged = openat(self.handle, temp, flags, mode)
+            .map_err(self.err("create", temp))
+            .and_then(|fd| {
+                fill(
+                    File::from(fd),
+                    content,
+                    (durability, fix_mode),
+                    &self.dir.join(temp),
+                )
+            });
+        if staged.is_err() {
+            self.drop_temp(temp);
+        }
+        staged
+    }
+
+    /// Renames the staged `temp` over `name`.
+    fn rename_staged(&self, temp: &str, name: &str) -> Result<(), FilterError> {
+        let renamed = renameat(self.handle, temp, self.handle, name)
+            .map_err(self.err("rename into place", name));
+        if renamed.is_err() {
+            self.drop_temp(temp);
+        }
+        renamed
+    }
+
+    /// Best effort: a temporary file left here is removed by the next sync anyway.
+    fn drop_temp(&self, temp: &str) {
+        let _ = unlinkat(self.handle, temp, UnlinkatFlags::NoRemoveDir);
     }
 
     /// Creates `name`, which must not exist, with `content`; false if it exists. A crash in
@@ -417,6 +542,57 @@ mod tests {
         apply(&d, &actions, DenyLine::Tagged, Some(Durability::Syncfs)).unwrap();
         let text = fs::read_to_string(d.join(a.file_name())).unwrap();
         assert_eq!(text, a.content(Verdict::Allow, DenyLine::Tagged));
+    }
+
+    #[test]
+    fn a_replaced_file_is_swapped_out_and_freed_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("hd");
+        ensure_dir(&d).unwrap();
+        let a = Target::Mac(MacAddr::new([0xaa, 0, 0, 0, 0, 1]));
+        let b = Target::Mac(MacAddr::new([0xaa, 0, 0, 0, 0, 2]));
+        let form = DenyLine::Tagged;
+        fs::write(d.join(a.file_name()), a.content(Verdict::Deny, form)).unwrap();
+        fs::write(d.join(b.file_name()), b.content(Verdict::Deny, form)).unwrap();
+        let actions = [
+            FileAction::Write {
+                target: a,
+                verdict: Verdict::Allow,
+                replaces: true,
+            },
+            FileAction::Remove {
+                name: b.file_name(),
+            },
+        ];
+        let mut retired = Retired::default();
+        let done = apply_keeping(&d, &actions, form, None, &mut retired, 8).unwrap();
+        assert_eq!((done.written, done.rewritten, done.removed), (1, 1, 1));
+        assert_eq!(retired.len(), 2, "{retired:?}");
+        let text = fs::read_to_string(d.join(a.file_name())).unwrap();
+        assert_eq!(text, a.content(Verdict::Allow, form));
+        // Until freed, the old file lies under a dotfile that dnsmasq skips and a sync of the
+        // whole directory counts as a leftover.
+        let seen = observe(&d, Verify::Contents, form).unwrap();
+        assert_eq!(seen.files.len(), 1);
+        assert_eq!(seen.leftovers.len(), 1, "{:?}", seen.leftovers);
+        let old = fs::read_to_string(d.join(&seen.leftovers[0])).unwrap();
+        assert_eq!(old, a.content(Verdict::Deny, form));
+        retired.free(&d);
+        let names: Vec<_> = fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [std::ffi::OsString::from(a.file_name())]);
+        // With no room, nothing is kept: the rename frees the old file at once.
+        let mut none = Retired::default();
+        let back = [FileAction::Write {
+            target: a,
+            verdict: Verdict::Deny,
+            replaces: true,
+        }];
+        apply_keeping(&d, &back, form, None, &mut none, 0).unwrap();
+        assert!(none.is_empty());
+        assert_eq!(fs::read_dir(&d).unwrap().count(), 1);
     }
 
     #[test]

@@ -342,6 +342,7 @@ impl PxeFilter {
         let ours = from_memory && deferred.is_some_and(flush::Deferred::owes);
         let interrupted = self.cfg.enabled && !ours && self.store.pending()?;
         if edited.changed {
+            let _saved = crate::timing::phase("filter policy saved");
             if self.cfg.enabled {
                 // Made durable with the policy by the save's directory fsync.
                 self.store.set_pending()?;
@@ -363,23 +364,28 @@ impl PxeFilter {
         let dir = &self.cfg.hostsdir;
         hostsdir::ensure_dir(dir)?;
         let only = if interrupted { None } else { edited.touched };
+        let observing = crate::timing::phase("filter hostsdir observed");
         let (observed, policy) = observe_for(
             dir,
             self.effective(&stored, only.as_deref()),
             only.as_deref(),
         )?;
+        drop(observing);
         let actions = plan(&observed, &policy);
+        let writing = crate::timing::phase("filter hostsdir written");
         let applied = match deferred {
             Some(d) => {
-                let mut retired = Vec::new();
+                let mut retired = hostsdir::Retired::default();
                 let form = policy.deny_line;
                 let applied =
-                    hostsdir::apply_keeping(dir, &actions, form, None, &mut retired, d.room())?;
+                    hostsdir::apply_keeping(dir, &actions, form, None, &mut retired, d.room());
+                // Even after a failure: what was swapped out is freed by the flush.
                 d.retire(retired);
-                applied
+                applied?
             }
             None => hostsdir::apply(dir, &actions, policy.deny_line, Some(self.cfg.durability))?,
         };
+        drop(writing);
         let moved = edited.changed || interrupted;
         match deferred {
             // The mark stays until the flush has synced these files.

@@ -10,7 +10,6 @@
 //! (its policy is the one on disk and its writes finished), its changes look only at the
 //! MACs they touch.
 
-use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -30,7 +29,8 @@ const MAX_WAIT: Duration = Duration::from_secs(1);
 /// After a failed flush, how long until the next try.
 const RETRY: Duration = Duration::from_secs(1);
 
-/// The most replaced files kept open until the flush (each is an open descriptor).
+/// The most replaced or removed files kept until the flush (each is an open descriptor or a
+/// dotfile in the hostsdir).
 pub(super) const MAX_RETIRED: usize = 512;
 
 /// Changes written but not yet synced, and the flusher's wake-up.
@@ -41,9 +41,9 @@ pub(super) struct Deferred {
     /// Set by [`Deferred::owe`], cleared by the flusher when it wakes.
     wake: Mutex<bool>,
     cond: Condvar,
-    /// Files replaced by changes since the last flush, kept open so that freeing them
-    /// happens in the flush, not in the change ([`hostsdir::apply_keeping`]).
-    retired: Mutex<Vec<OwnedFd>>,
+    /// Files replaced or removed by changes since the last flush, freed by the flush, not by
+    /// the change ([`hostsdir::apply_keeping`]).
+    retired: Mutex<hostsdir::Retired>,
 }
 
 impl Deferred {
@@ -59,15 +59,15 @@ impl Deferred {
         self.cond.notify_one();
     }
 
-    /// How many more replaced files may be kept open.
+    /// How many more replaced or removed files may be kept for the flush.
     pub(super) fn room(&self) -> usize {
         MAX_RETIRED.saturating_sub(self.retired.lock().unwrap_or_else(|p| p.into_inner()).len())
     }
 
-    /// Keeps `files` open until the next flush.
-    pub(super) fn retire(&self, files: Vec<OwnedFd>) {
+    /// Keeps `files` until the next flush.
+    pub(super) fn retire(&self, files: hostsdir::Retired) {
         let mut retired = self.retired.lock().unwrap_or_else(|p| p.into_inner());
-        retired.extend(files);
+        retired.append(files);
     }
 
     /// Waits for [`Deferred::owe`], then for the changes to pause for [`QUIET`] (at most
@@ -132,9 +132,8 @@ impl PxeFilter {
         }
         // Not under the lock: a change may go on meanwhile; it then owes a flush of its own.
         // The replaced files are freed first, so that the sync covers that too.
-        drop(std::mem::take(
-            &mut *deferred.retired.lock().unwrap_or_else(|p| p.into_inner()),
-        ));
+        std::mem::take(&mut *deferred.retired.lock().unwrap_or_else(|p| p.into_inner()))
+            .free(&self.cfg.hostsdir);
         hostsdir::sync_fs(&self.cfg.hostsdir)?;
         let _lock = self.store.lock(self.lock_timeout)?;
         let settled = deferred

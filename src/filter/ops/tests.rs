@@ -374,9 +374,24 @@ fn files_a_change_replaced_are_freed_by_the_flush() {
     );
     filter.deny(&[mac(1)]).unwrap();
     assert_eq!(deferred.room(), flush::MAX_RETIRED - 1);
-    assert_eq!(listing(filter.hostsdir()), [DENY_1, WILD_DENY]);
+    // The allow file was swapped out: it lies under a dotfile, which dnsmasq skips, until
+    // the flush frees it.
+    let before = listing(filter.hostsdir());
+    let swapped = format!(
+        "{}.{}.",
+        crate::filter::entry::temp_name("aa-00-00-00-00-01"),
+        std::process::id()
+    );
+    assert_eq!(before.len(), 3, "{before:?}");
+    assert!(before[0].starts_with(&swapped), "{before:?}");
+    assert!(
+        before[0].ends_with(&ALLOW_1[ALLOW_1.find('=').unwrap()..]),
+        "{before:?}"
+    );
+    assert_eq!(before[1..], [DENY_1, WILD_DENY]);
     filter.flush().unwrap();
     assert_eq!(deferred.room(), flush::MAX_RETIRED);
+    assert_eq!(listing(filter.hostsdir()), [DENY_1, WILD_DENY]);
 }
 
 /// The same list's text again is recognised while the policy is the one it left, and only
