@@ -211,7 +211,7 @@ fn hook(scale: Scale) -> Vec<Row> {
         "--config",
         cfg.to_str().unwrap(),
         "--log-level",
-        "warn",
+        &daemon_log(),
         "daemon",
     ])
     .env("DBUS_SYSTEM_BUS_ADDRESS", addr);

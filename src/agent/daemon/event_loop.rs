@@ -108,7 +108,9 @@ pub(super) async fn run_with<B: Backend>(
             _ = sleep_until(due), if due.is_some() => {
                 due = None;
                 burst.applied();
+                let timed = crate::timing::phase("reconcile");
                 bridges = reconcile(&cfg, &mut backend, &svc).await;
+                drop(timed);
                 crate::agent::memory::release_free();
                 idle = Some(Instant::now() + IDLE_RELEASE);
             }
