@@ -33,7 +33,7 @@ pub fn poke(cfg: &Config) -> bool {
 /// activating it), or with SIGUSR1 where the bus does not answer within a second.
 pub async fn tell_daemon(network: &str, op: &str, pid: i32) -> String {
     let call = async {
-        let conn = zbus::Connection::system().await?;
+        let conn = crate::systemd::bus::system().await?;
         let proxy = zbus::Proxy::new(&conn, dbus::NAME, dbus::PATH, dbus::NAME).await?;
         proxy
             .call_with_flags::<_, _, ()>(
@@ -73,7 +73,7 @@ pub async fn filter_sync_from(
     input: std::os::fd::BorrowedFd<'_>,
     origin: &str,
 ) -> anyhow::Result<Option<HandedOver>> {
-    let conn = match zbus::Connection::system().await {
+    let conn = match crate::systemd::bus::system().await {
         Ok(conn) => conn,
         Err(e) => {
             tracing::debug!(error = %e, "no system bus: the list is applied here");

@@ -39,7 +39,7 @@ pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<()> {
 
 /// The daemon's own status, if it runs (never starts it through D-Bus activation).
 async fn from_daemon() -> Option<Status> {
-    let conn = zbus::Connection::system().await.ok()?;
+    let conn = crate::systemd::bus::system().await.ok()?;
     let proxy = zbus::Proxy::new(&conn, NAME, PATH, NAME).await.ok()?;
     let reply = proxy
         .call_with_flags::<_, _, String>("Status", MethodFlags::NoAutoStart.into(), &())

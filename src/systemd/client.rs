@@ -104,19 +104,15 @@ impl Systemd {
             address: address.to_owned(),
             source: Box::new(source),
         };
-        let conn = zbus::connection::Builder::address(address)
-            .map_err(connect_error)?
-            .build()
-            .await
-            .map_err(|source| {
-                if is_absent_socket(&source) {
-                    SystemdError::NotRunning {
-                        reason: format!("no D-Bus system bus at {address}: {source}"),
-                    }
-                } else {
-                    connect_error(source)
+        let conn = super::bus::connect(address).await.map_err(|source| {
+            if is_absent_socket(&source) {
+                SystemdError::NotRunning {
+                    reason: format!("no D-Bus system bus at {address}: {source}"),
                 }
-            })?;
+            } else {
+                connect_error(source)
+            }
+        })?;
         Self::on_connection(conn).await
     }
 

@@ -6,11 +6,13 @@
 //!   ([`Systemd::restart_and_wait`]), and sends SIGHUP to a unit's main process
 //!   ([`Systemd::hangup`]).
 //! - [`manager`]: the zbus proxies those calls are made through.
+//! - [`bus`]: connections to a bus by address, a socket path connected without a thread.
 //! - [`notify`]: `sd_notify` for the agent's own unit, without libsystemd.
 //!
 //! A host without systemd is a normal case for `detect`: it shows up as the one matchable
 //! [`SystemdError::NotRunning`], never as a generic failure.
 
+pub mod bus;
 mod client;
 mod error;
 pub mod limit;
