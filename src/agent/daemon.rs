@@ -66,8 +66,8 @@ struct Services {
     status: SharedStatus,
     /// Requests from D-Bus.
     requests: mpsc::UnboundedReceiver<Request>,
-    /// The bus connection, when there is a system bus.
-    bus: Option<zbus::Connection>,
+    /// The D-Bus API, when there is a system bus.
+    bus: Option<dbus::Served>,
     /// The PXE filter.
     filter: Arc<PxeFilter>,
     /// The iPXE script rules the HTTP endpoint serves, replaced on SIGHUP.
@@ -210,12 +210,9 @@ async fn first_filter_sync(cfg: &Config, filter: &Arc<PxeFilter>) -> anyhow::Res
 
 /// The D-Bus API on `address` (None: the system bus); without a bus the daemon runs on, but a
 /// second daemon owning the name is an error.
-async fn serve_bus(
-    agent: Agent,
-    address: Option<&str>,
-) -> anyhow::Result<Option<zbus::Connection>> {
+async fn serve_bus(agent: Agent, address: Option<&str>) -> anyhow::Result<Option<dbus::Served>> {
     match dbus::serve(agent, address).await {
-        Ok(conn) => Ok(Some(conn)),
+        Ok(served) => Ok(Some(served)),
         Err(zbus::Error::NameTaken) => {
             anyhow::bail!(
                 "another virtmasq daemon already owns {} on the system bus",

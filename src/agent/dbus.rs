@@ -330,14 +330,86 @@ impl Agent {
     async fn filter_changed(emitter: &SignalEmitter<'_>) -> zbus::Result<()>;
 }
 
-/// Exports the object and takes the name. Fails when there is no system bus or the name is
-/// taken (another daemon runs).
-pub async fn serve(agent: Agent, address: Option<&str>) -> zbus::Result<Connection> {
-    let builder = match address {
-        Some(a) => zbus::connection::Builder::address(a)?,
-        None => zbus::connection::Builder::system()?,
+/// The D-Bus API, served from a thread of its own with a runtime of its own: a call is
+/// answered while the daemon's loop is busy (a reconcile, a private dnsmasq's restart), so
+/// the libvirt hook, which waits for its report's answer while libvirtd waits for the hook,
+/// never waits for a reconcile. The loop reaches the bus through [`Served::connection`].
+/// Dropping it releases the name and stops the thread.
+pub struct Served {
+    /// The connection; zbus's tasks for it run on the thread.
+    conn: Option<Connection>,
+    /// Dropped to end the thread's runtime.
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The thread.
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Served {
+    /// The bus connection (signals are sent through it from any thread).
+    pub fn connection(&self) -> &Connection {
+        self.conn
+            .as_ref()
+            .expect("the connection lives as long as Served")
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.conn.take();
+        self.stop.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Exports the object and takes the name, on a thread of its own ([`Served`]). Fails when
+/// there is no system bus or the name is taken (another daemon runs).
+pub async fn serve(agent: Agent, address: Option<&str>) -> zbus::Result<Served> {
+    let address = address.map_or_else(crate::systemd::system_bus_address, str::to_owned);
+    let (ready, built) = tokio::sync::oneshot::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let io = |e: std::io::Error| zbus::Error::InputOutput(Arc::new(e));
+    let thread = std::thread::Builder::new()
+        .name("virtmasq-dbus".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            let runtime = match runtime {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let _ = ready.send(Err(io(e)));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let conn = async {
+                    let builder = crate::systemd::bus::builder(&address).await?;
+                    builder.name(NAME)?.serve_at(PATH, agent)?.build().await
+                };
+                let conn = conn.await;
+                let serving = conn.is_ok();
+                if ready.send(conn).is_ok() && serving {
+                    let _ = stopped.await;
+                }
+            });
+        })
+        .map_err(io)?;
+    let conn = match built.await {
+        Ok(conn) => conn?,
+        Err(_) => {
+            let _ = thread.join();
+            return Err(zbus::Error::Failure(
+                "the D-Bus thread ended before the bus was reached".into(),
+            ));
+        }
     };
-    builder.name(NAME)?.serve_at(PATH, agent)?.build().await
+    Ok(Served {
+        conn: Some(conn),
+        stop: Some(stop),
+        thread: Some(thread),
+    })
 }
 
 /// Tells listeners the served networks changed (signal and property).

@@ -141,7 +141,7 @@ pub(super) async fn reconcile<B: Backend>(
             .into_iter()
             .map(|n| n.name)
             .collect();
-        if let Err(e) = dbus::announce_networks(bus, names).await {
+        if let Err(e) = dbus::announce_networks(bus.connection(), names).await {
             tracing::warn!(error = %e, "NetworksChanged not sent");
         }
     }
