@@ -3,9 +3,10 @@
 //! sockets and processes. `/`, `/sys` and `/proc` on a host; a test hands the daemon trees of
 //! its own ([`crate::agent::daemon::DaemonOptions`]).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use crate::system::ports::{udp_holders, PortHolder};
+use crate::system::ports::{socket_owners, udp_holders, udp_sockets, PortHolder};
 
 /// Where the host's file trees are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +37,16 @@ impl Host {
     /// The processes holding UDP `port`, with the addresses they hold it on.
     pub fn udp_holders(&self, port: u16) -> Vec<PortHolder> {
         udp_holders(&self.procfs, port)
+    }
+
+    /// The sockets on UDP `port`: inode, and the addresses it is bound to.
+    pub fn udp_sockets(&self, port: u16) -> BTreeMap<u64, BTreeSet<String>> {
+        udp_sockets(&self.procfs, port)
+    }
+
+    /// The processes holding each of these sockets (a read of every process's descriptors).
+    pub fn socket_owners(&self, inodes: &BTreeSet<u64>) -> BTreeMap<u64, BTreeSet<u32>> {
+        socket_owners(&self.procfs, inodes)
     }
 
     /// The command line of process `pid`, NUL-separated as the kernel gives it.

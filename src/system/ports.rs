@@ -20,19 +20,59 @@ pub struct PortHolder {
 /// The holders of UDP `port`, read from `proc` (normally `/proc`; the current network
 /// namespace's sockets).
 pub fn udp_holders(proc: &Path, port: u16) -> Vec<PortHolder> {
+    let by_inode = udp_sockets(proc, port);
+    if by_inode.is_empty() {
+        return Vec::new();
+    }
+    let inodes: BTreeSet<u64> = by_inode.keys().copied().collect();
+    let mut holders: BTreeMap<u32, PortHolder> = BTreeMap::new();
+    for (inode, pids) in socket_owners(proc, &inodes) {
+        for pid in pids {
+            let holder = holders.entry(pid).or_insert_with(|| PortHolder {
+                pid,
+                command: fs::read_to_string(proc.join(pid.to_string()).join("comm"))
+                    .map(|c| c.trim().to_owned())
+                    .unwrap_or_default(),
+                addresses: Vec::new(),
+            });
+            for a in &by_inode[&inode] {
+                if !holder.addresses.contains(a) {
+                    holder.addresses.push(a.clone());
+                }
+            }
+        }
+    }
+    holders.into_values().collect()
+}
+
+/// Every socket on UDP `port` in the current network namespace: its inode, and the local
+/// addresses it is bound to. Two reads of /proc/net/udp{,6}, each in one large buffer (the
+/// kernel walks its whole UDP hash table for every read).
+pub fn udp_sockets(proc: &Path, port: u16) -> BTreeMap<u64, BTreeSet<String>> {
     let mut by_inode: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
     for (file, v6) in [("net/udp", false), ("net/udp6", true)] {
-        let Ok(text) = fs::read_to_string(proc.join(file)) else {
+        let Some(text) = read_table(&proc.join(file)) else {
             continue;
         };
         for (addr, inode) in parse_table(&text, port, v6) {
             by_inode.entry(inode).or_default().insert(addr);
         }
     }
-    if by_inode.is_empty() {
-        return Vec::new();
-    }
-    let mut holders: BTreeMap<u32, PortHolder> = BTreeMap::new();
+    by_inode
+}
+
+/// A /proc table, read with a buffer large enough for most in one call.
+fn read_table(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut text = String::with_capacity(64 << 10);
+    fs::File::open(path).ok()?.read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
+/// The processes holding each of `inodes` (sockets), found by reading every process's
+/// descriptors under `proc`: the costly part, which callers that ask often remember.
+pub fn socket_owners(proc: &Path, inodes: &BTreeSet<u64>) -> BTreeMap<u64, BTreeSet<u32>> {
+    let mut owners: BTreeMap<u64, BTreeSet<u32>> = BTreeMap::new();
     for entry in fs::read_dir(proc).into_iter().flatten().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
@@ -53,23 +93,12 @@ pub fn udp_holders(proc: &Path, port: u16) -> Vec<PortHolder> {
             else {
                 continue;
             };
-            if let Some(addrs) = by_inode.get(&inode) {
-                let holder = holders.entry(pid).or_insert_with(|| PortHolder {
-                    pid,
-                    command: fs::read_to_string(entry.path().join("comm"))
-                        .map(|c| c.trim().to_owned())
-                        .unwrap_or_default(),
-                    addresses: Vec::new(),
-                });
-                for a in addrs {
-                    if !holder.addresses.contains(a) {
-                        holder.addresses.push(a.clone());
-                    }
-                }
+            if inodes.contains(&inode) {
+                owners.entry(inode).or_default().insert(pid);
             }
         }
     }
-    holders.into_values().collect()
+    owners
 }
 
 /// (local address, inode) of every socket on `port` in a /proc/net/udp table.

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use super::{dns_held_by_others, dns_taken_on, private_options, sighup_safe, Backend, Outcome};
+use super::{dns_taken_on, private_options, sighup_safe, Backend, DnsHolders, Outcome};
 use crate::config::Config;
 use crate::dnsmasq::private::Supervisor;
 use crate::dnsmasq::process::RunAs;
@@ -19,6 +19,8 @@ pub struct PrivateBackend {
     pub dns_elsewhere: HashSet<NetworkName>,
     /// Where it looks for other holders of udp/53.
     host: Host,
+    /// Those holders, remembered per socket.
+    dns_holders: DnsHolders,
 }
 
 impl PrivateBackend {
@@ -36,6 +38,7 @@ impl PrivateBackend {
             .with_lease_seed(system_leases),
             dns_elsewhere: HashSet::new(),
             host,
+            dns_holders: DnsHolders::default(),
         })
     }
 }
@@ -48,7 +51,7 @@ impl Backend for PrivateBackend {
         cfg: &Config,
     ) -> Outcome {
         self.supervisor.set_hangup_safe(sighup_safe(cfg));
-        let held = dns_held_by_others(&cfg.paths.run_dir, &self.host);
+        let held = (self.dns_holders).held_by_others(&cfg.paths.run_dir, &self.host);
         let dns_taken = held.iter().any(|a| a == "0.0.0.0" || a == "::");
         if dns_taken && nets.iter().any(|n| n.dns) {
             tracing::warn!(
