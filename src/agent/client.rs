@@ -13,6 +13,8 @@ use crate::agent::dbus;
 use crate::config::Config;
 use crate::dnsmasq::render::InstancePaths;
 
+pub mod one_call;
+
 /// The pid file of the running daemon.
 pub fn pid_file(cfg: &Config) -> PathBuf {
     cfg.paths.run_dir.join("virtmasq.pid")
@@ -30,8 +32,41 @@ pub fn poke(cfg: &Config) -> bool {
 }
 
 /// Hands the event to the running daemon: over its D-Bus API (`ReportNetworkEvent`, never
-/// activating it), or with SIGUSR1 where the bus does not answer within a second.
+/// activating it), or with SIGUSR1 where the bus does not answer within a second. On a bus at
+/// a socket path (the system bus) the call is made in one round trip ([`one_call`]); it blocks
+/// the calling thread for that time, which the hook, doing nothing else, can afford.
 pub async fn tell_daemon(network: &str, op: &str, pid: i32) -> String {
+    const WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+    let address = crate::systemd::system_bus_address();
+    let reported = match crate::systemd::bus::unix_path(&address) {
+        Some(socket) => {
+            let call = one_call::Call {
+                destination: dbus::NAME,
+                path: dbus::PATH,
+                interface: dbus::NAME,
+                member: "ReportNetworkEvent",
+                args: &[network, op],
+            };
+            one_call::call(&socket, &call, WAIT).map_err(|e| e.to_string())
+        }
+        None => report_with_zbus(network, op, WAIT).await,
+    };
+    match reported {
+        Ok(()) => return "reported to the daemon over D-Bus".into(),
+        Err(e) => tracing::debug!(error = %e, "D-Bus report failed; signalling instead"),
+    }
+    match kill(Pid::from_raw(pid), Signal::SIGUSR1) {
+        Ok(()) => format!("asked the daemon (pid {pid}) to reconcile (SIGUSR1)"),
+        Err(e) => format!("the daemon (pid {pid}) could not be told: {e}"),
+    }
+}
+
+/// The report through zbus, for a bus address that is not a socket path.
+async fn report_with_zbus(
+    network: &str,
+    op: &str,
+    wait: std::time::Duration,
+) -> Result<(), String> {
     let call = async {
         let conn = crate::systemd::bus::system().await?;
         let proxy = zbus::Proxy::new(&conn, dbus::NAME, dbus::PATH, dbus::NAME).await?;
@@ -44,14 +79,9 @@ pub async fn tell_daemon(network: &str, op: &str, pid: i32) -> String {
             .await?;
         Ok::<_, zbus::Error>(())
     };
-    match tokio::time::timeout(std::time::Duration::from_secs(1), call).await {
-        Ok(Ok(())) => return "reported to the daemon over D-Bus".into(),
-        Ok(Err(e)) => tracing::debug!(error = %e, "D-Bus report failed; signalling instead"),
-        Err(_) => tracing::debug!("D-Bus did not answer within 1 s; signalling instead"),
-    }
-    match kill(Pid::from_raw(pid), Signal::SIGUSR1) {
-        Ok(()) => format!("asked the daemon (pid {pid}) to reconcile (SIGUSR1)"),
-        Err(e) => format!("the daemon (pid {pid}) could not be told: {e}"),
+    match tokio::time::timeout(wait, call).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer within {wait:?}")),
     }
 }
 
