@@ -241,6 +241,34 @@ fn the_running_service_matches_its_description_and_its_policy_holds() {
         "{}",
         out(&list)
     );
+    // The same lists again, after another change (01 allowed): applied again, not taken for
+    // the unchanged lists the daemon recognises without a parse.
+    let allow_01 = bus
+        .busctl()
+        .args(["call", NAME, PATH, NAME, "FilterAllow", "as", "1"])
+        .arg("52:54:00:00:00:01")
+        .output()
+        .unwrap();
+    assert!(allow_01.status.success(), "{}", out(&allow_01));
+    for _ in 0..2 {
+        let again = bus
+            .busctl()
+            .args(["call", NAME, PATH, NAME, "FilterSync", "asas"])
+            .args(["1", "52:54:00:00:00:03", "1", "52:54:00:00:00:01"])
+            .output()
+            .unwrap();
+        assert!(again.status.success(), "{}", out(&again));
+        let list = bus
+            .busctl()
+            .args(["call", NAME, PATH, NAME, "FilterList"])
+            .output()
+            .unwrap();
+        assert!(
+            out(&list).contains(r#"1 "52:54:00:00:00:03" 1 "52:54:00:00:00:01""#),
+            "{}",
+            out(&list)
+        );
+    }
     let both = bus
         .busctl()
         .args(["call", NAME, PATH, NAME, "FilterSync", "asas"])

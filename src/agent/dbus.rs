@@ -12,7 +12,7 @@ use zbus::object_server::SignalEmitter;
 use zbus::{fdo, interface, Connection};
 
 use super::status::{snapshot, SharedStatus};
-use crate::filter::{DesiredLists, FilterError, PxeFilter, SyncReport};
+use crate::filter::{DesiredLists, FilterError, ListKey, PxeFilter, SyncReport};
 use crate::model::MacAddr;
 
 /// The bus name.
@@ -57,10 +57,11 @@ async fn require_root(conn: &Connection, hdr: &Header<'_>) -> fdo::Result<()> {
     Ok(())
 }
 
-fn parse_macs(macs: &[String]) -> fdo::Result<Vec<MacAddr>> {
+fn parse_macs(macs: &[impl AsRef<str>]) -> fdo::Result<Vec<MacAddr>> {
     macs.iter()
         .map(|m| {
-            m.parse()
+            m.as_ref()
+                .parse()
                 .map_err(|e| fdo::Error::InvalidArgs(format!("{e}")))
         })
         .collect()
@@ -223,19 +224,29 @@ impl Agent {
     }
 
     /// Replaces both lists (`filter sync`); MACs in neither fall back to the policy for
-    /// unknown MACs. Only the files of MACs whose entry changes are written.
+    /// unknown MACs. Only the files of MACs whose entry changes are written. The lists are
+    /// read where they lie in the message; the same two lists as the last applied, with the
+    /// policy unchanged since (a periodic sync), are answered without being parsed.
     async fn filter_sync(
         &self,
-        allow: Vec<String>,
-        deny: Vec<String>,
+        allow: Vec<&str>,
+        deny: Vec<&str>,
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> fdo::Result<()> {
         require_root(conn, &hdr).await?;
+        let key = ListKey::of_lists(&allow, &deny);
+        let unchanged = self
+            .filter
+            .unchanged_since(key)
+            .map_err(|e| fdo::Error::Failed(crate::error::chain(&e)))?;
+        if unchanged {
+            return Ok(());
+        }
         let desired = DesiredLists::new(&parse_macs(&allow)?, &parse_macs(&deny)?)
             .map_err(|e| fdo::Error::InvalidArgs(crate::error::chain(&e)))?;
-        self.filter_change(move |f| f.replace_all(desired), &emitter)
+        self.filter_change(move |f| f.replace_all_as(desired, key), &emitter)
             .await
             .map(drop)
     }

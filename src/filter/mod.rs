@@ -27,7 +27,7 @@ pub mod store;
 pub use config::{dnsmasq_lines, Durability, FilterConfig, FilterLines, UnknownPolicy};
 pub use entry::{DenyLine, Target, Verdict, DENY_TAG, SCOPE_TAG, WILDCARD_FILE};
 pub use error::FilterError;
-pub use ops::{sighup_is_safe, PxeFilter, SyncReport};
+pub use ops::{sighup_is_safe, ListKey, PxeFilter, SyncReport};
 pub use plan::{plan, plan_purge, FileAction, FileState, ObservedDir};
 pub use policy::{DesiredLists, Policy};
 pub use source::{SourceConfig, SourceKind};

@@ -493,6 +493,7 @@ fn inotify_safe_batch() -> u64 {
 mod flush;
 mod outside;
 mod same_list;
+pub use same_list::ListKey;
 
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,7 @@
 //! A whole list handed over again unchanged (a periodic sync of the same file, as
 //! provisioning services run one): recognised by a keyed hash of its bytes while the stored
-//! policy is still the one that list left, and answered without parsing it.
+//! policy is still the one that list left, and answered without parsing it. The same for the
+//! two lists of D-Bus's `FilterSync`, hashed string by string.
 //!
 //! The record is made under the filter's lock, with the version of the policy the change
 //! saved; any later change of the policy, by this process or another, changes that version
@@ -17,20 +18,46 @@ use crate::filter::error::FilterError;
 use crate::filter::policy::DesiredLists;
 use crate::filter::store::PolicyVersion;
 
-/// What identifies a list's text: its length and a hash under keys drawn at random once per
-/// process (so no one can prepare two lists that look the same to it).
+/// What identifies a list: its length and a hash under keys drawn at random once per process
+/// (so no one can prepare two lists that look the same to it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct ListKey {
+pub struct ListKey {
     len: usize,
     hash: u64,
 }
 
+fn keys() -> &'static RandomState {
+    static KEYS: OnceLock<RandomState> = OnceLock::new();
+    KEYS.get_or_init(RandomState::new)
+}
+
 impl ListKey {
-    pub(super) fn of(text: &str) -> Self {
-        static KEYS: OnceLock<RandomState> = OnceLock::new();
+    /// The key of a list's text.
+    pub fn of(text: &str) -> Self {
         Self {
             len: text.len(),
-            hash: KEYS.get_or_init(RandomState::new).hash_one(text.as_bytes()),
+            hash: keys().hash_one(text.as_bytes()),
+        }
+    }
+
+    /// The key of the two lists of `FilterSync`: every string with its length, each list with
+    /// its count, after a tag no text's key starts from.
+    pub fn of_lists(allow: &[&str], deny: &[&str]) -> Self {
+        use std::hash::Hasher;
+        let mut h = keys().build_hasher();
+        h.write(b"\0lists\0");
+        let mut len = 0;
+        for list in [allow, deny] {
+            h.write_usize(list.len());
+            for s in list {
+                h.write_usize(s.len());
+                h.write(s.as_bytes());
+                len += s.len() + 1;
+            }
+        }
+        Self {
+            len,
+            hash: h.finish(),
         }
     }
 }
@@ -69,6 +96,22 @@ impl PxeFilter {
         let mut report = self.replace_all_keyed(desired, Some(key))?;
         report.elapsed = start.elapsed();
         Ok(report)
+    }
+
+    /// Whether a whole-list sync of the list `key` ([`ListKey::of_lists`]) would change
+    /// nothing: it is the list applied last, and the policy is still what it left. The caller
+    /// then answers at once, without parsing the list.
+    pub fn unchanged_since(&self, key: ListKey) -> Result<bool, FilterError> {
+        self.still_in_line(key)
+    }
+
+    /// [`PxeFilter::replace_all`] of lists whose key is `key`, remembered as the last applied.
+    pub fn replace_all_as(
+        &self,
+        desired: DesiredLists,
+        key: ListKey,
+    ) -> Result<SyncReport, FilterError> {
+        self.replace_all_keyed(desired, Some(key))
     }
 
     /// Whether the policy is still what the list `key` left, with nothing interrupted since

@@ -445,3 +445,35 @@ fn the_same_list_again_is_answered_only_while_the_policy_is_its_own() {
     assert!(err.to_string().contains("list"), "{err}");
     assert!(f.filter.still_in_line(key).unwrap());
 }
+
+/// `FilterSync`'s two lists, keyed string by string: the same lists again change nothing and
+/// are recognised without a parse while the policy is theirs; the place of each string
+/// (which list, which order) is part of the key.
+#[test]
+fn the_same_two_lists_again_are_recognised_while_the_policy_is_theirs() {
+    let f = fixture(UnknownPolicy::Deny, 1000);
+    let (a, b) = ("aa:00:00:00:00:01", "aa:00:00:00:00:02");
+    let key = ListKey::of_lists(&[a], &[b]);
+    assert_ne!(key, ListKey::of_lists(&[a, b], &[]));
+    assert_ne!(key, ListKey::of_lists(&[b], &[a]));
+    assert_ne!(key, ListKey::of(&format!("{a}\n{b}\n")));
+    assert!(
+        !f.filter.unchanged_since(key).unwrap(),
+        "nothing applied yet"
+    );
+    let lists = DesiredLists::new(&[mac(1)], &[mac(2)]).unwrap();
+    let first = f.filter.replace_all_as(lists.clone(), key).unwrap();
+    assert!(first.did_anything());
+    assert!(f.filter.unchanged_since(key).unwrap());
+    assert!(!f
+        .filter
+        .unchanged_since(ListKey::of_lists(&[b], &[a]))
+        .unwrap());
+    // Another writer's change: the same lists are parsed and applied again.
+    let other = PxeFilter::new(f.filter.cfg.clone(), f._dir.path().join("state"));
+    other.forget(&[mac(1)]).unwrap();
+    assert!(!f.filter.unchanged_since(key).unwrap());
+    let back = f.filter.replace_all_as(lists, key).unwrap();
+    assert_eq!(back.applied.written, 1);
+    assert!(f.filter.unchanged_since(key).unwrap());
+}
