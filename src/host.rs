@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use crate::system::ports::{socket_owners, udp_holders, udp_sockets, PortHolder};
+use crate::system::ports::{socket_owners, udp_holders, udp_holders_of, udp_sockets, PortHolder};
 
 /// Where the host's file trees are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +37,11 @@ impl Host {
     /// The processes holding UDP `port`, with the addresses they hold it on.
     pub fn udp_holders(&self, port: u16) -> Vec<PortHolder> {
         udp_holders(&self.procfs, port)
+    }
+
+    /// The holders of each of `ports`, with one look at every process's descriptors.
+    pub fn udp_holders_of(&self, ports: &[u16]) -> Vec<Vec<PortHolder>> {
+        udp_holders_of(&self.procfs, ports)
     }
 
     /// The sockets on UDP `port`: inode, and the addresses it is bound to.

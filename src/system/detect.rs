@@ -101,7 +101,11 @@ pub async fn detect(
     });
     let (udp67, udp53) = {
         let _p = phase("detect-ports");
-        (host.udp_holders(67), host.udp_holders(53))
+        let mut both = host.udp_holders_of(&[67, 53]).into_iter();
+        (
+            both.next().unwrap_or_default(),
+            both.next().unwrap_or_default(),
+        )
     };
     let facts = Facts {
         binary: version.clone().map(|v| (cfg.paths.dnsmasq.clone(), v)),

@@ -20,29 +20,45 @@ pub struct PortHolder {
 /// The holders of UDP `port`, read from `proc` (normally `/proc`; the current network
 /// namespace's sockets).
 pub fn udp_holders(proc: &Path, port: u16) -> Vec<PortHolder> {
-    let by_inode = udp_sockets(proc, port);
-    if by_inode.is_empty() {
-        return Vec::new();
-    }
-    let inodes: BTreeSet<u64> = by_inode.keys().copied().collect();
-    let mut holders: BTreeMap<u32, PortHolder> = BTreeMap::new();
-    for (inode, pids) in socket_owners(proc, &inodes) {
-        for pid in pids {
-            let holder = holders.entry(pid).or_insert_with(|| PortHolder {
-                pid,
-                command: fs::read_to_string(proc.join(pid.to_string()).join("comm"))
-                    .map(|c| c.trim().to_owned())
-                    .unwrap_or_default(),
-                addresses: Vec::new(),
-            });
-            for a in &by_inode[&inode] {
-                if !holder.addresses.contains(a) {
-                    holder.addresses.push(a.clone());
+    udp_holders_of(proc, &[port]).pop().unwrap_or_default()
+}
+
+/// The holders of each of `ports`, in that order, with one read of every process's
+/// descriptors for all of them.
+pub fn udp_holders_of(proc: &Path, ports: &[u16]) -> Vec<Vec<PortHolder>> {
+    let sockets: Vec<BTreeMap<u64, BTreeSet<String>>> =
+        ports.iter().map(|&p| udp_sockets(proc, p)).collect();
+    let inodes: BTreeSet<u64> = sockets.iter().flat_map(|s| s.keys().copied()).collect();
+    let owners = match inodes.is_empty() {
+        true => BTreeMap::new(),
+        false => socket_owners(proc, &inodes),
+    };
+    let command = |pid: u32| {
+        fs::read_to_string(proc.join(pid.to_string()).join("comm"))
+            .map(|c| c.trim().to_owned())
+            .unwrap_or_default()
+    };
+    sockets
+        .iter()
+        .map(|by_inode| {
+            let mut holders: BTreeMap<u32, PortHolder> = BTreeMap::new();
+            for (inode, addrs) in by_inode {
+                for &pid in owners.get(inode).into_iter().flatten() {
+                    let holder = holders.entry(pid).or_insert_with(|| PortHolder {
+                        pid,
+                        command: command(pid),
+                        addresses: Vec::new(),
+                    });
+                    for a in addrs {
+                        if !holder.addresses.contains(a) {
+                            holder.addresses.push(a.clone());
+                        }
+                    }
                 }
             }
-        }
-    }
-    holders.into_values().collect()
+            holders.into_values().collect()
+        })
+        .collect()
 }
 
 /// Every socket on UDP `port` in the current network namespace: its inode, and the local
@@ -152,6 +168,25 @@ mod tests {
         );
         let v6 = "  sl  local_address ...\n  3: 00000000000000000000000001000000:0035 00000000000000000000000000000000:0000 07 00000000:00000000 00:00000000 00000000   0 0 888 2 0 0\n";
         assert_eq!(parse_table(v6, 53, true), vec![("::1".to_string(), 888)]);
+    }
+
+    /// Two ports, one look at the descriptors: each port's holders, in the order asked.
+    #[test]
+    fn finds_the_holders_of_several_ports_at_once() {
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = std::net::UdpSocket::bind("127.0.0.3:0").unwrap();
+        let (pa, pb) = (
+            a.local_addr().unwrap().port(),
+            b.local_addr().unwrap().port(),
+        );
+        let me = std::process::id();
+        let both = udp_holders_of(Path::new("/proc"), &[pb, pa]);
+        let mine = |holders: &[PortHolder]| {
+            let h = holders.iter().find(|h| h.pid == me).expect("our socket");
+            h.addresses.clone()
+        };
+        assert_eq!(mine(&both[0]), ["127.0.0.3"]);
+        assert_eq!(mine(&both[1]), ["127.0.0.1"]);
     }
 
     #[test]
