@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::cli::{print_out, Cli};
 use crate::filter::etcd::layout::Change;
-use crate::filter::{DesiredLists, PxeFilter, SyncReport, UnknownPolicy, Verdict};
+use crate::filter::{PxeFilter, SyncReport, UnknownPolicy, Verdict};
 use crate::model::MacAddr;
 
 /// Options of `filter`.
@@ -130,8 +130,10 @@ pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<()> {
                     return print_out(&text);
                 }
             }
+            let read = crate::timing::phase("filter list read");
             let text = read_from_start(&input).with_context(|| format!("reading {origin}"))?;
-            filter.replace_all(DesiredLists::parse(&text, &origin)?)?
+            drop(read);
+            filter.replace_all_from(&text, &origin)?
         }
         Op::Unknown { policy } => filter.set_unknown(match policy.as_str() {
             "allow" => Some(UnknownPolicy::Allow),

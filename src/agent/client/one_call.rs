@@ -235,6 +235,27 @@ impl Answers {
     }
 }
 
+/// What the bytes `bytes`, as a bus sends them after the authentication, say about the call
+/// with serial `serial`, fed in pieces of `piece` bytes (0: at once): `Some` once its answer
+/// is among them. For the fuzz target; [`call`] reads the same way.
+pub fn read_answers(
+    bytes: &[u8],
+    serial: u32,
+    piece: usize,
+) -> Result<Option<Result<(), CallError>>, CallError> {
+    let mut answers = Answers::default();
+    for chunk in bytes.chunks(if piece == 0 {
+        bytes.len().max(1)
+    } else {
+        piece
+    }) {
+        if let Some(done) = answers.feed(chunk, serial)? {
+            return Ok(Some(done));
+        }
+    }
+    Ok(None)
+}
+
 /// Reads integers in a message's own byte order.
 #[derive(Debug, Clone, Copy)]
 struct Order {

@@ -185,3 +185,27 @@ fn a_real_bus_answers_in_one_round_trip() {
         Err(CallError::Transport(_))
     ));
 }
+
+/// The fuzz target's seeds are what a bus sends: the answers are found in them, at once and
+/// in pieces.
+#[test]
+fn the_fuzz_seeds_read_as_answers() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/bus_answers");
+    let seed = |name: &str| std::fs::read(dir.join(name)).unwrap()[1..].to_vec();
+    for piece in [0, 1, 5] {
+        assert_eq!(read_answers(&seed("return"), 2, piece), Ok(Some(Ok(()))));
+        match read_answers(&seed("error"), 2, piece) {
+            Ok(Some(Err(CallError::Method { name, message }))) => {
+                assert_eq!(name, "org.freedesktop.DBus.Error.AccessDenied");
+                assert!(message.contains("only root"), "{message}");
+            }
+            other => panic!("expected AccessDenied, got {other:?}"),
+        }
+        assert!(matches!(
+            read_answers(&seed("rejected"), 2, piece),
+            Err(CallError::Rejected(_))
+        ));
+        // Another serial's answer is not this call's.
+        assert_eq!(read_answers(&seed("return"), 3, piece), Ok(None));
+    }
+}
