@@ -547,3 +547,90 @@ fn the_daemon_refuses_a_non_root_caller_that_the_bus_let_through() {
         .unwrap();
     assert!(!out(&list).contains("52:54:00:00:00:02"), "{}", out(&list));
 }
+
+/// The daemon's loop sends `NetworksChanged` through the connection its D-Bus thread serves:
+/// a listener sees the new set of networks after a reconcile that changed it.
+#[test]
+fn networks_changed_reaches_a_listener() {
+    let bus = PrivateBus::start();
+    let (lab, cfg) = lab_with_network("dbus_signal");
+    start_agent(&lab, &cfg, &bus);
+    let managed = || {
+        let got = bus
+            .busctl()
+            .args(["get-property", NAME, PATH, NAME, "ManagedNetworks"])
+            .output()
+            .unwrap();
+        out(&got).trim().to_owned()
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || managed() == "as 1 \"lab\""),
+        "{}",
+        managed()
+    );
+    let mut monitor = std::process::Command::new("gdbus")
+        .args(["monitor", "--address", &bus.address, "--dest", NAME])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("gdbus (package libglib2.0-bin) must be installed");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = monitor.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The lines until one matches `want`, for at most 10 s: (matched, the others).
+    let until = |want: &dyn Fn(&str) -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if want(&line) => return (true, seen),
+                Ok(line) => seen.push(line),
+                Err(_) => return (false, seen),
+            }
+        }
+    };
+    // gdbus says whose the name is once its match rules are in place.
+    let (subscribed, seen) = until(&|l| l.contains("is owned by"));
+    assert!(subscribed, "gdbus monitor did not start: {seen:#?}");
+    lab.add_bridge("vqd1", "10.89.1.1/24");
+    write_node(
+        lab.dir(),
+        "node.xml",
+        &[
+            TestNet {
+                name: "lab",
+                bridge: "vqd0",
+                ip: "10.89.0.1/24",
+                dhcp: Some(r#"<virtmasq:range start="10.89.0.100" end="10.89.0.150"/>"#),
+            },
+            TestNet {
+                name: "lab2",
+                bridge: "vqd1",
+                ip: "10.89.1.1/24",
+                dhcp: Some(r#"<virtmasq:range start="10.89.1.100" end="10.89.1.150"/>"#),
+            },
+        ],
+    );
+    let asked = bus
+        .busctl()
+        .args(["call", NAME, PATH, NAME, "Reconcile"])
+        .output()
+        .unwrap();
+    assert!(asked.status.success(), "{}", out(&asked));
+    let (signalled, seen) = until(&|l| l.contains("NetworksChanged") && l.contains("'lab2'"));
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    assert!(signalled, "no NetworksChanged with lab2: {seen:#?}");
+    assert_eq!(managed(), "as 2 \"lab\" \"lab2\"");
+}
