@@ -64,7 +64,7 @@ const MAX_READ: usize = 1 << 20;
 /// `timeout` in all for its answer.
 pub fn call(socket: &Path, call: &Call<'_>, timeout: Duration) -> Result<(), CallError> {
     let deadline = std::time::Instant::now() + timeout;
-    let mut stream = UnixStream::connect(socket).map_err(|e| transport("connect", e))?;
+    let mut stream = connect(socket).map_err(|e| transport("connect", e))?;
     // SAFETY: geteuid has no preconditions and cannot fail.
     let uid = unsafe { libc::geteuid() };
     let mut out = auth_lines(uid);
@@ -95,6 +95,25 @@ pub fn call(socket: &Path, call: &Call<'_>, timeout: Duration) -> Result<(), Cal
             return done;
         }
     }
+}
+
+/// Connects without waiting: a bus whose backlog is full (it accepts no one) is an error at
+/// once, where a blocking connect would wait for it without end.
+fn connect(socket: &Path) -> std::io::Result<UnixStream> {
+    use nix::sys::socket::{socket as new_socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    let fd = new_socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )?;
+    nix::sys::socket::connect(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &UnixAddr::new(socket)?,
+    )?;
+    let stream = UnixStream::from(fd);
+    stream.set_nonblocking(false)?;
+    Ok(stream)
 }
 
 /// `Hello`, the first message on a bus connection.

@@ -209,3 +209,51 @@ fn the_fuzz_seeds_read_as_answers() {
         assert_eq!(read_answers(&seed("return"), 3, piece), Ok(None));
     }
 }
+
+/// A bus that accepts no one (its backlog full) is an error at once; one that accepts and
+/// never answers, an error when the time is up: the hook then signals the daemon instead.
+#[test]
+fn a_bus_that_does_not_answer_is_an_error_in_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stuck");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    // Fill its backlog: connections nobody accepts, until one is refused.
+    let mut held = Vec::new();
+    let full = (0..10_000).any(|_| match connect(&path) {
+        Ok(s) => {
+            held.push(s);
+            false
+        }
+        Err(_) => true,
+    });
+    assert!(full, "the backlog never filled");
+    let start = std::time::Instant::now();
+    assert!(matches!(
+        call(&path, &REPORT, Duration::from_secs(5)),
+        Err(CallError::Transport(_))
+    ));
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    drop(held);
+    drop(listener);
+    // Accepted, never answered.
+    let path = dir.path().join("mute");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let keep = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
+    let start = std::time::Instant::now();
+    match call(&path, &REPORT, Duration::from_millis(300)) {
+        Err(CallError::Transport(e)) => {
+            assert!(e.contains("no answer") || e.contains("read"), "{e}")
+        }
+        other => panic!("expected no answer, got {other:?}"),
+    }
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+    drop(keep.join());
+}
