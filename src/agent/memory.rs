@@ -62,15 +62,17 @@ struct Mapping {
     path: String,
     rss_kb: u64,
     anonymous_kb: u64,
-    private_dirty_kb: u64,
     locked: bool,
 }
 
 impl Mapping {
     /// A private, read-only mapping of a file whose pages are all the file's own (none copied
-    /// on write, none dirty, none locked): dropping our page-table entries for it loses
-    /// nothing, as the next access maps the page cache's copy again. The kernel's reclaim
-    /// does the same to such pages under memory pressure.
+    /// on write, none locked): dropping our page-table entries for it loses nothing, as the
+    /// next access maps the page cache's copy again. The kernel's reclaim does the same to
+    /// such pages under memory pressure. A copied page is counted as anonymous; a page that
+    /// smaps counts as dirty without being anonymous is the page cache's own, written by the
+    /// file's writer and not yet on disk (the daemon's binary for half a minute after it is
+    /// installed), and stays in the page cache just the same.
     fn clean_file_pages(&self) -> bool {
         let p = self.perms.as_bytes();
         p.len() == 4
@@ -80,7 +82,6 @@ impl Mapping {
             && !self.path.ends_with(" (deleted)")
             && self.rss_kb > 0
             && self.anonymous_kb == 0
-            && self.private_dirty_kb == 0
             && !self.locked
     }
 }
@@ -104,8 +105,6 @@ fn mappings(smaps: &str) -> Vec<Mapping> {
             m.rss_kb = kb(rest);
         } else if let Some(rest) = line.strip_prefix("Anonymous:") {
             m.anonymous_kb = kb(rest);
-        } else if let Some(rest) = line.strip_prefix("Private_Dirty:") {
-            m.private_dirty_kb = kb(rest);
         } else if let Some(rest) = line.strip_prefix("Locked:") {
             m.locked |= kb(rest) != 0;
         } else if let Some(rest) = line.strip_prefix("VmFlags:") {
@@ -132,7 +131,6 @@ fn header(line: &str) -> Option<Mapping> {
         path,
         rss_kb: 0,
         anonymous_kb: u64::MAX,
-        private_dirty_kb: u64::MAX,
         locked: false,
     })
 }
@@ -151,7 +149,7 @@ pub fn release_clean_code() -> std::io::Result<Released> {
     let mut done = Released::default();
     for m in mappings(&smaps).iter().filter(|m| m.clean_file_pages()) {
         // SAFETY: the range is one whole mapping of this process, read-only and private,
-        // with no page of its own (no anonymous, dirty or locked page); MADV_DONTNEED on it
+        // with no page of its own (no anonymous or locked page); MADV_DONTNEED on it
         // only unmaps page-cache pages, which the next access maps again unchanged.
         let r = unsafe {
             libc::madvise(

@@ -120,3 +120,52 @@ fn released_pages_come_back_unchanged_and_copied_pages_stay() {
         libc::munmap(copied.cast(), LEN);
     }
 }
+
+/// Pages of a file just written, not yet on disk, are dirty in the page cache: smaps counts
+/// them as dirty, none is anonymous, and they are released and come back unchanged (as the
+/// daemon's binary right after it is installed).
+#[test]
+fn pages_the_writer_left_dirty_are_released_too() {
+    const LEN: usize = 64 * 4096;
+    let bytes: Vec<u8> = (0..LEN).map(|i| (i % 241) as u8).collect();
+    let mut named = tempfile::NamedTempFile::new().unwrap();
+    named.write_all(&bytes).unwrap();
+    let file = named.as_file();
+    let mapped = map(file, LEN, libc::PROT_READ);
+    // SAFETY: the mapping is LEN bytes long and lives until the munmap below.
+    let seen: Vec<u8> = (0..LEN)
+        .map(|i| unsafe { mapped.add(i).read_volatile() })
+        .collect();
+    assert_eq!(seen, bytes);
+    let dirty_kb = {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let at = format!("{:x}-", mapped as usize);
+        let section = smaps.split_once(&at).expect("the mapping in smaps").1;
+        let line = (section.lines())
+            .find(|l| l.starts_with("Private_Dirty:"))
+            .unwrap()
+            .to_owned();
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    assert!(
+        dirty_kb > 0,
+        "the file's pages were already written back: this test proves nothing"
+    );
+    assert!(rss_at(mapped as usize) >= 200);
+    release_clean_code().unwrap();
+    assert_eq!(
+        rss_at(mapped as usize),
+        0,
+        "dirty page-cache pages stayed mapped"
+    );
+    // SAFETY: as above.
+    unsafe {
+        let seen: Vec<u8> = (0..LEN).map(|i| mapped.add(i).read_volatile()).collect();
+        assert_eq!(seen, bytes, "the pages came back unchanged");
+        libc::munmap(mapped.cast(), LEN);
+    }
+}
