@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use crate::system::ports::{socket_owners, udp_holders, udp_holders_of, udp_sockets, PortHolder};
+use crate::system::ports::{socket_owners, udp_holders_of, udp_sockets, PortHolder};
 
 /// Where the host's file trees are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,12 +34,8 @@ impl Host {
         self.sysfs.join("class/net").join(name).exists()
     }
 
-    /// The processes holding UDP `port`, with the addresses they hold it on.
-    pub fn udp_holders(&self, port: u16) -> Vec<PortHolder> {
-        udp_holders(&self.procfs, port)
-    }
-
-    /// The holders of each of `ports`, with one look at every process's descriptors.
+    /// The processes holding each of `ports` (UDP), with the addresses they hold it on, from
+    /// one look at every process's descriptors.
     pub fn udp_holders_of(&self, ports: &[u16]) -> Vec<Vec<PortHolder>> {
         udp_holders_of(&self.procfs, ports)
     }
@@ -82,6 +78,6 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("sys/class/net/br-x")).unwrap();
         assert!(host.interface_exists("br-x"));
         assert!(Host::real().interface_exists("lo"));
-        assert!(host.udp_holders(53).is_empty());
+        assert!(host.udp_holders_of(&[53])[0].is_empty());
     }
 }

@@ -23,11 +23,12 @@ pub fn udp_holders(proc: &Path, port: u16) -> Vec<PortHolder> {
     udp_holders_of(proc, &[port]).pop().unwrap_or_default()
 }
 
-/// The holders of each of `ports`, in that order, with one read of every process's
-/// descriptors for all of them.
+/// The holders of each of `ports`, in that order, with one read of the socket tables and one
+/// of every process's descriptors for all of them.
 pub fn udp_holders_of(proc: &Path, ports: &[u16]) -> Vec<Vec<PortHolder>> {
+    let tables = udp_tables(proc);
     let sockets: Vec<BTreeMap<u64, BTreeSet<String>>> =
-        ports.iter().map(|&p| udp_sockets(proc, p)).collect();
+        ports.iter().map(|&p| sockets_in(&tables, p)).collect();
     let inodes: BTreeSet<u64> = sockets.iter().flat_map(|s| s.keys().copied()).collect();
     let owners = match inodes.is_empty() {
         true => BTreeMap::new(),
@@ -65,12 +66,23 @@ pub fn udp_holders_of(proc: &Path, ports: &[u16]) -> Vec<Vec<PortHolder>> {
 /// addresses it is bound to. Two reads of /proc/net/udp{,6}, each in one large buffer (the
 /// kernel walks its whole UDP hash table for every read).
 pub fn udp_sockets(proc: &Path, port: u16) -> BTreeMap<u64, BTreeSet<String>> {
+    sockets_in(&udp_tables(proc), port)
+}
+
+/// /proc/net/udp and udp6 as read (each with whether it is the IPv6 one); a table that cannot
+/// be read is left out.
+fn udp_tables(proc: &Path) -> Vec<(String, bool)> {
+    [("net/udp", false), ("net/udp6", true)]
+        .into_iter()
+        .filter_map(|(file, v6)| Some((read_table(&proc.join(file))?, v6)))
+        .collect()
+}
+
+/// The sockets on `port` in `tables`: inode, and the local addresses it is bound to.
+fn sockets_in(tables: &[(String, bool)], port: u16) -> BTreeMap<u64, BTreeSet<String>> {
     let mut by_inode: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
-    for (file, v6) in [("net/udp", false), ("net/udp6", true)] {
-        let Some(text) = read_table(&proc.join(file)) else {
-            continue;
-        };
-        for (addr, inode) in parse_table(&text, port, v6) {
+    for (text, v6) in tables {
+        for (addr, inode) in parse_table(text, port, *v6) {
             by_inode.entry(inode).or_default().insert(addr);
         }
     }
