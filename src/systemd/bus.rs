@@ -2,10 +2,10 @@
 //!
 //! zbus connects a `unix:path=` socket in a blocking task, which starts a thread of the
 //! runtime's blocking pool, and a current-thread runtime joins that thread when it shuts down:
-//! a thread's start and join on the libvirt hook's path, for a `connect` that never blocks. A socket on a path is connected here directly (a
-//! non-blocking connect: a bus whose backlog is full is an error, not a wait), then handed to
-//! zbus for the handshake. Any other address (`unix:abstract=`, `tcp:`, several addresses, a
-//! path with escapes) is left to zbus.
+//! a thread's start and join on the libvirt hook's path, for a `connect` that never blocks. A
+//! socket on a path is connected here directly (a non-blocking connect: a bus whose backlog
+//! is full is an error, not a wait), then handed to zbus for the handshake. Any other address
+//! (`unix:abstract=`, `tcp:`, several addresses, a path with escapes) is left to zbus.
 
 use std::path::PathBuf;
 use std::str::FromStr;

@@ -81,6 +81,17 @@ fn map(file: &std::fs::File, len: usize, prot: libc::c_int) -> *mut u8 {
     p.cast()
 }
 
+/// The `len` bytes mapped at `p`, each read through the mapping.
+///
+/// # Safety
+/// `p` must be a live mapping of at least `len` readable bytes.
+unsafe fn read(p: *const u8, len: usize) -> Vec<u8> {
+    // SAFETY: as the caller promised.
+    (0..len)
+        .map(|i| unsafe { p.add(i).read_volatile() })
+        .collect()
+}
+
 #[test]
 fn released_pages_come_back_unchanged_and_copied_pages_stay() {
     const LEN: usize = 64 * 4096;
@@ -94,8 +105,7 @@ fn released_pages_come_back_unchanged_and_copied_pages_stay() {
     let copied = map(file, LEN, libc::PROT_READ | libc::PROT_WRITE);
     // SAFETY: both mappings are LEN bytes long and live until the munmap below.
     unsafe {
-        let seen: Vec<u8> = (0..LEN).map(|i| clean.add(i).read_volatile()).collect();
-        assert_eq!(seen, bytes);
+        assert_eq!(read(clean, LEN), bytes);
         copied.add(5).write_volatile(0xee); // a page of its own, as a relocation makes
         assert_eq!(libc::mprotect(copied.cast(), LEN, libc::PROT_READ), 0);
     }
@@ -113,8 +123,11 @@ fn released_pages_come_back_unchanged_and_copied_pages_stay() {
     );
     // SAFETY: as above.
     unsafe {
-        let seen: Vec<u8> = (0..LEN).map(|i| clean.add(i).read_volatile()).collect();
-        assert_eq!(seen, bytes, "the pages came back from the file unchanged");
+        assert_eq!(
+            read(clean, LEN),
+            bytes,
+            "the pages came back from the file unchanged"
+        );
         assert_eq!(copied.add(5).read_volatile(), 0xee, "a copied page is kept");
         libc::munmap(clean.cast(), LEN);
         libc::munmap(copied.cast(), LEN);
@@ -133,10 +146,7 @@ fn pages_the_writer_left_dirty_are_released_too() {
     let file = named.as_file();
     let mapped = map(file, LEN, libc::PROT_READ);
     // SAFETY: the mapping is LEN bytes long and lives until the munmap below.
-    let seen: Vec<u8> = (0..LEN)
-        .map(|i| unsafe { mapped.add(i).read_volatile() })
-        .collect();
-    assert_eq!(seen, bytes);
+    assert_eq!(unsafe { read(mapped, LEN) }, bytes);
     let dirty_kb = {
         let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
         let at = format!("{:x}-", mapped as usize);
@@ -164,8 +174,7 @@ fn pages_the_writer_left_dirty_are_released_too() {
     );
     // SAFETY: as above.
     unsafe {
-        let seen: Vec<u8> = (0..LEN).map(|i| mapped.add(i).read_volatile()).collect();
-        assert_eq!(seen, bytes, "the pages came back unchanged");
+        assert_eq!(read(mapped, LEN), bytes, "the pages came back unchanged");
         libc::munmap(mapped.cast(), LEN);
     }
 }

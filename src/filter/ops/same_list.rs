@@ -84,7 +84,7 @@ impl PxeFilter {
     pub fn replace_all_from(&self, text: &str, origin: &str) -> Result<SyncReport, FilterError> {
         let start = Instant::now();
         let key = ListKey::of(text);
-        if self.still_in_line(key)? {
+        if self.unchanged_since(key)? {
             return Ok(SyncReport {
                 elapsed: start.elapsed(),
                 ..SyncReport::default()
@@ -98,13 +98,6 @@ impl PxeFilter {
         Ok(report)
     }
 
-    /// Whether a whole-list sync of the list `key` ([`ListKey::of_lists`]) would change
-    /// nothing: it is the list applied last, and the policy is still what it left. The caller
-    /// then answers at once, without parsing the list.
-    pub fn unchanged_since(&self, key: ListKey) -> Result<bool, FilterError> {
-        self.still_in_line(key)
-    }
-
     /// [`PxeFilter::replace_all`] of lists whose key is `key`, remembered as the last applied.
     pub fn replace_all_as(
         &self,
@@ -114,9 +107,12 @@ impl PxeFilter {
         self.replace_all_keyed(desired, Some(key))
     }
 
-    /// Whether the policy is still what the list `key` left, with nothing interrupted since
-    /// (a pending mark that is not this process's own asks for a look at the whole directory).
-    pub(super) fn still_in_line(&self, key: ListKey) -> Result<bool, FilterError> {
+    /// Whether a whole-list sync of the list `key` ([`ListKey::of`], [`ListKey::of_lists`])
+    /// would change nothing: it is the list applied last, the policy is still what it left,
+    /// and nothing was interrupted since (a pending mark that is not this process's own asks
+    /// for a look at the whole directory). The caller then answers at once, without parsing
+    /// the list.
+    pub fn unchanged_since(&self, key: ListKey) -> Result<bool, FilterError> {
         let Some(version) = self.store.version()? else {
             return Ok(false);
         };

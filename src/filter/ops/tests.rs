@@ -403,13 +403,16 @@ fn the_same_list_again_is_answered_only_while_the_policy_is_its_own() {
     let hd = f.filter.hostsdir().to_owned();
     let text = "aa:00:00:00:00:01\n";
     let key = same_list::ListKey::of(text);
-    assert!(!f.filter.still_in_line(key).unwrap(), "nothing applied yet");
+    assert!(
+        !f.filter.unchanged_since(key).unwrap(),
+        "nothing applied yet"
+    );
     let first = f.filter.replace_all_from(text, "list").unwrap();
     assert_eq!(first.applied.written, 2, "the allowed MAC and the wildcard");
-    assert!(f.filter.still_in_line(key).unwrap());
+    assert!(f.filter.unchanged_since(key).unwrap());
     assert!(!f
         .filter
-        .still_in_line(same_list::ListKey::of("aa:00:00:00:00:02\n"))
+        .unchanged_since(same_list::ListKey::of("aa:00:00:00:00:02\n"))
         .unwrap());
     let again = f.filter.replace_all_from(text, "list").unwrap();
     assert!(!again.did_anything());
@@ -418,7 +421,7 @@ fn the_same_list_again_is_answered_only_while_the_policy_is_its_own() {
     let other = PxeFilter::new(f.filter.cfg.clone(), f._dir.path().join("state"));
     other.deny(&[mac(1)]).unwrap();
     assert!(
-        !f.filter.still_in_line(key).unwrap(),
+        !f.filter.unchanged_since(key).unwrap(),
         "another writer's change went unseen"
     );
     let back = f.filter.replace_all_from(text, "list").unwrap();
@@ -431,7 +434,7 @@ fn the_same_list_again_is_answered_only_while_the_policy_is_its_own() {
         .unwrap();
     fs::write(hd.join("aa-00-00-00-00-01"), "").unwrap();
     assert!(
-        !f.filter.still_in_line(key).unwrap(),
+        !f.filter.unchanged_since(key).unwrap(),
         "a foreign pending mark was ignored"
     );
     f.filter.replace_all_from(text, "list").unwrap();
@@ -443,7 +446,7 @@ fn the_same_list_again_is_answered_only_while_the_policy_is_its_own() {
         .replace_all_from("not-a-mac\n", "list")
         .unwrap_err();
     assert!(err.to_string().contains("list"), "{err}");
-    assert!(f.filter.still_in_line(key).unwrap());
+    assert!(f.filter.unchanged_since(key).unwrap());
 }
 
 /// `FilterSync`'s two lists, keyed string by string: the same lists again change nothing and
